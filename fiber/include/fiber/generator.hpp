@@ -1,0 +1,280 @@
+// fiber::generator<Yield, Send>: Python's generators, stackful.
+//
+//   fiber::generator<std::string, int> consumer{[](auto& co) {
+//     std::string reply;
+//     while (int n = co.yield(reply))   // n = yield r
+//       reply = "200 OK";
+//   }};
+//   consumer.start();                   // c.send(None): run to the first yield
+//   std::string r = consumer.send(1);   // r = c.send(1)
+//   consumer.close();                   // c.close()
+//
+// The body runs on its own stack, so any function it calls, however deep, can
+// yield through the yielder reference; a C++20 coroutine can only suspend in its
+// own frame.
+//
+// Rules (Python's):
+//   - start() runs the body to its first yield and returns the yielded value.
+//   - send(x) resumes the body, making its pending yield() return x, and returns the
+//     next yielded value. send() before start() is an error.
+//   - If the body returns instead of yielding, start()/send()/next() throw
+//     fiber::stop_iteration; so does any resumption of a finished generator.
+//   - An exception escaping the body propagates out of the call that resumed it.
+//   - close() raises fiber::generator_exit at the pending yield so the body's stack
+//     unwinds; it succeeds if the body lets that propagate or returns, and throws
+//     fiber::error if the body yields again. Closing an unstarted or finished
+//     generator just finishes it. Destroying an unfinished generator closes it.
+//   - throw_exception(e) raises e at the pending yield (Python's throw()).
+//   - With Send = void, a generator is an input range: for (auto& v : g).
+#pragma once
+
+#include <cstddef>
+#include <cstdio>
+#include <exception>
+#include <iterator>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+#include "fiber/context.hpp"
+
+namespace fiber {
+
+namespace detail {
+struct no_send_value {};
+void report_generator_destruction_error(std::exception_ptr error) noexcept;
+}  // namespace detail
+
+template <class Yield, class Send = void>
+class generator {
+  static_assert(std::is_object_v<Yield> && !std::is_array_v<Yield>,
+                "fiber::generator<Yield, Send>: Yield must be an object type");
+  static_assert(std::is_void_v<Send> || (std::is_object_v<Send> && !std::is_array_v<Send>),
+                "fiber::generator<Yield, Send>: Send must be void or an object type");
+
+  using send_arg = std::conditional_t<std::is_void_v<Send>, detail::no_send_value, Send>;
+
+ public:
+  /// What the body receives. Lives on the generator's own stack.
+  class yielder {
+   public:
+    /// Suspends the body, handing `value` to whoever resumed it; returns the value
+    /// sent by the next send() (nothing when Send = void). Throws what close() or
+    /// throw_exception() raise at this point.
+    Send yield(Yield value) {
+      out_ = std::addressof(value);
+      caller_ = std::move(caller_).resume();
+      if (inject_) [[unlikely]]
+        std::rethrow_exception(std::exchange(inject_, nullptr));
+      if constexpr (!std::is_void_v<Send>) return std::move(*in_);
+    }
+
+    yielder(const yielder&) = delete;
+    yielder& operator=(const yielder&) = delete;
+
+   private:
+    friend class generator;
+    yielder() = default;
+
+    context caller_;               // who resumed the body: where yield() goes
+    Yield* out_ = nullptr;         // the value being yielded, in yield()'s frame
+    send_arg* in_ = nullptr;       // the value being sent, in send()'s frame
+    std::exception_ptr inject_;    // raised at the pending yield when set
+    std::exception_ptr* escaped_ = nullptr;  // where an exception leaving the body goes
+  };
+
+  /// A generator whose body is `body(yielder&)`, on a protected stack of
+  /// default_stack_size. Nothing runs until start() (or next(), or begin()).
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, generator>>>
+  explicit generator(F&& body) : generator(std::allocator_arg, protected_stack{}, std::forward<F>(body)) {}
+
+  /// The same, with the stack taken from `allocator` (see stack.hpp).
+  template <class StackAllocator, class F>
+  generator(std::allocator_arg_t, StackAllocator allocator, F&& body) {
+    static_assert(std::is_invocable_v<std::decay_t<F>&, yielder&>,
+                  "fiber::generator body must be callable as body(yielder&)");
+    auto made = detail::make_fiber<body_fiber<std::decay_t<F>>>(std::move(allocator), std::forward<F>(body));
+    fiber_ = context(made.sp);
+    y_ = made.fn;
+  }
+
+  generator(generator&& other) noexcept
+      : fiber_(std::move(other.fiber_)),
+        y_(std::exchange(other.y_, nullptr)),
+        escaped_(std::move(other.escaped_)),
+        started_(other.started_) {}
+  generator& operator=(generator&& other) noexcept {
+    generator(std::move(other)).swap(*this);
+    return *this;
+  }
+  generator(const generator&) = delete;
+  generator& operator=(const generator&) = delete;
+
+  ~generator() {
+    if (!fiber_ || !started_) return;  // an unstarted fiber is ended by ~context
+    try {
+      close();
+    } catch (...) {
+      // As Python does for a generator collected while suspended: report, go on.
+      detail::report_generator_destruction_error(std::current_exception());
+    }
+    // If the body yielded again after generator_exit, ~context unwinds it by force.
+  }
+
+  void swap(generator& other) noexcept {
+    fiber_.swap(other.fiber_);
+    std::swap(y_, other.y_);
+    escaped_.swap(other.escaped_);
+    std::swap(started_, other.started_);
+  }
+
+  /// Python's send(None) on a new generator: runs the body to its first yield.
+  Yield start() {
+    if (started_) throw error("fiber::generator::start(): the generator has already started");
+    started_ = true;
+    return resume_for_value();
+  }
+
+  /// Resumes the body, whose pending yield() returns `value`; returns what it
+  /// yields next. Throws stop_iteration if the body has finished or finishes now.
+  Yield send(send_arg value)
+    requires(!std::is_void_v<Send>)
+  {
+    if (!started_) throw error("fiber::generator::send(): the generator has not started; call start() first");
+    if (!fiber_) throw stop_iteration("fiber::generator::send(): the generator has finished");
+    y_->in_ = std::addressof(value);
+    return resume_for_value();
+  }
+
+  /// The next yielded value, starting the generator if needed (Python's next()).
+  Yield next()
+    requires(std::is_void_v<Send>)
+  {
+    if (started_ && !fiber_) throw stop_iteration("fiber::generator::next(): the generator has finished");
+    started_ = true;
+    return resume_for_value();
+  }
+
+  /// Raises `e` at the pending yield and returns the next yielded value (Python's
+  /// throw()). On an unstarted generator the body never runs and `e` is rethrown;
+  /// on a finished one `e` is rethrown.
+  Yield throw_exception(std::exception_ptr e) {
+    if (!e) throw error("fiber::generator::throw_exception(): null exception_ptr");
+    if (!started_) {
+      started_ = true;
+      fiber_ = context{};
+      y_ = nullptr;
+    }
+    if (!fiber_) std::rethrow_exception(e);
+    y_->inject_ = std::move(e);
+    return resume_for_value();
+  }
+  template <class E>
+  Yield throw_exception(E&& e) {
+    return throw_exception(std::make_exception_ptr(std::forward<E>(e)));
+  }
+
+  /// Raises generator_exit at the pending yield so the body unwinds (Python's
+  /// close()). Throws fiber::error if the body yields instead, and propagates any
+  /// other exception the body throws while closing.
+  void close() {
+    if (!fiber_) return;
+    if (!started_) {
+      started_ = true;
+      fiber_ = context{};
+      y_ = nullptr;
+      return;
+    }
+    y_->inject_ = std::make_exception_ptr(generator_exit{});
+    try {
+      if (!resume()) return;
+    } catch (const generator_exit&) {
+      return;
+    }
+    throw error("fiber::generator::close(): the body yielded after generator_exit instead of finishing");
+  }
+
+  /// True once the body has finished (returned, thrown, or been closed).
+  bool done() const noexcept { return started_ && !fiber_; }
+  bool started() const noexcept { return started_; }
+
+  // ---- input range, for Send = void ----
+  class iterator {
+   public:
+    using value_type = Yield;
+    using difference_type = std::ptrdiff_t;
+    using reference = Yield&;
+    using iterator_concept = std::input_iterator_tag;
+
+    iterator() = default;
+    Yield& operator*() const { return *g_->y_->out_; }
+    Yield* operator->() const { return g_->y_->out_; }
+    iterator& operator++() {
+      g_->resume();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return it.g_->done(); }
+
+   private:
+    friend class generator;
+    explicit iterator(generator* g) : g_(g) {}
+    generator* g_ = nullptr;
+  };
+
+  iterator begin()
+    requires(std::is_void_v<Send>)
+  {
+    if (!started_) {
+      started_ = true;
+      resume();
+    }
+    return iterator(this);
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  template <class F>
+  struct body_fiber : yielder {
+    template <class G>
+    explicit body_fiber(G&& g) : body(std::forward<G>(g)) {}
+
+    context operator()(context&& caller) {
+      this->caller_ = std::move(caller);
+      try {
+        std::invoke(body, static_cast<yielder&>(*this));
+      } catch (const detail::forced_unwind&) {
+        throw;  // the generator is being destroyed: let the context layer end us
+      } catch (...) {
+        *this->escaped_ = std::current_exception();
+      }
+      return std::move(this->caller_);
+    }
+
+    F body;
+  };
+
+  // Resumes the body. Returns true if it yielded, false if it returned; rethrows
+  // what escaped it.
+  bool resume() {
+    y_->escaped_ = &escaped_;
+    fiber_ = std::move(fiber_).resume();
+    if (fiber_) [[likely]]
+      return true;
+    y_ = nullptr;  // the record holding it is gone with the fiber
+    if (escaped_) std::rethrow_exception(std::exchange(escaped_, nullptr));
+    return false;
+  }
+
+  Yield resume_for_value() {
+    if (!resume()) throw stop_iteration("fiber::generator: the body returned instead of yielding");
+    return std::move(*y_->out_);
+  }
+
+  context fiber_;                 // the body's fiber while it is suspended
+  yielder* y_ = nullptr;          // inside the fiber's record; null once it ended
+  std::exception_ptr escaped_;    // filled by the body's fiber as it ends by exception
+  bool started_ = false;
+};
+
+}  // namespace fiber

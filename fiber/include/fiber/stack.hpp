@@ -1,0 +1,84 @@
+// Stacks for fibers.
+//
+// A stack allocator is any copyable type with
+//     stack_memory allocate();                  // throws on failure
+//     void deallocate(stack_memory) noexcept;
+// A fiber keeps its allocator (a copy) for as long as it lives and gives the stack
+// back to it when it ends. Three are provided:
+//   protected_stack  one mmap per stack, with a PROT_NONE guard page below it;
+//   pooled_stack     protected stacks kept for reuse after a fiber ends (bounded);
+//   stack_view       memory the caller owns, for code that cannot or will not mmap.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+namespace fiber {
+
+/// Usable size of a stack when none is given.
+inline constexpr std::size_t default_stack_size = 64 * 1024;
+
+/// The smallest usable size any allocator accepts: room for the fiber's own
+/// bookkeeping and a few frames. Real code wants much more.
+inline constexpr std::size_t min_stack_size = 2048;
+
+/// A usable stack range: [base, base + size). The stack grows down from base + size.
+struct stack_memory {
+  void* base = nullptr;
+  std::size_t size = 0;
+  void* top() const noexcept { return static_cast<char*>(base) + size; }
+};
+
+/// The system's page size.
+std::size_t page_size() noexcept;
+
+/// One mmap per stack: `size` usable bytes (rounded up to whole pages, committed by
+/// the OS only when touched) above one inaccessible guard page, so running off the
+/// end faults instead of silently overwriting other memory.
+class protected_stack {
+ public:
+  explicit protected_stack(std::size_t size = default_stack_size);
+  /// Throws stack_allocation_error (a std::bad_alloc) naming the size on failure.
+  stack_memory allocate() const;
+  void deallocate(stack_memory stack) const noexcept;
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  std::size_t size_;
+};
+
+namespace detail {
+class stack_pool;
+}
+
+/// Protected stacks of one size, kept after their fiber ends for the next fiber
+/// instead of being unmapped: no system call on the common path. At most
+/// `max_cached` free stacks are kept; beyond that they are unmapped. Copies share
+/// one pool, which is safe to use from several threads and lives as long as its
+/// last copy (or last fiber using it).
+class pooled_stack {
+ public:
+  explicit pooled_stack(std::size_t size = default_stack_size, std::size_t max_cached = 256);
+  stack_memory allocate() const;
+  void deallocate(stack_memory stack) const noexcept;
+  std::size_t size() const noexcept;
+  /// Free stacks held now, for reuse.
+  std::size_t cached() const noexcept;
+
+ private:
+  std::shared_ptr<detail::stack_pool> pool_;
+};
+
+/// Caller-supplied memory: `size` bytes at `pointer`, used as one fiber's stack.
+/// There is no guard page; the memory must outlive the fiber and serve one fiber
+/// at a time. allocate() throws fiber::error if the range is null or smaller than
+/// min_stack_size.
+struct stack_view {
+  void* pointer = nullptr;
+  std::size_t size = 0;
+
+  stack_memory allocate() const;
+  void deallocate(stack_memory) const noexcept {}
+};
+
+}  // namespace fiber

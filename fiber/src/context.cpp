@@ -1,0 +1,93 @@
+#include "fiber/context.hpp"
+
+#include <unwind.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace fiber::detail {
+
+void throw_empty_resume() {
+  throw error("fiber::context::resume(): the context is empty (moved from, already resumed, or a fiber that has ended)");
+}
+
+void throw_stack_too_small(std::size_t size, std::size_t needed) {
+  throw error("fiber: a stack of " + std::to_string(size) + " bytes is too small for a fiber (at least " +
+              std::to_string(needed) + " bytes are needed)");
+}
+
+void fatal(const char* message) noexcept {
+  std::fputs(message, stderr);
+  std::fputc('\n', stderr);
+  std::fflush(stderr);
+  std::abort();
+}
+
+forced_unwind::~forced_unwind() {
+  if (armed_)
+    fatal("fiber: the forced unwind of a fiber being destroyed was caught and not rethrown "
+          "(catch (...) without `throw;`); the fiber cannot be ended safely");
+}
+
+// Labels around the code every fiber starts in (arch/): the outermost frame of
+// every fiber stack, where the unwinder stops.
+extern "C" const char fiber_trampoline[];
+extern "C" const char fiber_trampoline_end[];
+
+namespace {
+// Whether the running code is on a fiber's stack: the unwinder walks the frames up
+// to the outermost one, and on a fiber that is the trampoline. Only used on the
+// slow path, when a context is destroyed.
+bool running_on_fiber_stack() noexcept {
+  std::uintptr_t last_ip = 0;
+  _Unwind_Backtrace(
+      [](_Unwind_Context* ctx, void* arg) -> _Unwind_Reason_Code {
+        // The walk ends with a frame whose IP is 0 (the trampoline's undefined
+        // return address): keep the last real one.
+        if (std::uintptr_t ip = _Unwind_GetIP(ctx)) *static_cast<std::uintptr_t*>(arg) = ip;
+        return _URC_NO_REASON;
+      },
+      &last_ip);
+  // The recorded IP is a return address: just past the call in the trampoline.
+  return last_ip > reinterpret_cast<std::uintptr_t>(fiber_trampoline) &&
+         last_ip <= reinterpret_cast<std::uintptr_t>(fiber_trampoline_end);
+}
+}  // namespace
+
+context arrive_slow(void* from, void* data) {
+  if (data == unwind_request) {
+    // Our context is being destroyed: unwind to the fiber's entry, which then
+    // switches back to `from`.
+    if (!running_on_fiber_stack())
+      fatal("fiber: a fiber::context referring to a thread's own stack (not a fiber) was destroyed while "
+            "suspended; that stack cannot be unwound. A fiber's entry must keep the context it is given "
+            "(resume it or return it), not drop it. (Or: code without unwind information lies between "
+            "this point and the fiber's entry.)");
+    throw forced_unwind(from);
+  }
+  // `from` is a fiber that ended: nothing runs on its stack any more.
+  auto* ended = static_cast<record_base*>(data);
+  ended->release(ended);
+  return context{};
+}
+
+void finish(record_base* self, context&& next) noexcept {
+  fiber_switch_context(std::exchange(next.sp_, nullptr), self);
+  fatal("fiber: a fiber that had ended was resumed");
+}
+
+}  // namespace fiber::detail
+
+namespace fiber {
+
+void context::destroy() noexcept {
+  // Ask the fiber to unwind. It ends by switching back here, handing over its
+  // record, which arrive() releases; what comes back is therefore empty.
+  void* from = fiber_switch_context(std::exchange(sp_, nullptr), detail::unwind_request);
+  context back = detail::arrive(from);
+  if (back) detail::fatal("fiber: a fiber being destroyed switched back without ending");
+}
+
+}  // namespace fiber

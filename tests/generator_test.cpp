@@ -1,0 +1,362 @@
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fiber/generator.hpp"
+
+using fiber::generator;
+
+TEST_CASE("generator: start runs to the first yield, send exchanges values both ways") {
+  std::vector<int> received;
+  generator<std::string, int> g{[&](auto& co) {
+    int n = co.yield("ready");
+    while (n != 0) {
+      received.push_back(n);
+      n = co.yield("got " + std::to_string(n));
+    }
+  }};
+  REQUIRE_FALSE(g.started());
+  REQUIRE(received.empty());  // nothing runs before start()
+  REQUIRE(g.start() == "ready");
+  REQUIRE(g.send(1) == "got 1");
+  REQUIRE(g.send(2) == "got 2");
+  REQUIRE(received == std::vector<int>{1, 2});
+  REQUIRE_FALSE(g.done());
+  REQUIRE_THROWS_AS(g.send(0), fiber::stop_iteration);  // the body returns instead of yielding
+  REQUIRE(g.done());
+  REQUIRE_THROWS_AS(g.send(5), fiber::stop_iteration);  // finished: Python's StopIteration
+}
+
+TEST_CASE("generator: values survive 10^6 round trips in both directions") {
+  generator<long, long> g{[](auto& co) {
+    long x = co.yield(-1);
+    for (;;) x = co.yield(x * 3 + 1);
+  }};
+  REQUIRE(g.start() == -1);
+  long bad = 0;
+  for (long i = 0; i < 1000000; ++i)
+    if (g.send(i) != i * 3 + 1) ++bad;
+  REQUIRE(bad == 0);
+}
+
+TEST_CASE("generator: the seed's producer/consumer exchange") {
+  std::string log;
+  generator<std::string, int> c{[&](auto& co) {
+    std::string r;
+    for (;;) {
+      int n = co.yield(r);
+      if (!n) return;
+      log += "[CONSUMER] " + std::to_string(n) + "\n";
+      r = "200 OK";
+    }
+  }};
+  REQUIRE(c.start().empty());
+  for (int n = 1; n <= 5; ++n) REQUIRE(c.send(n) == "200 OK");
+  c.close();
+  REQUIRE(c.done());
+  REQUIRE(log == "[CONSUMER] 1\n[CONSUMER] 2\n[CONSUMER] 3\n[CONSUMER] 4\n[CONSUMER] 5\n");
+}
+
+struct counts_destruction {
+  int* count;
+  ~counts_destruction() { ++*count; }
+};
+
+TEST_CASE("generator: close raises generator_exit at the yield and the stack unwinds") {
+  int destroyed = 0;
+  bool saw_exit = false, after = false;
+  generator<int, int> g{[&](auto& co) {
+    counts_destruction guard{&destroyed};
+    try {
+      co.yield(1);
+    } catch (const fiber::generator_exit&) {
+      saw_exit = true;
+      throw;
+    }
+    after = true;
+  }};
+  g.start();
+  g.close();
+  REQUIRE(saw_exit);
+  REQUIRE_FALSE(after);
+  REQUIRE(destroyed == 1);
+  REQUIRE(g.done());
+  g.close();  // closing a finished generator does nothing
+  REQUIRE_THROWS_AS(g.send(1), fiber::stop_iteration);
+}
+
+TEST_CASE("generator: generator_exit is not a std::exception, so catch(std::exception&) lets it pass") {
+  bool caught_as_std = false;
+  generator<int> g{[&](auto& co) {
+    try {
+      co.yield(1);
+    } catch (const std::exception&) {
+      caught_as_std = true;
+    }
+  }};
+  g.next();
+  g.close();
+  REQUIRE_FALSE(caught_as_std);
+  REQUIRE(g.done());
+}
+
+TEST_CASE("generator: a body that returns on generator_exit closes cleanly") {
+  generator<int> g{[](auto& co) {
+    try {
+      co.yield(1);
+    } catch (const fiber::generator_exit&) {
+      return;
+    }
+  }};
+  g.next();
+  REQUIRE_NOTHROW(g.close());
+  REQUIRE(g.done());
+}
+
+TEST_CASE("generator: a body that yields after generator_exit makes close() throw") {
+  int attempts = 0;
+  generator<int> g{[&](auto& co) {
+    for (;;) {
+      try {
+        co.yield(1);
+      } catch (const fiber::generator_exit&) {
+        if (++attempts > 1) throw;
+      }
+    }
+  }};
+  g.next();
+  REQUIRE_THROWS_WITH(g.close(), Catch::Contains("yielded after generator_exit"));
+  REQUIRE_FALSE(g.done());
+  REQUIRE_NOTHROW(g.close());  // the second time it lets generator_exit through
+  REQUIRE(g.done());
+}
+
+TEST_CASE("generator: an exception thrown while closing propagates out of close()") {
+  generator<int> g{[](auto& co) {
+    try {
+      co.yield(1);
+    } catch (const fiber::generator_exit&) {
+      throw std::runtime_error("cleanup failed");
+    }
+  }};
+  g.next();
+  REQUIRE_THROWS_WITH(g.close(), "cleanup failed");
+  REQUIRE(g.done());
+}
+
+TEST_CASE("generator: closing an unstarted generator never runs the body") {
+  bool ran = false;
+  generator<int> g{[&](auto& co) {
+    ran = true;
+    co.yield(1);
+  }};
+  g.close();
+  REQUIRE_FALSE(ran);
+  REQUIRE(g.done());
+  REQUIRE_THROWS_AS(g.next(), fiber::stop_iteration);
+}
+
+TEST_CASE("generator: throw_exception raises at the yield; the body may handle it and yield") {
+  generator<std::string, int> g{[](auto& co) {
+    for (;;) {
+      try {
+        co.yield("waiting");
+      } catch (const std::invalid_argument& e) {
+        co.yield(std::string("handled ") + e.what());
+      }
+    }
+  }};
+  REQUIRE(g.start() == "waiting");
+  REQUIRE(g.throw_exception(std::invalid_argument("x")) == "handled x");
+  REQUIRE(g.send(0) == "waiting");
+  // Not handled: it propagates out of throw_exception and the generator is done.
+  REQUIRE_THROWS_AS(g.throw_exception(std::out_of_range("y")), std::out_of_range);
+  REQUIRE(g.done());
+  REQUIRE_THROWS_AS(g.throw_exception(std::out_of_range("z")), std::out_of_range);  // finished: raised here
+  REQUIRE_THROWS_AS(g.throw_exception(std::exception_ptr{}), fiber::error);
+}
+
+TEST_CASE("generator: throw_exception on an unstarted generator raises without running the body") {
+  bool ran = false;
+  generator<int> g{[&](auto& co) {
+    ran = true;
+    co.yield(1);
+  }};
+  REQUIRE_THROWS_AS(g.throw_exception(std::logic_error("early")), std::logic_error);
+  REQUIRE_FALSE(ran);
+  REQUIRE(g.done());
+}
+
+TEST_CASE("generator: an exception escaping the body propagates out of start/send") {
+  generator<int, int> g{[](auto& co) {
+    int n = co.yield(0);
+    if (n == 42) throw std::domain_error("forty-two");
+    co.yield(n);
+  }};
+  g.start();
+  REQUIRE_THROWS_WITH(g.send(42), "forty-two");
+  REQUIRE(g.done());
+  REQUIRE_THROWS_AS(g.send(1), fiber::stop_iteration);
+
+  generator<int> early{[](auto&) { throw std::domain_error("at once"); }};
+  REQUIRE_THROWS_WITH(early.next(), "at once");
+}
+
+TEST_CASE("generator: destroying an unfinished generator closes it") {
+  int destroyed = 0;
+  bool saw_exit = false;
+  {
+    generator<int> g{[&](auto& co) {
+      counts_destruction guard{&destroyed};
+      try {
+        for (int i = 0;; ++i) co.yield(i);
+      } catch (const fiber::generator_exit&) {
+        saw_exit = true;
+        throw;
+      }
+    }};
+    REQUIRE(g.next() == 0);
+    REQUIRE(g.next() == 1);
+  }
+  REQUIRE(saw_exit);
+  REQUIRE(destroyed == 1);
+}
+
+TEST_CASE("generator: one that ignores generator_exit is still unwound when destroyed") {
+  int destroyed = 0;
+  {
+    generator<int> g{[&](auto& co) {
+      counts_destruction guard{&destroyed};
+      for (;;) {
+        try {
+          co.yield(1);
+        } catch (const fiber::generator_exit&) {
+          // ignored: keeps yielding
+        }
+      }
+    }};
+    g.next();
+  }  // close() fails (reported on stderr), then the stack is unwound by force
+  REQUIRE(destroyed == 1);
+}
+
+TEST_CASE("generator: misuse is reported") {
+  generator<int, int> g{[](auto& co) { co.yield(co.yield(1)); }};
+  REQUIRE_THROWS_WITH(g.send(1), Catch::Contains("call start() first"));
+  g.start();
+  REQUIRE_THROWS_WITH(g.start(), Catch::Contains("already started"));
+}
+
+TEST_CASE("generator: an input range with Send = void") {
+  generator<int> g{[](auto& co) {
+    for (int i = 1; i <= 5; ++i) co.yield(i * i);
+  }};
+  std::vector<int> seen;
+  for (int& v : g) seen.push_back(v);
+  REQUIRE(seen == std::vector<int>{1, 4, 9, 16, 25});
+  REQUIRE(g.done());
+  static_assert(std::ranges::input_range<generator<int>>);
+
+  generator<int> empty{[](auto&) {}};
+  int n = 0;
+  for (int v : empty) n += v + 1;
+  REQUIRE(n == 0);
+}
+
+TEST_CASE("generator: breaking out of a range-for and destroying the generator unwinds it") {
+  int destroyed = 0;
+  {
+    generator<int> g{[&](auto& co) {
+      counts_destruction guard{&destroyed};
+      for (int i = 0;; ++i) co.yield(i);
+    }};
+    for (int v : g)
+      if (v == 3) break;
+  }
+  REQUIRE(destroyed == 1);
+}
+
+// Ordinary functions, not coroutines, yield from any depth: the point of a stack.
+struct tree {
+  int value;
+  std::unique_ptr<tree> left, right;
+};
+
+static std::unique_ptr<tree> build(int lo, int hi) {
+  if (lo > hi) return nullptr;
+  int mid = lo + (hi - lo) / 2;
+  return std::unique_ptr<tree>(new tree{mid, build(lo, mid - 1), build(mid + 1, hi)});
+}
+
+static void walk(const tree* t, generator<int>::yielder& co) {
+  if (!t) return;
+  walk(t->left.get(), co);
+  co.yield(t->value);
+  walk(t->right.get(), co);
+}
+
+static void descend(int depth, generator<int>::yielder& co) {
+  if (depth == 0) {
+    co.yield(-1);
+    return;
+  }
+  descend(depth - 1, co);
+  co.yield(depth);
+}
+
+TEST_CASE("generator: yields from deep recursion in ordinary functions") {
+  auto t = build(0, 4095);
+  generator<int> in_order{[&](auto& co) { walk(t.get(), co); }};
+  int expected = 0;
+  bool ordered = true;
+  for (int v : in_order) ordered = ordered && v == expected++;
+  REQUIRE(ordered);
+  REQUIRE(expected == 4096);
+
+  generator<int> deep{std::allocator_arg, fiber::protected_stack(1024 * 1024), [](auto& co) { descend(5000, co); }};
+  REQUIRE(deep.next() == -1);  // suspended 5000 calls down
+  REQUIRE(deep.next() == 1);
+  int last = 1;
+  for (int v : deep) last = v;
+  REQUIRE(last == 5000);
+}
+
+TEST_CASE("generator: move-only values in both directions") {
+  generator<std::unique_ptr<int>, std::unique_ptr<int>> g{[](auto& co) {
+    auto in = co.yield(std::make_unique<int>(1));
+    for (;;) in = co.yield(std::make_unique<int>(*in + 100));
+  }};
+  REQUIRE(*g.start() == 1);
+  REQUIRE(*g.send(std::make_unique<int>(5)) == 105);
+}
+
+TEST_CASE("generator: moving a suspended generator keeps it working") {
+  generator<int> a{[](auto& co) {
+    for (int i = 0;; ++i) co.yield(i);
+  }};
+  REQUIRE(a.next() == 0);
+  generator<int> b = std::move(a);
+  REQUIRE(b.next() == 1);
+  generator<int> c{[](auto& co) { co.yield(100); }};
+  c = std::move(b);
+  REQUIRE(c.next() == 2);
+}
+
+TEST_CASE("generator: runs on pooled stacks and on caller-supplied memory") {
+  fiber::pooled_stack pool(32 * 1024, 4);
+  for (int round = 0; round < 10; ++round) {
+    generator<int> g{std::allocator_arg, pool, [](auto& co) { co.yield(7); }};
+    REQUIRE(g.next() == 7);
+  }
+  REQUIRE(pool.cached() == 1);  // one stack, reused every round
+
+  alignas(16) static char memory[32 * 1024];
+  generator<int> v{std::allocator_arg, fiber::stack_view{memory, sizeof memory}, [](auto& co) {
+    volatile char buffer[8 * 1024] = {};  // really uses the caller's memory
+    co.yield(buffer[0] + 3);
+  }};
+  REQUIRE(v.next() == 3);
+}

@@ -1,0 +1,73 @@
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <cstdint>
+#include <new>
+
+#include "death.hpp"
+#include "fiber/context.hpp"
+#include "fiber/stack.hpp"
+
+TEST_CASE("protected_stack: rounded to pages, writable, with a guard page below") {
+  fiber::protected_stack alloc(10000);
+  REQUIRE(alloc.size() % fiber::page_size() == 0);
+  REQUIRE(alloc.size() >= 10000);
+  REQUIRE(fiber::protected_stack().size() == fiber::default_stack_size);
+  fiber::stack_memory s = alloc.allocate();
+  REQUIRE(s.size == alloc.size());
+  REQUIRE(reinterpret_cast<std::uintptr_t>(s.base) % fiber::page_size() == 0);
+  static_cast<volatile char*>(s.base)[0] = 1;              // lowest usable byte
+  static_cast<volatile char*>(s.top())[-1] = 1;            // highest usable byte
+  auto d = fiber_test::run_in_child([&] { static_cast<volatile char*>(s.base)[-1] = 1; });  // guard page
+  REQUIRE(d.signal == SIGSEGV);
+  alloc.deallocate(s);
+}
+
+TEST_CASE("protected_stack: running off the end of a fiber's stack faults instead of corrupting memory") {
+  auto d = fiber_test::run_in_child([] {
+    fiber::context f{std::allocator_arg, fiber::protected_stack(16 * 1024), [](fiber::context&& main) {
+      volatile char big[64 * 1024];  // larger than the whole stack
+      for (std::size_t i = sizeof big; i-- > 0;) big[i] = 1;
+      return std::move(main);
+    }};
+    f = std::move(f).resume();
+  });
+  REQUIRE(d.signal == SIGSEGV);
+}
+
+TEST_CASE("protected_stack: allocation failure is a std::bad_alloc naming the size") {
+  fiber::protected_stack huge(std::size_t{1} << 56);
+  try {
+    (void)huge.allocate();
+    FAIL("a 2^56-byte stack was allocated");
+  } catch (const std::bad_alloc& e) {
+    REQUIRE_THAT(e.what(), Catch::Contains(std::to_string(std::size_t{1} << 56)));
+  }
+  REQUIRE_THROWS_AS(fiber::protected_stack(SIZE_MAX - 10), std::bad_alloc);
+}
+
+TEST_CASE("pooled_stack: reuses freed stacks and keeps at most max_cached") {
+  fiber::pooled_stack pool(16 * 1024, 2);
+  REQUIRE(pool.size() == 16 * 1024);
+  fiber::stack_memory a = pool.allocate(), b = pool.allocate(), c = pool.allocate();
+  REQUIRE(pool.cached() == 0);
+  pool.deallocate(a);
+  pool.deallocate(b);
+  pool.deallocate(c);  // beyond the bound: unmapped
+  REQUIRE(pool.cached() == 2);
+  fiber::stack_memory again = pool.allocate();
+  REQUIRE((again.base == a.base || again.base == b.base));
+  REQUIRE(pool.cached() == 1);
+  fiber::pooled_stack copy = pool;  // copies share the pool
+  copy.deallocate(again);
+  REQUIRE(pool.cached() == 2);
+}
+
+TEST_CASE("stack_view: the caller's memory is used as is; bad ranges are refused") {
+  alignas(16) static char memory[8192];
+  fiber::stack_memory s = fiber::stack_view{memory, sizeof memory}.allocate();
+  REQUIRE(s.base == memory);
+  REQUIRE(s.size == sizeof memory);
+  REQUIRE_THROWS_AS(fiber::stack_view{}.allocate(), fiber::error);
+  REQUIRE_THROWS_WITH((fiber::stack_view{memory, 16}.allocate()), Catch::Contains("16 bytes"));
+}
