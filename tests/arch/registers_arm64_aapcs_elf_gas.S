@@ -11,27 +11,29 @@
  */
     .text
 
-/* Save x19-x30 and d8-d15 in a 176-byte frame (16-byte aligned). */
+/* Save x19-x30 and d8-d15 in a 176-byte frame (16-byte aligned). Immediates in
+ * these macros have no '#': in a macro body the preprocessor would take it as
+ * the stringizing operator. */
 #define SAVE_CALLEE_SAVED \
-    sub sp, sp, #176; .cfi_def_cfa_offset 176; \
-    stp x19, x20, [sp, #0]; stp x21, x22, [sp, #16]; stp x23, x24, [sp, #32]; \
-    stp x25, x26, [sp, #48]; stp x27, x28, [sp, #64]; stp x29, x30, [sp, #80]; \
+    sub sp, sp, 176; .cfi_def_cfa_offset 176; \
+    stp x19, x20, [sp, 0]; stp x21, x22, [sp, 16]; stp x23, x24, [sp, 32]; \
+    stp x25, x26, [sp, 48]; stp x27, x28, [sp, 64]; stp x29, x30, [sp, 80]; \
     .cfi_offset x19, -176; .cfi_offset x20, -168; .cfi_offset x21, -160; .cfi_offset x22, -152; \
     .cfi_offset x23, -144; .cfi_offset x24, -136; .cfi_offset x25, -128; .cfi_offset x26, -120; \
     .cfi_offset x27, -112; .cfi_offset x28, -104; .cfi_offset x29, -96; .cfi_offset x30, -88; \
-    stp d8, d9, [sp, #96]; stp d10, d11, [sp, #112]; stp d12, d13, [sp, #128]; stp d14, d15, [sp, #144]
+    stp d8, d9, [sp, 96]; stp d10, d11, [sp, 112]; stp d12, d13, [sp, 128]; stp d14, d15, [sp, 144]
 
 #define RESTORE_CALLEE_SAVED \
-    ldp x19, x20, [sp, #0]; ldp x21, x22, [sp, #16]; ldp x23, x24, [sp, #32]; \
-    ldp x25, x26, [sp, #48]; ldp x27, x28, [sp, #64]; ldp x29, x30, [sp, #80]; \
-    ldp d8, d9, [sp, #96]; ldp d10, d11, [sp, #112]; ldp d12, d13, [sp, #128]; ldp d14, d15, [sp, #144]; \
-    add sp, sp, #176; .cfi_def_cfa_offset 0
+    ldp x19, x20, [sp, 0]; ldp x21, x22, [sp, 16]; ldp x23, x24, [sp, 32]; \
+    ldp x25, x26, [sp, 48]; ldp x27, x28, [sp, 64]; ldp x29, x30, [sp, 80]; \
+    ldp d8, d9, [sp, 96]; ldp d10, d11, [sp, 112]; ldp d12, d13, [sp, 128]; ldp d14, d15, [sp, 144]; \
+    add sp, sp, 176; .cfi_def_cfa_offset 0
 
 /* Build a 64-bit constant from a byte: 0xBB..BB0N style patterns. */
-#define LOADX(reg, hi, lo) movz reg, #lo; movk reg, #hi, lsl #16; movk reg, #hi, lsl #32; movk reg, #hi, lsl #48
+#define LOADX(reg, hi, lo) movz reg, lo; movk reg, hi, lsl 16; movk reg, hi, lsl 32; movk reg, hi, lsl 48
 #define LOADD(dreg, hi, lo) LOADX(x9, hi, lo); fmov dreg, x9
-#define CHECKX(reg, hi, lo, bit) LOADX(x9, hi, lo); cmp reg, x9; b.eq 1f; orr w0, w0, #(1 << bit); 1:
-#define CHECKD(dreg, hi, lo, bit) LOADX(x9, hi, lo); fmov x10, dreg; cmp x10, x9; b.eq 1f; orr w0, w0, #(1 << bit); 1:
+#define CHECKX(reg, hi, lo, bit) LOADX(x9, hi, lo); cmp reg, x9; b.eq 1f; orr w0, w0, (1 << bit); 1:
+#define CHECKD(dreg, hi, lo, bit) LOADX(x9, hi, lo); fmov x10, dreg; cmp x10, x9; b.eq 1f; orr w0, w0, (1 << bit); 1:
 
     .globl  fiber_test_check_registers
     .type   fiber_test_check_registers, %function

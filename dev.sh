@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The developer's entry point. Each command installs the Debian packages it needs
+# (once; idempotent), configures, builds and runs.
+#
+#   ./dev.sh demo    the seed's producer/consumer, then a short stackful-vs-stackless table
+#   ./dev.sh test    every test: native, then cross-built for AArch64 under qemu
+#   ./dev.sh bench   every benchmark, one table with ratios to Boost.Context
+#   ./dev.sh cross   only the cross-architecture part of `test`
+#
+# Build trees live in build/<config>; they are reused between runs (and ccache
+# keeps compiled objects across clean clones).
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+
+BASE_PACKAGES=(g++ cmake ninja-build ccache pkg-config python3 catch2)
+CROSS_PACKAGES=(qemu-user g++-aarch64-linux-gnu)
+BENCH_PACKAGES=(libbenchmark-dev libboost-context-dev libboost-fiber-dev)
+
+# Cross targets: name, CMake toolchain file. Each runs the whole suite under qemu.
+CROSS_TARGETS=(
+  "aarch64 cmake/toolchains/aarch64-linux-gnu.cmake"
+)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# Installs whichever of the given Debian packages are missing.
+ensure_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "dev.sh: missing packages: ${missing[*]} (run as root to install them)" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# configure_and_build BUILD_DIR [cmake options...]
+configure_and_build() {
+  local dir=$1; shift
+  mkdir -p "$(dirname "$dir")"
+  cmake -S "$ROOT" -B "$dir" -G Ninja \
+    -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache "$@" >"$dir.configure.log" 2>&1 \
+    || { cat "$dir.configure.log"; exit 1; }
+  cmake --build "$dir"
+}
+
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+SUMMARY=()
+
+# run_ctest LABEL BUILD_DIR: runs the suite, records passed/failed for the summary.
+run_ctest() {
+  local label=$1 dir=$2 out rc=0
+  log "testing: $label"
+  out=$(cd "$dir" && ctest -j2 --output-on-failure 2>&1) || rc=$?
+  printf '%s\n' "$out"
+  local line total failed
+  line=$(printf '%s\n' "$out" | grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' | tail -1)
+  if [ -z "$line" ]; then
+    SUMMARY+=("$label: ctest did not run (exit $rc)")
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    return
+  fi
+  failed=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+  total=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
+  TOTAL_PASSED=$((TOTAL_PASSED + total - failed))
+  TOTAL_FAILED=$((TOTAL_FAILED + failed))
+  SUMMARY+=("$(printf '%-28s %4d passed, %d failed' "$label" $((total - failed)) "$failed")")
+}
+
+cmd_cross() {
+  ensure_packages "${BASE_PACKAGES[@]}" "${CROSS_PACKAGES[@]}"
+  local t name toolchain
+  for t in "${CROSS_TARGETS[@]}"; do
+    read -r name toolchain <<<"$t"
+    log "cross-building for $name"
+    configure_and_build "build/$name" -DCMAKE_TOOLCHAIN_FILE="$ROOT/$toolchain"
+    run_ctest "$name (qemu, asm backend)" "build/$name"
+  done
+}
+
+print_summary() {
+  log "summary"
+  printf '%s\n' "${SUMMARY[@]}"
+  echo "dev.sh: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+  [ "$TOTAL_FAILED" -eq 0 ]
+}
+
+cmd_test() {
+  ensure_packages "${BASE_PACKAGES[@]}" "${CROSS_PACKAGES[@]}"
+  log "building natively ($(uname -m))"
+  configure_and_build build/native
+  run_ctest "$(uname -m) (native, asm backend)" build/native
+  cmd_cross
+  print_summary
+}
+
+build_release() {
+  ensure_packages "${BASE_PACKAGES[@]}" "${BENCH_PACKAGES[@]}"
+  configure_and_build build/release -DCMAKE_BUILD_TYPE=Release -DFIBER_BUILD_BENCH=ON -DFIBER_BUILD_TESTS=OFF
+}
+
+cmd_demo() {
+  build_release
+  log "the seed's producer/consumer (examples/producer_consumer.cpp)"
+  build/release/examples/producer_consumer
+  log "stackful vs stackless: one send/yield round trip (Google Benchmark, this machine, now)"
+  python3 bench/report.py build/release --filter 'generator/' --min-time 0.1
+}
+
+cmd_bench() {
+  build_release
+  python3 bench/report.py build/release --json build/release/bench.json
+}
+
+case "${1:-}" in
+  demo) cmd_demo ;;
+  test) cmd_test ;;
+  bench) cmd_bench ;;
+  cross) cmd_cross; print_summary ;;
+  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
