@@ -248,6 +248,21 @@ TEST_CASE("generator: misuse is reported") {
   REQUIRE_THROWS_WITH(g.send(1), Catch::Contains("call start() first"));
   g.start();
   REQUIRE_THROWS_WITH(g.start(), Catch::Contains("already started"));
+
+  // Resuming a generator from inside its own body (Python: "generator already executing").
+  generator<int>* self = nullptr;
+  std::string what;
+  generator<int> r{[&](auto& co) {
+    try {
+      self->next();
+    } catch (const fiber::error& e) {
+      what = e.what();
+    }
+    co.yield(1);
+  }};
+  self = &r;
+  REQUIRE(r.next() == 1);
+  REQUIRE_THAT(what, Catch::Contains("already executing"));
 }
 
 TEST_CASE("generator: an input range with Send = void") {

@@ -33,6 +33,7 @@
 #include <exception>
 #include <iterator>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -130,6 +131,7 @@ class generator {
 
   /// Python's send(None) on a new generator: runs the body to its first yield.
   Yield start() {
+    check_not_running("start");
     if (started_) throw error("fiber::generator::start(): the generator has already started");
     started_ = true;
     return resume_for_value();
@@ -140,6 +142,7 @@ class generator {
   Yield send(send_arg value)
     requires(!std::is_void_v<Send>)
   {
+    check_not_running("send");
     if (!started_) throw error("fiber::generator::send(): the generator has not started; call start() first");
     if (!fiber_) throw stop_iteration("fiber::generator::send(): the generator has finished");
     y_->in_ = std::addressof(value);
@@ -150,6 +153,7 @@ class generator {
   Yield next()
     requires(std::is_void_v<Send>)
   {
+    check_not_running("next");
     if (started_ && !fiber_) throw stop_iteration("fiber::generator::next(): the generator has finished");
     started_ = true;
     return resume_for_value();
@@ -159,6 +163,7 @@ class generator {
   /// throw()). On an unstarted generator the body never runs and `e` is rethrown;
   /// on a finished one `e` is rethrown.
   Yield throw_exception(std::exception_ptr e) {
+    check_not_running("throw_exception");
     if (!e) throw error("fiber::generator::throw_exception(): null exception_ptr");
     if (!started_) {
       started_ = true;
@@ -178,6 +183,7 @@ class generator {
   /// close()). Throws fiber::error if the body yields instead, and propagates any
   /// other exception the body throws while closing.
   void close() {
+    check_not_running("close");
     if (!fiber_) return;
     if (!started_) {
       started_ = true;
@@ -253,6 +259,13 @@ class generator {
 
     F body;
   };
+
+  // While the body runs, its context is out of fiber_ (inside resume()), but the
+  // record is alive: that is how a call from inside the body itself is recognised.
+  void check_not_running(const char* operation) const {
+    if (y_ != nullptr && !fiber_) [[unlikely]]
+      throw error(std::string("fiber::generator::") + operation + "(): the generator is already executing (called from inside its own body)");
+  }
 
   // Resumes the body. Returns true if it yielded, false if it returned; rethrows
   // what escaped it.
