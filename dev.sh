@@ -3,7 +3,7 @@
 # (once; idempotent), configures, builds and runs.
 #
 #   ./dev.sh demo    the seed's producer/consumer, then a short stackful-vs-stackless table
-#   ./dev.sh test    every test: native, then cross-built for AArch64 under qemu
+#   ./dev.sh test    every test: native (static and shared), then cross-built for AArch64 under qemu
 #   ./dev.sh bench   every benchmark, one table with ratios to Boost.Context
 #   ./dev.sh cross   only the cross-architecture part of `test`
 #
@@ -99,6 +99,9 @@ cmd_test() {
   log "building natively ($(uname -m))"
   configure_and_build build/native
   run_ctest "$(uname -m) (native, asm backend)" build/native
+  log "building natively as a shared library"
+  configure_and_build build/native-shared -DBUILD_SHARED_LIBS=ON
+  run_ctest "$(uname -m) (native, shared lib)" build/native-shared
   cmd_cross
   print_summary
 }

@@ -1,0 +1,334 @@
+// fiber against its peers: Boost.Context, ucontext, C++20 stackless coroutines and
+// threads. One benchmark iteration is one round trip (two switches) or one
+// create + first switch + destroy, so the time reported per iteration is the time
+// per round trip; every benchmark also counts one item per iteration.
+//
+// Groups (bench/report.py compares each benchmark with the peer of its group):
+//   switch/...     round trip between the thread's stack and one suspended context;
+//   generator/...  one send() and the yield that answers it;
+//   create/...     make a fiber, switch to it once, let it end, free its stack.
+//
+// Built twice (bench/CMakeLists.txt): fiber_bench has everything, against the
+// library as configured; fiber_bench_shared_fp (FIBER_BENCH_SWITCH_ONLY) has only
+// the fiber::context round trip and its Boost peer, against the library built to
+// share the FP environment, so each binary compares itself with Boost in one run.
+#include <benchmark/benchmark.h>
+
+#include <boost/context/detail/fcontext.hpp>
+
+#include <cstddef>
+#include <cstring>
+#include <memory>
+
+#include "fiber/context.hpp"
+#include "fiber/detail/switch.h"
+
+#ifndef FIBER_BENCH_SWITCH_ONLY
+#  define FIBER_BENCH_SWITCH_ONLY 0
+#endif
+
+#if !FIBER_BENCH_SWITCH_ONLY
+#  include <ucontext.h>
+
+#  include <boost/context/fiber.hpp>
+#  include <boost/context/pooled_fixedsize_stack.hpp>
+#  include <boost/context/protected_fixedsize_stack.hpp>
+#  include <condition_variable>
+#  include <mutex>
+#  include <thread>
+
+#  include "fiber/generator.hpp"
+#  include "stackless.hpp"
+
+// The raw switch assembled again from arch/ with other options (bench/CMakeLists.txt).
+// Same prototypes as fiber_switch_context / fiber_prepare_context in switch.h.
+extern "C" {
+// Returns with `ret` instead of an indirect `jmp`.
+void* fiber_switch_context_ret(void* to, void* data);
+void* fiber_prepare_context_ret(void* stack_top, fiber_entry_fn entry, void* arg);
+// Leaves MXCSR and the x87 control word alone (FIBER_SHARED_FP_ENV=1).
+void* fiber_switch_context_sharedfp(void* to, void* data);
+void* fiber_prepare_context_sharedfp(void* stack_top, fiber_entry_fn entry, void* arg);
+}
+#endif
+
+namespace {
+
+// Stack size for every fiber here: fiber's default, also given to Boost's allocators.
+constexpr std::size_t stack_size = fiber::default_stack_size;
+
+// A plain heap stack for the raw switches, which have no allocator of their own.
+struct raw_stack {
+  std::unique_ptr<std::byte[]> memory{new std::byte[stack_size]};
+  void* top() const noexcept { return memory.get() + stack_size; }
+};
+
+// ---- switch: fiber::context ----
+
+// main resumes the fiber, the fiber resumes main: one round trip per iteration.
+void switch_fiber_context(benchmark::State& state) {
+  bool stop = false;
+  fiber::context f{std::allocator_arg, fiber::protected_stack{stack_size}, [&stop](fiber::context&& caller) {
+                     while (!stop) caller = std::move(caller).resume();
+                     return std::move(caller);
+                   }};
+  for (auto _ : state) {
+    f = std::move(f).resume();
+    benchmark::DoNotOptimize(f);
+  }
+  stop = true;
+  f = std::move(f).resume();  // the fiber returns: f is empty and its stack freed
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- switch: boost::context::detail::jump_fcontext ----
+
+namespace bctx = boost::context::detail;
+
+// Sends back whatever it is sent, forever.
+void fcontext_echo(bctx::transfer_t t) {
+  for (;;) t = bctx::jump_fcontext(t.fctx, t.data);
+}
+
+void switch_boost_jump_fcontext(benchmark::State& state) {
+  raw_stack stack;
+  bctx::fcontext_t fiber = bctx::make_fcontext(stack.top(), stack_size, &fcontext_echo);
+  long value = 0;
+  bctx::transfer_t t = bctx::jump_fcontext(fiber, nullptr);  // run to its first jump
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(value);
+    t = bctx::jump_fcontext(t.fctx, &value);
+    benchmark::DoNotOptimize(t.data);
+  }
+  // The echo stays suspended on `stack`, which owns nothing: freeing it ends it.
+  state.SetItemsProcessed(state.iterations());
+}
+
+#if !FIBER_BENCH_SWITCH_ONLY
+
+// ---- switch: the raw fiber_switch_context, in each assembled variant ----
+
+using switch_fn = void* (*)(void*, void*);
+using prepare_fn = void* (*)(void*, fiber_entry_fn, void*);
+
+// The data word the suspended context `sp` passed when it switched away.
+void* frame_data(void* sp) noexcept {
+  void* data;
+  std::memcpy(&data, static_cast<char*>(sp) + FIBER_FRAME_DATA, sizeof data);
+  return data;
+}
+
+// Sends back whatever it is sent, forever (as fcontext_echo does).
+template <switch_fn Switch>
+void raw_echo(void* from, void*) {
+  for (;;) from = Switch(from, frame_data(from));
+}
+
+template <switch_fn Switch, prepare_fn Prepare>
+void switch_raw(benchmark::State& state) {
+  raw_stack stack;
+  long value = 0;
+  void* fiber = Switch(Prepare(stack.top(), &raw_echo<Switch>, nullptr), nullptr);  // run to its first switch
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(value);
+    fiber = Switch(fiber, &value);
+    benchmark::DoNotOptimize(frame_data(fiber));
+  }
+  // The echo stays suspended on `stack`, which owns nothing: freeing it ends it.
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- switch: boost::context::fiber ----
+
+void switch_boost_fiber(benchmark::State& state) {
+  namespace ctx = boost::context;
+  bool stop = false;
+  ctx::fiber f{std::allocator_arg, ctx::protected_fixedsize_stack{stack_size}, [&stop](ctx::fiber&& caller) {
+                 while (!stop) caller = std::move(caller).resume();
+                 return std::move(caller);
+               }};
+  for (auto _ : state) {
+    f = std::move(f).resume();
+    benchmark::DoNotOptimize(f);
+  }
+  stop = true;
+  f = std::move(f).resume();
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- switch: ucontext ----
+
+// makecontext passes only ints to the entry, so the two contexts are globals.
+ucontext_t ucontext_main, ucontext_fiber;
+
+void ucontext_echo() {
+  for (;;) swapcontext(&ucontext_fiber, &ucontext_main);
+}
+
+void switch_ucontext(benchmark::State& state) {
+  raw_stack stack;
+  getcontext(&ucontext_fiber);
+  ucontext_fiber.uc_stack.ss_sp = stack.memory.get();
+  ucontext_fiber.uc_stack.ss_size = stack_size;
+  ucontext_fiber.uc_link = nullptr;
+  makecontext(&ucontext_fiber, &ucontext_echo, 0);
+  for (auto _ : state) {
+    swapcontext(&ucontext_main, &ucontext_fiber);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- generator: fiber::generator ----
+
+void generator_fiber(benchmark::State& state) {
+  using gen = fiber::generator<long, long>;
+  gen g{std::allocator_arg, fiber::protected_stack{stack_size}, [](gen::yielder& co) {
+          long r = 0;
+          for (;;) r = co.yield(r) + 1;  // n = yield r; r = n + 1
+        }};
+  g.start();
+  long n = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(n);
+    long r = g.send(n);
+    benchmark::DoNotOptimize(r);
+    ++n;
+  }
+  state.SetItemsProcessed(state.iterations());
+  // ~generator closes the body: generator_exit unwinds it from its pending yield.
+}
+
+// ---- generator: C++20 stackless coroutine ----
+
+stackless::generator<long, long> stackless_consumer() {
+  long r = 0;
+  for (;;) r = co_yield r + 1;  // n = yield r; r = n + 1 (r + 1 so the two bodies do equal work)
+}
+
+void generator_stackless(benchmark::State& state) {
+  auto g = stackless_consumer();
+  g.start();
+  long n = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(n);
+    long r = g.send(n);
+    benchmark::DoNotOptimize(r);
+    ++n;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- generator: two threads, mutex + condition variable ----
+
+// The benchmark thread hands a value to a worker thread and waits for the answer.
+void generator_thread_condvar(benchmark::State& state) {
+  enum class turn { main, worker, stop };
+  std::mutex m;
+  std::condition_variable cv;
+  turn whose = turn::main;
+  long value = 0;
+
+  std::thread worker([&] {
+    std::unique_lock<std::mutex> lock(m);
+    for (;;) {
+      cv.wait(lock, [&] { return whose != turn::main; });
+      if (whose == turn::stop) return;
+      value += 1;
+      whose = turn::main;
+      lock.unlock();
+      cv.notify_one();
+      lock.lock();
+    }
+  });
+
+  long n = 0;
+  for (auto _ : state) {
+    {
+      std::lock_guard<std::mutex> lock(m);
+      value = n;
+      whose = turn::worker;
+    }
+    cv.notify_one();
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [&] { return whose == turn::main; });
+    benchmark::DoNotOptimize(value);
+    ++n;
+  }
+  {
+    std::lock_guard<std::mutex> lock(m);
+    whose = turn::stop;
+  }
+  cv.notify_one();
+  worker.join();
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- create + first switch + destroy ----
+
+// The entry returns its caller at once: the fiber ends on its first switch, and
+// the resumer frees the stack as it arrives back.
+template <class StackAllocator>
+void create_fiber_context(benchmark::State& state) {
+  StackAllocator allocator{stack_size};
+  for (auto _ : state) {
+    fiber::context f{std::allocator_arg, allocator, [](fiber::context&& caller) { return std::move(caller); }};
+    f = std::move(f).resume();
+    benchmark::DoNotOptimize(f);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+template <class StackAllocator>
+void create_boost_fiber(benchmark::State& state) {
+  namespace ctx = boost::context;
+  StackAllocator allocator{stack_size};
+  for (auto _ : state) {
+    ctx::fiber f{std::allocator_arg, allocator, [](ctx::fiber&& caller) { return std::move(caller); }};
+    f = std::move(f).resume();
+    benchmark::DoNotOptimize(f);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+#endif  // !FIBER_BENCH_SWITCH_ONLY
+
+void register_benchmarks() {
+  benchmark::RegisterBenchmark("switch/fiber_context", switch_fiber_context);
+  benchmark::RegisterBenchmark("switch/boost_jump_fcontext", switch_boost_jump_fcontext);
+#if !FIBER_BENCH_SWITCH_ONLY
+  benchmark::RegisterBenchmark("switch/fiber_switch_context", switch_raw<fiber_switch_context, fiber_prepare_context>);
+  benchmark::RegisterBenchmark("switch/fiber_switch_context_ret",
+                               switch_raw<fiber_switch_context_ret, fiber_prepare_context_ret>);
+  benchmark::RegisterBenchmark("switch/fiber_switch_context_sharedfp",
+                               switch_raw<fiber_switch_context_sharedfp, fiber_prepare_context_sharedfp>);
+  benchmark::RegisterBenchmark("switch/boost_fiber", switch_boost_fiber);
+  benchmark::RegisterBenchmark("switch/ucontext_swapcontext", switch_ucontext);
+
+  benchmark::RegisterBenchmark("generator/fiber_generator", generator_fiber);
+  benchmark::RegisterBenchmark("generator/stackless_coroutine", generator_stackless);
+  // The benchmark thread sleeps while the worker runs: only wall-clock time means anything.
+  benchmark::RegisterBenchmark("generator/thread_condvar", generator_thread_condvar)->UseRealTime();
+
+  namespace ctx = boost::context;
+  benchmark::RegisterBenchmark("create/fiber_context_pooled_stack", create_fiber_context<fiber::pooled_stack>);
+  benchmark::RegisterBenchmark("create/fiber_context_protected_stack", create_fiber_context<fiber::protected_stack>);
+  benchmark::RegisterBenchmark("create/boost_fiber_pooled_fixedsize_stack",
+                               create_boost_fiber<ctx::pooled_fixedsize_stack>);
+  benchmark::RegisterBenchmark("create/boost_fiber_protected_fixedsize_stack",
+                               create_boost_fiber<ctx::protected_fixedsize_stack>);
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // Which FP-environment policy fiber::context was measured with (report.py checks it).
+  benchmark::AddCustomContext("fiber_shares_fp_env", fiber::shares_fp_env() ? "true" : "false");
+  register_benchmarks();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
