@@ -151,7 +151,8 @@ SYM(fiber_trampoline):
 SYM(fiber_trampoline_end):
     .size   SYM(fiber_trampoline), .-SYM(fiber_trampoline)
 
-/* void* fiber_prepare_context(void* stack_top [x0], entry [x1], void* arg [x2]) */
+/* void* fiber_prepare_context(void* stack_top [x0], entry [x1], void* arg [x2],
+ *                             void* stack_limit [x3], unused here) */
     .globl  SYM(fiber_prepare_context)
     .type   SYM(fiber_prepare_context), %function
     .p2align 4

@@ -173,7 +173,8 @@ SYM(fiber_trampoline):
 SYM(fiber_trampoline_end):
     .size   SYM(fiber_trampoline), .-SYM(fiber_trampoline)
 
-/* void* fiber_prepare_context(void* stack_top [rdi], entry [rsi], void* arg [rdx]) */
+/* void* fiber_prepare_context(void* stack_top [rdi], entry [rsi], void* arg [rdx],
+ *                             void* stack_limit [rcx], unused here) */
     .globl  SYM(fiber_prepare_context)
     .type   SYM(fiber_prepare_context), @function
     .p2align 4

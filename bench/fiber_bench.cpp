@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 
 #include "fiber/context.hpp"
 #include "fiber/detail/switch.h"
@@ -40,16 +41,19 @@
 #  include "fiber/generator.hpp"
 #  include "stackless.hpp"
 
-// The raw switch assembled again from arch/ with other options (bench/CMakeLists.txt).
-// Same prototypes as fiber_switch_context / fiber_prepare_context in switch.h.
+// The raw switch assembled again from arch/ with other options (bench/CMakeLists.txt),
+// with the prototypes of fiber_switch_context / fiber_prepare_context in switch.h.
 extern "C" {
 // Returns with `ret` instead of an indirect `jmp`.
 void* fiber_switch_context_ret(void* to, void* data);
-void* fiber_prepare_context_ret(void* stack_top, fiber_entry_fn entry, void* arg);
+void* fiber_prepare_context_ret(void* stack_top, fiber_entry_fn entry, void* arg, void* stack_limit);
 // Leaves MXCSR and the x87 control word alone (FIBER_SHARED_FP_ENV=1).
 void* fiber_switch_context_sharedfp(void* to, void* data);
-void* fiber_prepare_context_sharedfp(void* stack_top, fiber_entry_fn entry, void* arg);
+void* fiber_prepare_context_sharedfp(void* stack_top, fiber_entry_fn entry, void* arg, void* stack_limit);
 }
+static_assert(std::is_same_v<decltype(fiber_switch_context_ret), decltype(fiber_switch_context)> &&
+                  std::is_same_v<decltype(fiber_prepare_context_ret), decltype(fiber_prepare_context)>,
+              "bench: the switch variants must keep switch.h's prototypes");
 #endif
 
 namespace {
@@ -60,6 +64,7 @@ constexpr std::size_t stack_size = fiber::default_stack_size;
 // A plain heap stack for the raw switches, which have no allocator of their own.
 struct raw_stack {
   std::unique_ptr<std::byte[]> memory{new std::byte[stack_size]};
+  void* base() const noexcept { return memory.get(); }
   void* top() const noexcept { return memory.get() + stack_size; }
 };
 
@@ -108,8 +113,8 @@ void switch_boost_jump_fcontext(benchmark::State& state) {
 
 // ---- switch: the raw fiber_switch_context, in each assembled variant ----
 
-using switch_fn = void* (*)(void*, void*);
-using prepare_fn = void* (*)(void*, fiber_entry_fn, void*);
+using switch_fn = decltype(&fiber_switch_context);
+using prepare_fn = decltype(&fiber_prepare_context);
 
 // The data word the suspended context `sp` passed when it switched away.
 void* frame_data(void* sp) noexcept {
@@ -128,7 +133,7 @@ template <switch_fn Switch, prepare_fn Prepare>
 void switch_raw(benchmark::State& state) {
   raw_stack stack;
   long value = 0;
-  void* fiber = Switch(Prepare(stack.top(), &raw_echo<Switch>, nullptr), nullptr);  // run to its first switch
+  void* fiber = Switch(Prepare(stack.top(), &raw_echo<Switch>, nullptr, stack.base()), nullptr);  // to its first switch
   for (auto _ : state) {
     benchmark::DoNotOptimize(value);
     fiber = Switch(fiber, &value);
@@ -168,7 +173,7 @@ void ucontext_echo() {
 void switch_ucontext(benchmark::State& state) {
   raw_stack stack;
   getcontext(&ucontext_fiber);
-  ucontext_fiber.uc_stack.ss_sp = stack.memory.get();
+  ucontext_fiber.uc_stack.ss_sp = stack.base();
   ucontext_fiber.uc_stack.ss_size = stack_size;
   ucontext_fiber.uc_link = nullptr;
   makecontext(&ucontext_fiber, &ucontext_echo, 0);

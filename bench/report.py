@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BINARIES = ('fiber_bench', 'fiber_bench_shared_fp')
@@ -69,6 +70,12 @@ def filter_matches(regex, name):
     return re.search(regex, name) is not None
 
 
+def list_benchmarks(path, regex):
+    done = subprocess.run([path, '--benchmark_list_tests=true', f'--benchmark_filter={regex}'],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return done.stdout.split() if done.returncode == 0 else []
+
+
 def run_binary(path, min_time, regex):
     cmd = [path, '--benchmark_format=json', f'--benchmark_min_time={min_time}',
            '--benchmark_repetitions=3', '--benchmark_report_aggregates_only=true']
@@ -103,10 +110,28 @@ def medians(gbench_json):
     return {name: (real, cpu, cv.get(name)) for name, (real, cpu) in out.items()}
 
 
+def with_peers(regex):
+    """The filter, widened to the peers the selected benchmarks are compared with, so
+    that e.g. --filter generator still shows the ratios to switch/fiber_context."""
+    if not regex or regex.startswith('-'):
+        return regex
+    peers = set()
+    for name, (peer, extra) in PEERS.items():
+        if filter_matches(regex, name):
+            peers.update(p for p in [peer] + extra if p and p != PYTHON_ROW and not filter_matches(regex, p))
+    if not peers:
+        return regex
+    return f'({regex})|^({"|".join(sorted(peers))})$'
+
+
 def collect(args):
     results = {'min_time': args.min_time, 'filter': args.filter, 'binaries': {}, 'python': None}
+    regex = with_peers(args.filter)
     for name in BINARIES:
-        results['binaries'][name] = run_binary(find_binary(args.build_dir, name), args.min_time, args.filter)
+        path = find_binary(args.build_dir, name)
+        if args.filter and not list_benchmarks(path, args.filter):
+            continue  # nothing selected here: do not run it just for the peers
+        results['binaries'][name] = run_binary(path, args.min_time, regex)
     if filter_matches(args.filter, PYTHON_ROW):
         results['python'] = run_python_peer()
     return results
@@ -138,22 +163,26 @@ def time_in(results, binary, name):
 
 
 def fmt_ns(ns):
-    return f'{ns:.0f}' if ns >= 1000 else f'{ns:.3g}' if ns >= 10 else f'{ns:.2f}'
+    return f'{ns:.0f}' if ns >= 1000 else f'{ns:.1f}' if ns >= 10 else f'{ns:.2f}'
 
 
 def print_table(results):
     rows = rows_of(results)
-    header = ['binary', 'benchmark', 'real ns/op', '±cv', 'cpu ns/op', 'ratio', 'to (same binary)', 'also']
+    header = ['binary', 'benchmark', 'real ns/op', '±cv', 'cpu ns/op', 'ratio', 'to', 'also']
     lines = []
     for binary, name, real, cpu, cv in rows:
         # The python peer's figures are compared with fiber_bench's.
         home = binary if binary in BINARIES else 'fiber_bench'
         peer, extra = PEERS.get(name, (None, []))
-        ratio, to = '', 'peer' if name in {p for p, _ in PEERS.values()} else ''
-        if peer:
+        ratio, to = '', ''
+        if peer is None:
+            to = 'peer' if name in {p for p, _ in PEERS.values()} else ''
+        else:
             peer_ns = time_in(results, home, peer)
             if peer_ns:
                 ratio, to = f'{real / peer_ns:.2f}x', peer
+            else:
+                to = f'({peer} not run)'
         also = []
         for other in extra:
             other_ns = time_in(results, home, other)
@@ -179,12 +208,14 @@ def print_table(results):
 
 
 def print_context(results):
-    print(f'Time per operation = median real (wall-clock) time of 3 repetitions, each of at least '
-          f'--benchmark_min_time={results["min_time"]} s; one operation = one round trip (two switches) '
-          f'or one create + first switch + destroy. cpu ns/op is shown for reference; ±cv is the '
-          f'spread of the 3 repetitions.')
+    print(textwrap.fill(
+        f'ns/op = median real (wall-clock) time of 3 repetitions, each of at least '
+        f'--benchmark_min_time={results["min_time"]} s; one op = one round trip (two switches), one '
+        f'send/yield round trip, or one create + first switch + destroy. ratio = real ns/op divided by '
+        f'the peer\'s, from the same binary and run (python\'s: by fiber_bench\'s). cpu ns/op is for reference (for thread_condvar it '
+        f'counts the benchmark thread only); ±cv is the spread of the 3 repetitions.', width=110))
     if results.get('filter'):
-        print(f'Filter: {results["filter"]}')
+        print(f'Filter: {results["filter"]} (and the peers of what it selects)')
     for binary in BINARIES:
         ctx = results['binaries'].get(binary, {}).get('context', {})
         if ctx:
@@ -233,13 +264,9 @@ def print_checks(results):
                 detail += f', {(measured / limit - 1) * 100:.0f}% over the limit'
         print(f'  {verdict}  {text}: {detail}')
         checks.append({'check': text, 'measured': measured, 'limit': limit, 'verdict': verdict})
-    # The python peer's ratio is not a check: it is there to put the others in scale.
-    for binary in BINARIES:
-        ctx = results['binaries'].get(binary, {}).get('context', {})
-        expected = 'true' if binary == 'fiber_bench_shared_fp' else None
-        if expected and ctx and ctx.get('fiber_shares_fp_env') != expected:
-            print(f'  NOTE  {binary} was built against a library with fiber_shares_fp_env='
-                  f'{ctx.get("fiber_shares_fp_env")}, not {expected}')
+    shared = results['binaries'].get('fiber_bench_shared_fp', {}).get('context', {}).get('fiber_shares_fp_env')
+    if shared not in (None, 'true'):
+        print(f'  NOTE  fiber_bench_shared_fp was linked against a library with fiber_shares_fp_env={shared}')
     return checks
 
 
@@ -248,8 +275,8 @@ def main():
     parser.add_argument('build_dir', nargs='?', help='the CMake build directory (configured with -DFIBER_BUILD_BENCH=ON)')
     parser.add_argument('--min-time', type=float, default=0.2,
                         help='seconds per repetition, passed as --benchmark_min_time (default 0.2)')
-    parser.add_argument('--filter', help='regex passed as --benchmark_filter (also selects the python peer, '
-                                         f'named {PYTHON_ROW})')
+    parser.add_argument('--filter', help='regex passed as --benchmark_filter, widened to the peers of what it '
+                                         f'selects (it also selects the python peer, named {PYTHON_ROW})')
     parser.add_argument('--json', metavar='OUT.json', help='also write the raw results and the checks here')
     parser.add_argument('--load', metavar='IN.json', help='print a run saved with --json instead of running')
     args = parser.parse_args()

@@ -8,6 +8,12 @@
  *       Fills every callee-saved register with garbage, calls fn(arg), restores.
  *   uintptr_t fiber_test_caller_sp(void)
  *       The caller's stack pointer at the call.
+ *
+ * The FP control state, as one integer (see tests/fp_env_test.cpp):
+ *   uint64_t fiber_test_fp_get(void)      FPCR
+ *   void fiber_test_fp_set(uint64_t)      writes FPCR
+ *   uint64_t fiber_test_fp_unusual(void)  FPCR with RMode = toward +infinity (01)
+ *                                         and FZ (flush-to-zero, bit 24) set
  */
     .text
 
@@ -127,5 +133,35 @@ fiber_test_caller_sp:
     ret
     .cfi_endproc
     .size   fiber_test_caller_sp, .-fiber_test_caller_sp
+
+    .globl  fiber_test_fp_get
+    .type   fiber_test_fp_get, %function
+fiber_test_fp_get:
+    .cfi_startproc
+    mrs     x0, fpcr
+    ret
+    .cfi_endproc
+    .size   fiber_test_fp_get, .-fiber_test_fp_get
+
+    .globl  fiber_test_fp_set
+    .type   fiber_test_fp_set, %function
+fiber_test_fp_set:
+    .cfi_startproc
+    msr     fpcr, x0
+    ret
+    .cfi_endproc
+    .size   fiber_test_fp_set, .-fiber_test_fp_set
+
+    .globl  fiber_test_fp_unusual
+    .type   fiber_test_fp_unusual, %function
+fiber_test_fp_unusual:
+    .cfi_startproc
+    mrs     x0, fpcr
+    and     x0, x0, #~(3 << 22)
+    orr     x0, x0, #(1 << 22)
+    orr     x0, x0, #(1 << 24)
+    ret
+    .cfi_endproc
+    .size   fiber_test_fp_unusual, .-fiber_test_fp_unusual
 
     .section .note.GNU-stack, "", %progbits

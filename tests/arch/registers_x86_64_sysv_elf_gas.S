@@ -8,6 +8,14 @@
  *       Fills every callee-saved register with garbage, calls fn(arg), restores.
  *   uintptr_t fiber_test_caller_sp(void)
  *       The caller's stack pointer at the call instruction (before the push).
+ *
+ * The FP control state, as one integer (see tests/fp_env_test.cpp):
+ *   uint64_t fiber_test_fp_get(void)      (x87 control word << 32) | MXCSR without
+ *                                         its status flags (bits 0-5)
+ *   void fiber_test_fp_set(uint64_t)      loads both
+ *   uint64_t fiber_test_fp_unusual(void)  the current state with both units
+ *                                         rounding upward, plus flush-to-zero and
+ *                                         denormals-are-zero
  */
     .text
 
@@ -85,5 +93,51 @@ fiber_test_caller_sp:
     ret
     .cfi_endproc
     .size   fiber_test_caller_sp, .-fiber_test_caller_sp
+
+/* The leaf helpers below use the red zone (128 bytes below rsp) as scratch. */
+    .globl  fiber_test_fp_get
+    .type   fiber_test_fp_get, @function
+fiber_test_fp_get:
+    .cfi_startproc
+    stmxcsr -8(%rsp)
+    fnstcw  -4(%rsp)
+    movl    -8(%rsp), %eax
+    andl    $~0x3f, %eax
+    movzwl  -4(%rsp), %ecx
+    shlq    $32, %rcx
+    orq     %rcx, %rax
+    ret
+    .cfi_endproc
+    .size   fiber_test_fp_get, .-fiber_test_fp_get
+
+    .globl  fiber_test_fp_set
+    .type   fiber_test_fp_set, @function
+fiber_test_fp_set:
+    .cfi_startproc
+    movl    %edi, -8(%rsp)
+    ldmxcsr -8(%rsp)
+    shrq    $32, %rdi
+    movw    %di, -4(%rsp)
+    fldcw   -4(%rsp)
+    ret
+    .cfi_endproc
+    .size   fiber_test_fp_set, .-fiber_test_fp_set
+
+    .globl  fiber_test_fp_unusual
+    .type   fiber_test_fp_unusual, @function
+fiber_test_fp_unusual:
+    .cfi_startproc
+    subq    $8, %rsp
+    .cfi_adjust_cfa_offset 8
+    callq   fiber_test_fp_get
+    addq    $8, %rsp
+    .cfi_adjust_cfa_offset -8
+    movabsq $~0x00000c0000006000, %rcx   /* both rounding-control fields */
+    andq    %rcx, %rax
+    movabsq $0x000008000000c040, %rcx    /* x87 RC=up; MXCSR RC=up, FTZ, DAZ */
+    orq     %rcx, %rax
+    ret
+    .cfi_endproc
+    .size   fiber_test_fp_unusual, .-fiber_test_fp_unusual
 
     .section .note.GNU-stack, "", @progbits

@@ -138,7 +138,7 @@ made_fiber<F, A> make_fiber(A a, Args&&... args) {
     a.deallocate(s);
     throw;
   }
-  return {fiber_prepare_context(r, &rec_t::entry, r), &r->fn};
+  return {fiber_prepare_context(r, &rec_t::entry, r, s.base), &r->fn};
 }
 
 }  // namespace detail

@@ -1,15 +1,18 @@
 /* The contract between the C++ library and the per-architecture assembly in arch/.
  *
- * Included by C, C++ and every assembly file in arch/ (through the C preprocessor), so that the
- * layout of a suspended context is written down exactly once. C++ checks the numbers
- * below with static_assert (fiber/src/switch_layout.cpp); the assembly uses them as
- * offsets.
+ * Included by C, C++ and every assembly file in arch/ (through the C preprocessor),
+ * so that the layout of a suspended context is written down exactly once, in the
+ * architecture's header below: the assembly uses its numbers as offsets, and C++
+ * checks them against a struct with static_assert.
  *
  * The two primitives every architecture provides:
  *
- *   void* fiber_prepare_context(void* stack_top, fiber_entry_fn entry, void* arg);
+ *   void* fiber_prepare_context(void* stack_top, fiber_entry_fn entry, void* arg,
+ *                               void* stack_limit);
  *       Builds, just below stack_top, a frame that looks like a context suspended
- *       inside fiber_switch_context, and returns its stack pointer. The first switch
+ *       inside fiber_switch_context, and returns its stack pointer. stack_limit is
+ *       the lowest usable address of the stack (ABIs that track the stack's bounds,
+ *       such as Windows' TIB, need it; the others ignore it). The first switch
  *       to it calls entry(from, arg) on that stack, where `from` is what a normal
  *       switch would return. entry must never return (it ends by switching away).
  *
@@ -32,36 +35,14 @@
  * architecture, so C++ never needs per-architecture code to read it. */
 #define FIBER_FRAME_DATA 0
 
+/* One header per architecture defines the frame layout (FIBER_FRAME_* offsets and,
+ * for C++, a struct with static_asserts that the two agree). */
 #if defined(__x86_64__) && !defined(_WIN32)
-/* x86_64 System V: see arch/switch_x86_64_sysv_elf_gas.S for the diagram. */
-#  define FIBER_FRAME_MXCSR 8   /* 4 bytes: SSE control/status */
-#  define FIBER_FRAME_X87CW 12  /* 2 bytes: x87 control word */
-#  define FIBER_FRAME_R15 16
-#  define FIBER_FRAME_R14 24
-#  define FIBER_FRAME_R13 32
-#  define FIBER_FRAME_R12 40
-#  define FIBER_FRAME_RBX 48
-#  define FIBER_FRAME_RBP 56
-#  define FIBER_FRAME_PC 64      /* where the context resumes */
-#  define FIBER_FRAME_SIZE 72    /* bytes popped before jumping to FIBER_FRAME_PC */
+#  include "fiber/detail/switch_x86_64_sysv.h"
 #elif defined(__aarch64__)
-/* AArch64 AAPCS64: see arch/switch_arm64_aapcs_elf_gas.S for the diagram. */
-#  define FIBER_FRAME_FPCR 8
-#  define FIBER_FRAME_X19 16
-#  define FIBER_FRAME_X21 32
-#  define FIBER_FRAME_X23 48
-#  define FIBER_FRAME_X25 64
-#  define FIBER_FRAME_X27 80
-#  define FIBER_FRAME_FP 96      /* x29, then x30 (lr) at +8 */
-#  define FIBER_FRAME_LR 104
-#  define FIBER_FRAME_D8 112
-#  define FIBER_FRAME_D10 128
-#  define FIBER_FRAME_D12 144
-#  define FIBER_FRAME_D14 160
-#  define FIBER_FRAME_PC FIBER_FRAME_LR
-#  define FIBER_FRAME_SIZE 176
+#  include "fiber/detail/switch_arm64_aapcs.h"
 #else
-#  error "fiber: no context-switch assembly for this architecture yet"
+#  error "fiber: no context-switch assembly for this architecture"
 #endif
 
 #ifndef __ASSEMBLER__
@@ -71,7 +52,7 @@ extern "C" {
 
 typedef void (*fiber_entry_fn)(void* from, void* arg);
 
-void* fiber_prepare_context(void* stack_top, fiber_entry_fn entry, void* arg);
+void* fiber_prepare_context(void* stack_top, fiber_entry_fn entry, void* arg, void* stack_limit);
 void* fiber_switch_context(void* to, void* data);
 
 #ifdef __cplusplus

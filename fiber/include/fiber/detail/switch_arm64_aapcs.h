@@ -1,0 +1,51 @@
+/* Frame layout of a suspended context on AArch64 AAPCS64: see the diagram in
+ * arch/switch_arm64_aapcs_elf_gas.S. Included through switch.h only. */
+#ifndef FIBER_DETAIL_SWITCH_ARM64_AAPCS_H
+#define FIBER_DETAIL_SWITCH_ARM64_AAPCS_H
+
+#define FIBER_FRAME_FPCR 8
+#define FIBER_FRAME_X19 16
+#define FIBER_FRAME_X21 32
+#define FIBER_FRAME_X23 48
+#define FIBER_FRAME_X25 64
+#define FIBER_FRAME_X27 80
+#define FIBER_FRAME_FP 96      /* x29, then x30 (lr) at +8 */
+#define FIBER_FRAME_LR 104
+#define FIBER_FRAME_D8 112
+#define FIBER_FRAME_D10 128
+#define FIBER_FRAME_D12 144
+#define FIBER_FRAME_D14 160
+#define FIBER_FRAME_PC FIBER_FRAME_LR
+#define FIBER_FRAME_SIZE 176
+
+#if defined(__cplusplus) && !defined(__ASSEMBLER__)
+#include <cstddef>
+#include <cstdint>
+namespace fiber::detail::layout {
+struct frame {
+  void* data;
+  std::uint64_t fpcr;
+  std::uint64_t x19, x20, x21, x22, x23, x24, x25, x26, x27, x28;
+  std::uint64_t fp, lr;
+  double d8, d9, d10, d11, d12, d13, d14, d15;
+};
+static_assert(offsetof(frame, data) == FIBER_FRAME_DATA);
+static_assert(offsetof(frame, fpcr) == FIBER_FRAME_FPCR);
+static_assert(offsetof(frame, x19) == FIBER_FRAME_X19);
+static_assert(offsetof(frame, x21) == FIBER_FRAME_X21);
+static_assert(offsetof(frame, x23) == FIBER_FRAME_X23);
+static_assert(offsetof(frame, x25) == FIBER_FRAME_X25);
+static_assert(offsetof(frame, x27) == FIBER_FRAME_X27);
+static_assert(offsetof(frame, fp) == FIBER_FRAME_FP);
+static_assert(offsetof(frame, lr) == FIBER_FRAME_LR);
+static_assert(offsetof(frame, d8) == FIBER_FRAME_D8);
+static_assert(offsetof(frame, d10) == FIBER_FRAME_D10);
+static_assert(offsetof(frame, d12) == FIBER_FRAME_D12);
+static_assert(offsetof(frame, d14) == FIBER_FRAME_D14);
+static_assert(sizeof(frame) == FIBER_FRAME_SIZE);
+// AAPCS64 requires sp to be 16-aligned whenever it is used to access memory.
+static_assert(FIBER_FRAME_SIZE % 16 == 0);
+}  // namespace fiber::detail::layout
+#endif
+
+#endif
