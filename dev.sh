@@ -5,7 +5,8 @@
 #   ./dev.sh demo    the seed's producer/consumer, then a short stackful-vs-stackless table
 #   ./dev.sh test    every test: native (static and shared), then cross-built for AArch64 under qemu
 #   ./dev.sh bench   every benchmark, one table with ratios to Boost.Context
-#   ./dev.sh cross   only the cross-architecture part of `test`
+#   ./dev.sh cross [TARGET...]   only the cross-architecture part of `test`
+#                    (all targets, or the named ones: aarch64, i686, armhf, ...)
 #
 # Build trees live in build/<config>; they are reused between runs (and ccache
 # keeps compiled objects across clean clones).
@@ -14,12 +15,24 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 
 BASE_PACKAGES=(g++ cmake ninja-build ccache pkg-config python3 catch2)
-CROSS_PACKAGES=(qemu-user g++-aarch64-linux-gnu)
+BACKEND_PACKAGES=(libboost-context-dev)
 BENCH_PACKAGES=(libbenchmark-dev libboost-context-dev libboost-fiber-dev)
 
-# Cross targets: name, CMake toolchain file. Each runs the whole suite under qemu.
+# Cross targets: name, CMake toolchain file (cmake/toolchains/), how its tests
+# run, Debian packages. Each runs the whole suite.
 CROSS_TARGETS=(
-  "aarch64 cmake/toolchains/aarch64-linux-gnu.cmake"
+  "aarch64  aarch64-linux-gnu       qemu-aarch64   g++-aarch64-linux-gnu qemu-user"
+  "i686     i686-linux-gnu          native         g++-i686-linux-gnu"
+  "armhf    arm-linux-gnueabihf     qemu-arm       g++-arm-linux-gnueabihf qemu-user"
+  "riscv64  riscv64-linux-gnu       qemu-riscv64   g++-riscv64-linux-gnu qemu-user"
+  "ppc64le  powerpc64le-linux-gnu   qemu-ppc64le   g++-powerpc64le-linux-gnu qemu-user"
+  "ppc64    powerpc64-linux-gnu     qemu-ppc64     g++-powerpc64-linux-gnu qemu-user"
+  "ppc      powerpc-linux-gnu       qemu-ppc       g++-powerpc-linux-gnu qemu-user"
+  "s390x    s390x-linux-gnu         qemu-s390x     g++-s390x-linux-gnu qemu-user"
+  "mips64el mips64el-linux-gnuabi64 qemu-mips64el  g++-mips64el-linux-gnuabi64 qemu-user"
+  "mipsel   mipsel-linux-gnu        qemu-mipsel    g++-mipsel-linux-gnu qemu-user"
+  "sparc64  sparc64-linux-gnu       qemu-sparc64   g++-sparc64-linux-gnu qemu-user"
+  "win64    x86_64-w64-mingw32      wine64         g++-mingw-w64-x86-64-posix wine64"
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -77,31 +90,45 @@ run_ctest() {
 }
 
 cmd_cross() {
-  ensure_packages "${BASE_PACKAGES[@]}" "${CROSS_PACKAGES[@]}"
-  local t name toolchain
+  local t name toolchain runner packages selected=("$@") want
   for t in "${CROSS_TARGETS[@]}"; do
-    read -r name toolchain <<<"$t"
+    read -r name toolchain runner packages <<<"$t"
+    if [ ${#selected[@]} -gt 0 ]; then
+      want=0
+      for s in "${selected[@]}"; do [ "$s" = "$name" ] && want=1; done
+      [ $want = 1 ] || continue
+    fi
+    # shellcheck disable=SC2086
+    ensure_packages "${BASE_PACKAGES[@]}" $packages
     log "cross-building for $name"
-    configure_and_build "build/$name" -DCMAKE_TOOLCHAIN_FILE="$ROOT/$toolchain"
-    run_ctest "$name (qemu, asm backend)" "build/$name"
+    configure_and_build "build/$name" -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/$toolchain.cmake"
+    run_ctest "$name ($runner, asm)" "build/$name"
   done
 }
 
 print_summary() {
   log "summary"
+  printf '%-28s %s\n' "target (runner, backend)" "tests"
   printf '%s\n' "${SUMMARY[@]}"
   echo "dev.sh: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
   [ "$TOTAL_FAILED" -eq 0 ]
 }
 
 cmd_test() {
-  ensure_packages "${BASE_PACKAGES[@]}" "${CROSS_PACKAGES[@]}"
+  ensure_packages "${BASE_PACKAGES[@]}"
   log "building natively ($(uname -m))"
   configure_and_build build/native
   run_ctest "$(uname -m) (native, asm backend)" build/native
   log "building natively as a shared library"
   configure_and_build build/native-shared -DBUILD_SHARED_LIBS=ON
-  run_ctest "$(uname -m) (native, shared lib)" build/native-shared
+  run_ctest "$(uname -m) (native, asm, shared)" build/native-shared
+  ensure_packages "${BACKEND_PACKAGES[@]}"
+  local backend
+  for backend in boost ucontext; do
+    log "building natively with FIBER_BACKEND=$backend"
+    configure_and_build "build/native-$backend" -DFIBER_BACKEND=$backend
+    run_ctest "$(uname -m) (native, $backend)" "build/native-$backend"
+  done
   cmd_cross
   print_summary
 }
@@ -128,6 +155,6 @@ case "${1:-}" in
   demo) cmd_demo ;;
   test) cmd_test ;;
   bench) cmd_bench ;;
-  cross) cmd_cross; print_summary ;;
+  cross) shift; cmd_cross "$@"; print_summary ;;
   *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 /* Context switch for AArch64, AAPCS64, ELF, GNU assembler.
  *
- * Primitives (contract in fiber/include/fiber/detail/switch.h):
+ * Primitives (contract in fiber/include/fiber/detail/switch.h;
+ * offsets in fiber/src/frame/arm64_aapcs_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg) -> sp   build a fresh context
  *   fiber_switch_context(to, data)               -> from switch, passing data
  *
@@ -18,7 +19,7 @@
  * x30 (lr) is not callee-saved, but it holds where the suspended context resumes.
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
- * offset is named in switch.h and checked from C++):
+ * offset is named in fiber/src/frame/arm64_aapcs_elf_gas.h and checked from C++):
  *
  *          +------------------------+  <- sp + 176 (16-byte aligned)
  *    +160  | d14        | d15       |
@@ -42,7 +43,7 @@
  * FIBER_SHARED_FP_ENV=1 leaves FPCR alone: faster, but a rounding-mode or
  * flush-to-zero change made in one fiber is then seen by every fiber on the thread.
  */
-#include "fiber/detail/switch.h"
+#include "frame/arm64_aapcs_elf_gas.h"
 
 #ifndef FIBER_SHARED_FP_ENV
 #  define FIBER_SHARED_FP_ENV 0
@@ -146,9 +147,6 @@ SYM(fiber_trampoline):
     blr     x20
     brk     #0                      /* entry never returns */
     .cfi_endproc
-    .globl  SYM(fiber_trampoline_end)
-    .hidden SYM(fiber_trampoline_end)
-SYM(fiber_trampoline_end):
     .size   SYM(fiber_trampoline), .-SYM(fiber_trampoline)
 
 /* void* fiber_prepare_context(void* stack_top [x0], entry [x1], void* arg [x2],

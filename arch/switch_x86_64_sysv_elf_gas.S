@@ -1,6 +1,7 @@
 /* Context switch for x86_64, System V ABI, ELF, GNU assembler.
  *
- * Primitives (contract in fiber/include/fiber/detail/switch.h):
+ * Primitives (contract in fiber/include/fiber/detail/switch.h;
+ * offsets in fiber/src/frame/x86_64_sysv_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg) -> sp   build a fresh context
  *   fiber_switch_context(to, data)               -> from switch, passing data
  *
@@ -13,7 +14,7 @@
  * No xmm register is callee-saved on System V, so none is saved here.
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
- * offset is named in switch.h and checked from C++):
+ * offset is named in fiber/src/frame/x86_64_sysv_elf_gas.h and checked from C++):
  *
  *          +------------------------+  <- sp + 72 (16-byte aligned)
  *     +64  | return address (pc)    |  where fiber_switch_context returns
@@ -51,7 +52,7 @@
  * indirect `jmp`; it exists only so bench/ can measure the difference (the `ret`
  * pops a return-stack-buffer entry pushed by a different call, so it mispredicts).
  */
-#include "fiber/detail/switch.h"
+#include "frame/x86_64_sysv_elf_gas.h"
 
 #ifndef FIBER_SHARED_FP_ENV
 #  define FIBER_SHARED_FP_ENV 0
@@ -168,9 +169,6 @@ SYM(fiber_trampoline):
     callq   *%r12
     ud2                     /* entry never returns */
     .cfi_endproc
-    .globl  SYM(fiber_trampoline_end)
-    .hidden SYM(fiber_trampoline_end)
-SYM(fiber_trampoline_end):
     .size   SYM(fiber_trampoline), .-SYM(fiber_trampoline)
 
 /* void* fiber_prepare_context(void* stack_top [rdi], entry [rsi], void* arg [rdx],

@@ -27,6 +27,10 @@
 #ifndef FIBER_BENCH_SWITCH_ONLY
 #  define FIBER_BENCH_SWITCH_ONLY 0
 #endif
+// Whether the switch variants assembled from arch/ are linked in (bench/CMakeLists.txt).
+#ifndef FIBER_BENCH_ASM_VARIANTS
+#  define FIBER_BENCH_ASM_VARIANTS 0
+#endif
 
 #if !FIBER_BENCH_SWITCH_ONLY
 #  include <ucontext.h>
@@ -41,6 +45,7 @@
 #  include "fiber/generator.hpp"
 #  include "stackless.hpp"
 
+#  if FIBER_BENCH_ASM_VARIANTS
 // The raw switch assembled again from arch/ with other options (bench/CMakeLists.txt),
 // with the prototypes of fiber_switch_context / fiber_prepare_context in switch.h.
 extern "C" {
@@ -52,8 +57,11 @@ void* fiber_switch_context_sharedfp(void* to, void* data);
 void* fiber_prepare_context_sharedfp(void* stack_top, fiber_entry_fn entry, void* arg, void* stack_limit);
 }
 static_assert(std::is_same_v<decltype(fiber_switch_context_ret), decltype(fiber_switch_context)> &&
-                  std::is_same_v<decltype(fiber_prepare_context_ret), decltype(fiber_prepare_context)>,
+                  std::is_same_v<decltype(fiber_switch_context_sharedfp), decltype(fiber_switch_context)> &&
+                  std::is_same_v<decltype(fiber_prepare_context_ret), decltype(fiber_prepare_context)> &&
+                  std::is_same_v<decltype(fiber_prepare_context_sharedfp), decltype(fiber_prepare_context)>,
               "bench: the switch variants must keep switch.h's prototypes");
+#  endif
 #endif
 
 namespace {
@@ -208,7 +216,7 @@ void generator_fiber(benchmark::State& state) {
 
 stackless::generator<long, long> stackless_consumer() {
   long r = 0;
-  for (;;) r = co_yield r + 1;  // n = yield r; r = n + 1 (r + 1 so the two bodies do equal work)
+  for (;;) r = (co_yield r) + 1;  // n = yield r; r = n + 1
 }
 
 void generator_stackless(benchmark::State& state) {
@@ -303,10 +311,12 @@ void register_benchmarks() {
   benchmark::RegisterBenchmark("switch/boost_jump_fcontext", switch_boost_jump_fcontext);
 #if !FIBER_BENCH_SWITCH_ONLY
   benchmark::RegisterBenchmark("switch/fiber_switch_context", switch_raw<fiber_switch_context, fiber_prepare_context>);
+#  if FIBER_BENCH_ASM_VARIANTS
   benchmark::RegisterBenchmark("switch/fiber_switch_context_ret",
                                switch_raw<fiber_switch_context_ret, fiber_prepare_context_ret>);
   benchmark::RegisterBenchmark("switch/fiber_switch_context_sharedfp",
                                switch_raw<fiber_switch_context_sharedfp, fiber_prepare_context_sharedfp>);
+#  endif
   benchmark::RegisterBenchmark("switch/boost_fiber", switch_boost_fiber);
   benchmark::RegisterBenchmark("switch/ucontext_swapcontext", switch_ucontext);
 

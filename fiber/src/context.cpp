@@ -31,28 +31,30 @@ forced_unwind::~forced_unwind() {
           "(catch (...) without `throw;`); the fiber cannot be ended safely");
 }
 
-// Labels around the code every fiber starts in (arch/): the outermost frame of
-// every fiber stack, where the unwinder stops.
-extern "C" const char fiber_trampoline[];
-extern "C" const char fiber_trampoline_end[];
+// The code every fiber starts in, whichever backend switches (arch/*.S,
+// switch_boost.cpp, switch_ucontext.cpp): the outermost frame of every fiber.
+extern "C" void fiber_trampoline();
 
 namespace {
-// Whether the running code is on a fiber's stack: the unwinder walks the frames up
-// to the outermost one, and on a fiber that is the trampoline. Only used on the
-// slow path, when a context is destroyed.
+// Whether the running code is on a fiber's stack: the unwinder walks the frames
+// and, on a fiber, reaches the trampoline. Used only on the slow path, when a
+// context is destroyed; it needs the same unwind information as the forced unwind
+// that follows.
 bool running_on_fiber_stack() noexcept {
-  std::uintptr_t last_ip = 0;
+  bool found = false;
   _Unwind_Backtrace(
       [](_Unwind_Context* ctx, void* arg) -> _Unwind_Reason_Code {
-        // The walk ends with a frame whose IP is 0 (the trampoline's undefined
-        // return address): keep the last real one.
-        if (std::uintptr_t ip = _Unwind_GetIP(ctx)) *static_cast<std::uintptr_t*>(arg) = ip;
+        const std::uintptr_t ip = _Unwind_GetIP(ctx);
+        // A return address points just past its call: look up the byte before it.
+        if (ip != 0 && _Unwind_FindEnclosingFunction(reinterpret_cast<void*>(ip - 1)) ==
+                           reinterpret_cast<void*>(&fiber_trampoline)) {
+          *static_cast<bool*>(arg) = true;
+          return _URC_END_OF_STACK;
+        }
         return _URC_NO_REASON;
       },
-      &last_ip);
-  // The recorded IP is a return address: just past the call in the trampoline.
-  return last_ip > reinterpret_cast<std::uintptr_t>(fiber_trampoline) &&
-         last_ip <= reinterpret_cast<std::uintptr_t>(fiber_trampoline_end);
+      &found);
+  return found;
 }
 }  // namespace
 

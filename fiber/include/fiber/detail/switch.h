@@ -1,9 +1,12 @@
 /* The contract between the C++ library and the per-architecture assembly in arch/.
  *
  * Included by C, C++ and every assembly file in arch/ (through the C preprocessor),
- * so that the layout of a suspended context is written down exactly once, in the
- * architecture's header below: the assembly uses its numbers as offsets, and C++
- * checks them against a struct with static_assert.
+ * and the backends in fiber/src/. Each assembly file arch/switch_<stem>.S has one
+ * header, fiber/src/frame/<stem>.h, that writes its frame layout down once: the
+ * assembly uses its FIBER_FRAME_* numbers as offsets, and the library checks them
+ * against a C++ struct with static_assert (fiber/src/frame.cpp). Nothing here
+ * depends on the architecture, so the public headers build anywhere a backend
+ * exists.
  *
  * The two primitives every architecture provides:
  *
@@ -35,15 +38,6 @@
  * architecture, so C++ never needs per-architecture code to read it. */
 #define FIBER_FRAME_DATA 0
 
-/* One header per architecture defines the frame layout (FIBER_FRAME_* offsets and,
- * for C++, a struct with static_asserts that the two agree). */
-#if defined(__x86_64__) && !defined(_WIN32)
-#  include "fiber/detail/switch_x86_64_sysv.h"
-#elif defined(__aarch64__)
-#  include "fiber/detail/switch_arm64_aapcs.h"
-#else
-#  error "fiber: no context-switch assembly for this architecture"
-#endif
 
 #ifndef __ASSEMBLER__
 #ifdef __cplusplus

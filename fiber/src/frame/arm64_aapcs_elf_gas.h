@@ -1,7 +1,9 @@
 /* Frame layout of a suspended context on AArch64 AAPCS64: see the diagram in
- * arch/switch_arm64_aapcs_elf_gas.S. Included through switch.h only. */
-#ifndef FIBER_DETAIL_SWITCH_ARM64_AAPCS_H
-#define FIBER_DETAIL_SWITCH_ARM64_AAPCS_H
+ * arch/switch_arm64_aapcs_elf_gas.S. Included by that file and by fiber/src/frame.cpp. */
+#ifndef FIBER_FRAME_ARM64_AAPCS_ELF_GAS_H
+#define FIBER_FRAME_ARM64_AAPCS_ELF_GAS_H
+
+#include "fiber/detail/switch.h"
 
 #define FIBER_FRAME_FPCR 8
 #define FIBER_FRAME_X19 16

@@ -1,7 +1,9 @@
 /* Frame layout of a suspended context on x86_64 System V: see the diagram in
- * arch/switch_x86_64_sysv_elf_gas.S. Included through switch.h only. */
-#ifndef FIBER_DETAIL_SWITCH_X86_64_SYSV_H
-#define FIBER_DETAIL_SWITCH_X86_64_SYSV_H
+ * arch/switch_x86_64_sysv_elf_gas.S. Included by that file and by fiber/src/frame.cpp. */
+#ifndef FIBER_FRAME_X86_64_SYSV_ELF_GAS_H
+#define FIBER_FRAME_X86_64_SYSV_ELF_GAS_H
+
+#include "fiber/detail/switch.h"
 
 #define FIBER_FRAME_MXCSR 8   /* 4 bytes: SSE control/status */
 #define FIBER_FRAME_X87CW 12  /* 2 bytes: x87 control word */
