@@ -37,6 +37,7 @@ CROSS_TARGETS=(
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
+APT_UPDATED=0
 # Installs whichever of the given Debian packages are missing.
 ensure_packages() {
   local missing=() p
@@ -51,7 +52,8 @@ ensure_packages() {
   fi
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq
+  [ $APT_UPDATED = 1 ] || "${sudo[@]}" apt-get update -qq
+  APT_UPDATED=1
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
@@ -61,7 +63,7 @@ configure_and_build() {
   mkdir -p "$(dirname "$dir")"
   cmake -S "$ROOT" -B "$dir" -G Ninja \
     -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache "$@" >"$dir.configure.log" 2>&1 \
-    || { cat "$dir.configure.log"; exit 1; }
+    || { cat "$dir.configure.log"; return 1; }
   cmake --build "$dir"
 }
 
@@ -101,8 +103,12 @@ cmd_cross() {
     # shellcheck disable=SC2086
     ensure_packages "${BASE_PACKAGES[@]}" $packages
     log "cross-building for $name"
-    configure_and_build "build/$name" -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/$toolchain.cmake"
-    run_ctest "$name ($runner, asm)" "build/$name"
+    if configure_and_build "build/$name" -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/$toolchain.cmake"; then
+      run_ctest "$name ($runner, asm)" "build/$name"
+    else
+      SUMMARY+=("$(printf '%-28s BUILD FAILED' "$name ($runner, asm)")")
+      TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    fi
   done
 }
 
