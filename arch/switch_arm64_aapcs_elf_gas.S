@@ -26,7 +26,7 @@
  *    +144  | d12        | d13       |
  *    +128  | d10        | d11       |
  *    +112  | d8         | d9        |
- *     +96  | x29 (fp)   | x30 (pc)  |  a valid frame record: fp chains stay walkable
+ *     +96  | x29 (fp)   | x30 (pc)  |  where the context resumes
  *     +80  | x27        | x28       |
  *     +64  | x25        | x26       |
  *     +48  | x23        | x24       |
@@ -36,9 +36,9 @@
  *          +------------------------+  <- saved sp (16-byte aligned)
  *
  * A fresh context from fiber_prepare_context is the same frame with x30 pointing
- * at fiber_trampoline, x19 = arg, x20 = entry, x29 = 0, the FPCR of the thread
- * that prepared it, and a zeroed 16-byte frame record above it that ends
- * frame-pointer walks.
+ * into fiber_trampoline, x19 = arg, x20 = entry, x29 = 0 (which ends frame-pointer
+ * walks at the entry function's frame record) and the FPCR of the thread that
+ * prepared it; 16 zero bytes above it pad to the stack top.
  *
  * FIBER_SHARED_FP_ENV=1 leaves FPCR alone: faster, but a rounding-mode or
  * flush-to-zero change made in one fiber is then seen by every fiber on the thread.
@@ -90,6 +90,14 @@ SYM(fiber_switch_context):
     stp     d10, d11, [sp, #FIBER_FRAME_D10]
     stp     d12, d13, [sp, #FIBER_FRAME_D12]
     stp     d14, d15, [sp, #FIBER_FRAME_D14]
+    .cfi_offset d8, FIBER_FRAME_D8 - FIBER_FRAME_SIZE
+    .cfi_offset d9, FIBER_FRAME_D8 + 8 - FIBER_FRAME_SIZE
+    .cfi_offset d10, FIBER_FRAME_D10 - FIBER_FRAME_SIZE
+    .cfi_offset d11, FIBER_FRAME_D10 + 8 - FIBER_FRAME_SIZE
+    .cfi_offset d12, FIBER_FRAME_D12 - FIBER_FRAME_SIZE
+    .cfi_offset d13, FIBER_FRAME_D12 + 8 - FIBER_FRAME_SIZE
+    .cfi_offset d14, FIBER_FRAME_D14 - FIBER_FRAME_SIZE
+    .cfi_offset d15, FIBER_FRAME_D14 + 8 - FIBER_FRAME_SIZE
 #if !FIBER_SHARED_FP_ENV
     mrs     x9, fpcr
     stp     x1, x9, [sp, #FIBER_FRAME_DATA]
@@ -122,6 +130,27 @@ SYM(fiber_switch_context):
     ldp     x25, x26, [sp, #FIBER_FRAME_X25]
     ldp     x27, x28, [sp, #FIBER_FRAME_X27]
     ldp     x29, x30, [sp, #FIBER_FRAME_FP]
+    /* Restored: unwinders must no longer look for them in the frame being freed. */
+    .cfi_restore x19
+    .cfi_restore x20
+    .cfi_restore x21
+    .cfi_restore x22
+    .cfi_restore x23
+    .cfi_restore x24
+    .cfi_restore x25
+    .cfi_restore x26
+    .cfi_restore x27
+    .cfi_restore x28
+    .cfi_restore x29
+    .cfi_restore x30
+    .cfi_restore d8
+    .cfi_restore d9
+    .cfi_restore d10
+    .cfi_restore d11
+    .cfi_restore d12
+    .cfi_restore d13
+    .cfi_restore d14
+    .cfi_restore d15
     add     sp, sp, #FIBER_FRAME_SIZE
     .cfi_def_cfa_offset 0
 #if FIBER_SWITCH_WITH_RET
@@ -143,6 +172,10 @@ SYM(fiber_trampoline):
     .cfi_startproc
     /* Nothing called this frame: tell unwinders and debuggers that the walk ends. */
     .cfi_undefined x30
+    /* A fresh frame's pc is the next instruction. Unwinders look a return address
+     * up at pc - 1, which must fall in this FDE, not in fiber_switch_context's. */
+    nop
+.Lfiber_trampoline_start:
     mov     x1, x19
     blr     x20
     brk     #0                      /* entry never returns */
@@ -157,7 +190,7 @@ SYM(fiber_trampoline):
 SYM(fiber_prepare_context):
     .cfi_startproc
     and     x0, x0, #~15
-    sub     x0, x0, #16             /* zeroed frame record above the first frame */
+    sub     x0, x0, #16             /* 16 zero bytes above the first frame */
     stp     xzr, xzr, [x0]
     sub     x0, x0, #FIBER_FRAME_SIZE
     mrs     x9, fpcr
@@ -167,7 +200,7 @@ SYM(fiber_prepare_context):
     stp     xzr, xzr, [x0, #FIBER_FRAME_X23]
     stp     xzr, xzr, [x0, #FIBER_FRAME_X25]
     stp     xzr, xzr, [x0, #FIBER_FRAME_X27]
-    adr     x10, SYM(fiber_trampoline)
+    adr     x10, .Lfiber_trampoline_start
     stp     xzr, x10, [x0, #FIBER_FRAME_FP]
     stp     xzr, xzr, [x0, #FIBER_FRAME_D8]
     stp     xzr, xzr, [x0, #FIBER_FRAME_D10]

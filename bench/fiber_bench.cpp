@@ -121,7 +121,7 @@ void switch_boost_jump_fcontext(benchmark::State& state) {
 
 // ---- switch: the raw fiber_switch_context, in each assembled variant ----
 
-using switch_fn = decltype(&fiber_switch_context);
+using switch_fn = void* (*)(void*, void*) noexcept;
 using prepare_fn = decltype(&fiber_prepare_context);
 
 // The data word the suspended context `sp` passed when it switched away.
@@ -130,6 +130,30 @@ void* frame_data(void* sp) noexcept {
   std::memcpy(&data, static_cast<char*>(sp) + FIBER_FRAME_DATA, sizeof data);
   return data;
 }
+
+// Each variant of the switch, called as the library calls it: through the lean
+// convention's asm statement where there is one (switch.h), else as a plain call.
+void* call_switch(void* to, void* data) noexcept { return fiber::detail::switch_context(to, data); }
+#  if FIBER_BENCH_ASM_VARIANTS
+void* call_switch_ret(void* to, void* data) noexcept {
+#    if FIBER_LEAN_SWITCH
+  void* from;
+  FIBER_DETAIL_LEAN_SWITCH_CALL("fiber_switch_context_ret", to, data, from);
+  return from;
+#    else
+  return fiber_switch_context_ret(to, data);
+#    endif
+}
+void* call_switch_sharedfp(void* to, void* data) noexcept {
+#    if FIBER_LEAN_SWITCH
+  void* from;
+  FIBER_DETAIL_LEAN_SWITCH_CALL("fiber_switch_context_sharedfp", to, data, from);
+  return from;
+#    else
+  return fiber_switch_context_sharedfp(to, data);
+#    endif
+}
+#  endif
 
 // Sends back whatever it is sent, forever (as fcontext_echo does).
 template <switch_fn Switch>
@@ -310,12 +334,12 @@ void register_benchmarks() {
   benchmark::RegisterBenchmark("switch/fiber_context", switch_fiber_context);
   benchmark::RegisterBenchmark("switch/boost_jump_fcontext", switch_boost_jump_fcontext);
 #if !FIBER_BENCH_SWITCH_ONLY
-  benchmark::RegisterBenchmark("switch/fiber_switch_context", switch_raw<fiber_switch_context, fiber_prepare_context>);
+  benchmark::RegisterBenchmark("switch/fiber_switch_context", switch_raw<call_switch, fiber_prepare_context>);
 #  if FIBER_BENCH_ASM_VARIANTS
   benchmark::RegisterBenchmark("switch/fiber_switch_context_ret",
-                               switch_raw<fiber_switch_context_ret, fiber_prepare_context_ret>);
+                               switch_raw<call_switch_ret, fiber_prepare_context_ret>);
   benchmark::RegisterBenchmark("switch/fiber_switch_context_sharedfp",
-                               switch_raw<fiber_switch_context_sharedfp, fiber_prepare_context_sharedfp>);
+                               switch_raw<call_switch_sharedfp, fiber_prepare_context_sharedfp>);
 #  endif
   benchmark::RegisterBenchmark("switch/boost_fiber", switch_boost_fiber);
   benchmark::RegisterBenchmark("switch/ucontext_swapcontext", switch_ucontext);

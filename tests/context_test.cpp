@@ -257,3 +257,62 @@ TEST_CASE("a fiber can destroy another suspended fiber") {
   REQUIRE(inner_unwound);
   REQUIRE_FALSE(outer);
 }
+
+TEST_CASE("a fresh fiber started by a fiber that ends receives an empty caller, and the ended one is released") {
+  auto token = std::make_shared<int>(1);
+  std::weak_ptr<int> a_capture = token;
+  bool b_saw_caller = true;
+  context main_handle;
+  context b{[&](context&& from_a) {
+    b_saw_caller = bool(from_a);  // a ended to start us: nothing to go back to
+    return std::move(main_handle);
+  }};
+  context a{[&, token = std::move(token)](context&& main) {
+    main_handle = std::move(main);
+    return std::move(b);  // end, and start b
+  }};
+  a = std::move(a).resume();
+  REQUIRE_FALSE(a);  // b ended, back to us
+  REQUIRE_FALSE(b_saw_caller);
+  REQUIRE(a_capture.expired());  // a's record (and captures) released
+}
+
+TEST_CASE("an entry that neither takes nor returns its caller has the caller unwound") {
+  context main_handle;
+  bool y_unwound = false;
+  context x{[&](context&&) { return std::move(main_handle); }};  // drops its caller, y
+  context y{[&](context&& main) {
+    sets_flag guard{&y_unwound};
+    main_handle = std::move(main);
+    x = std::move(x).resume();  // x ends by switching to main; y is never resumed
+    return std::move(x);
+  }};
+  context back = std::move(y).resume();
+  REQUIRE_FALSE(back);  // x ended
+  REQUIRE(y_unwound);
+}
+
+TEST_CASE("a context that never ran releases its entry's captures when destroyed") {
+  auto token = std::make_shared<int>(7);
+  std::weak_ptr<int> watch = token;
+  { context f{[token = std::move(token)](context&& main) { return std::move(main); }}; }
+  REQUIRE(watch.expired());
+}
+
+#include <unwind.h>
+
+TEST_CASE("unwinding from inside a fiber ends at the fiber's first frame") {
+  int frames = 0;
+  _Unwind_Reason_Code end = _URC_NO_REASON;
+  context f{[&](context&& main) {
+    end = _Unwind_Backtrace(
+        [](_Unwind_Context*, void* n) -> _Unwind_Reason_Code {
+          return ++*static_cast<int*>(n) > 1000 ? _URC_FATAL_PHASE1_ERROR : _URC_NO_REASON;
+        },
+        &frames);
+    return std::move(main);
+  }};
+  f = std::move(f).resume();
+  CHECK(end == _URC_END_OF_STACK);
+  CHECK(frames < 20);  // the lambda, std::invoke's frames, the entry, the trampoline
+}

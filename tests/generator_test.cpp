@@ -335,7 +335,7 @@ TEST_CASE("generator: yields from deep recursion in ordinary functions") {
   REQUIRE(deep.next() == -1);  // suspended 5000 calls down
   REQUIRE(deep.next() == 1);
   int last = 1;
-  for (int v : deep) last = v;
+  for (int v : deep) last = v;  // goes on from 2
   REQUIRE(last == 5000);
 }
 
@@ -358,6 +358,72 @@ TEST_CASE("generator: moving a suspended generator keeps it working") {
   generator<int> c{[](auto& co) { co.yield(100); }};
   c = std::move(b);
   REQUIRE(c.next() == 2);
+}
+
+TEST_CASE("generator: a moved-from generator is finished, not broken") {
+  generator<int> a{[](auto& co) { co.yield(1); }};
+  generator<int> b = std::move(a);
+  REQUIRE(a.done());  // NOLINT: testing use after move
+  REQUIRE_THROWS_AS(a.next(), fiber::stop_iteration);
+  REQUIRE_THROWS_AS(a.start(), fiber::stop_iteration);
+  int n = 0;
+  for (int v : a) n += v + 1;
+  REQUIRE(n == 0);
+  REQUIRE(b.next() == 1);
+}
+
+TEST_CASE("generator: a range-for goes on from where next() or an earlier loop stopped, as in Python") {
+  generator<std::string> g{[](auto& co) {
+    co.yield("one");
+    co.yield("two");
+    co.yield("three");
+    co.yield("four");
+  }};
+  REQUIRE(g.next() == "one");
+  std::vector<std::string> seen;
+  for (auto& v : g) {
+    seen.push_back(v);
+    if (v == "two") break;
+  }
+  for (auto& v : g) seen.push_back(v);
+  REQUIRE(seen == std::vector<std::string>{"two", "three", "four"});
+}
+
+TEST_CASE("generator: every resumption from inside its own body is refused") {
+  generator<int, int>* self = nullptr;
+  std::vector<std::string> errors;
+  generator<int, int> g{[&](auto& co) {
+    auto attempt = [&](auto&& op) {
+      try {
+        op();
+      } catch (const fiber::error& e) {
+        errors.emplace_back(e.what());
+      }
+    };
+    attempt([&] { self->send(1); });
+    attempt([&] { self->close(); });
+    attempt([&] { self->throw_exception(std::runtime_error("x")); });
+    attempt([&] { self->start(); });
+    co.yield(0);
+  }};
+  self = &g;
+  REQUIRE(g.start() == 0);
+  REQUIRE(errors.size() == 4);
+  for (auto& e : errors) REQUIRE_THAT(e, Catch::Contains("already executing"));
+
+  generator<int>* self2 = nullptr;
+  bool refused = false;
+  generator<int> r{[&](auto& co) {
+    try {
+      (void)self2->begin();
+    } catch (const fiber::error&) {
+      refused = true;
+    }
+    co.yield(1);
+  }};
+  self2 = &r;
+  REQUIRE(r.next() == 1);
+  REQUIRE(refused);
 }
 
 TEST_CASE("generator: runs on pooled stacks and on caller-supplied memory") {

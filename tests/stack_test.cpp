@@ -3,6 +3,10 @@
 #include <csignal>
 #include <cstdint>
 #include <new>
+#include <thread>
+#include <vector>
+
+#include "fiber/generator.hpp"
 
 #include "death.hpp"
 #include "fiber/context.hpp"
@@ -70,4 +74,32 @@ TEST_CASE("stack_view: the caller's memory is used as is; bad ranges are refused
   REQUIRE(s.size == sizeof memory);
   REQUIRE_THROWS_AS(fiber::stack_view{}.allocate(), fiber::error);
   REQUIRE_THROWS_WITH((fiber::stack_view{memory, 16}.allocate()), Catch::Contains("16 bytes"));
+}
+
+TEST_CASE("pooled_stack: shared by fibers on several threads at once") {
+  fiber::pooled_stack pool(16 * 1024, 8);
+  auto work = [pool] {
+    long sum = 0;
+    for (int i = 0; i < 2000; ++i) {
+      fiber::generator<int> g{std::allocator_arg, pool, [i](auto& co) {
+        co.yield(i);
+        co.yield(1);
+      }};
+      for (int v : g) sum += v;
+    }
+    return sum;
+  };
+  long a = 0, b = 0;
+  std::thread t1([&] { a = work(); }), t2([&] { b = work(); });
+  t1.join();
+  t2.join();
+  const long expected = 2000L * 1999 / 2 + 2000;
+  REQUIRE(a == expected);
+  REQUIRE(b == expected);
+  REQUIRE(pool.cached() <= 8);
+}
+
+TEST_CASE("pooled_stack: a pool kept alive only by a fiber's copy outlives its other handles") {
+  fiber::generator<int> g{std::allocator_arg, fiber::pooled_stack(16 * 1024, 2), [](auto& co) { co.yield(5); }};
+  REQUIRE(g.next() == 5);  // the only handle to the pool is inside the fiber's record
 }

@@ -76,7 +76,7 @@ context arrive_slow(void* from, void* data) {
 }
 
 void finish(record_base* self, context&& next) noexcept {
-  fiber_switch_context(std::exchange(next.sp_, nullptr), self);
+  detail::switch_context(std::exchange(next.sp_, nullptr), self);
   fatal("fiber: a fiber that had ended was resumed");
 }
 
@@ -87,7 +87,7 @@ namespace fiber {
 void context::destroy() noexcept {
   // Ask the fiber to unwind. It ends by switching back here, handing over its
   // record, which arrive() releases; what comes back is therefore empty.
-  void* from = fiber_switch_context(std::exchange(sp_, nullptr), detail::unwind_request);
+  void* from = detail::switch_context(std::exchange(sp_, nullptr), detail::unwind_request);
   context back = detail::arrive(from);
   if (back) detail::fatal("fiber: a fiber being destroyed switched back without ending");
 }

@@ -1,3 +1,4 @@
+#include "fiber/config.h"
 #include "fiber/context.hpp"
 
 namespace fiber {

@@ -110,7 +110,7 @@ pooled_stack::pooled_stack(std::size_t size, std::size_t max_cached)
 stack_memory pooled_stack::allocate() const { return pool_->allocate(); }
 void pooled_stack::deallocate(stack_memory stack) const noexcept { pool_->deallocate(stack); }
 std::size_t pooled_stack::size() const noexcept { return pool_->size(); }
-std::size_t pooled_stack::cached() const noexcept { return pool_->cached(); }
+std::size_t pooled_stack::cached() const { return pool_->cached(); }
 
 stack_memory stack_view::allocate() const {
   if (pointer == nullptr) throw error("fiber::stack_view: null pointer");

@@ -155,16 +155,16 @@ class context {
   /// A suspended fiber that, when first resumed, calls `entry(caller)` on a new
   /// stack of default_stack_size from protected_stack. `entry` takes the context
   /// that resumed it (context&&) and returns the context to switch to when it ends.
-  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, context>>>
+  template <class F>
+    requires(!std::is_same_v<std::decay_t<F>, context> && std::is_invocable_r_v<context, std::decay_t<F>&, context &&>)
   explicit context(F&& entry) : context(std::allocator_arg, protected_stack{}, std::forward<F>(entry)) {}
 
   /// The same, with the stack taken from `allocator` (see stack.hpp).
+  /// `entry` must be callable as `context entry(context&& caller)`.
   template <class StackAllocator, class F>
+    requires std::is_invocable_r_v<context, std::decay_t<F>&, context &&>
   context(std::allocator_arg_t, StackAllocator allocator, F&& entry)
-      : sp_(detail::make_fiber<std::decay_t<F>>(std::move(allocator), std::forward<F>(entry)).sp) {
-    static_assert(std::is_invocable_r_v<context, std::decay_t<F>&, context&&>,
-                  "fiber::context entry must be callable as context(context&&)");
-  }
+      : sp_(detail::make_fiber<std::decay_t<F>>(std::move(allocator), std::forward<F>(entry)).sp) {}
 
   context(context&& other) noexcept : sp_(std::exchange(other.sp_, nullptr)) {}
   context& operator=(context&& other) noexcept {
@@ -185,7 +185,7 @@ class context {
   /// that did so (empty if it was a fiber that ended). Throws fiber::error if empty.
   [[nodiscard]] context resume() && {
     if (!sp_) [[unlikely]] detail::throw_empty_resume();
-    return detail::arrive(fiber_switch_context(std::exchange(sp_, nullptr), nullptr));
+    return detail::arrive(detail::switch_context(std::exchange(sp_, nullptr), nullptr));
   }
 
   explicit operator bool() const noexcept { return sp_ != nullptr; }
@@ -219,13 +219,16 @@ inline context arrive(void* from) {
 template <class F, class A>
 void record<F, A>::entry(void* from, void* arg) noexcept {
   auto* self = static_cast<record*>(arg);
-  context caller(from), next;
+  context caller, next;
   if (frame_data(from) == unwind_request) {
-    next = std::move(caller);  // destroyed before it ever ran: nothing to unwind
+    next = context(from);  // destroyed before it ever ran: nothing to unwind
   } else {
+    // Arriving here is like returning from a switch: if the resumer was a fiber
+    // that just ended, its record is released and `caller` is empty.
+    caller = arrive(from);
     try {
-      // `caller` stays ours unless the entry takes it, so an entry that throws or
-      // returns without taking it does not destroy (and unwind) its resumer.
+      // `caller` lives outside the try block, so an entry that throws without
+      // taking it does not destroy (and unwind) its resumer on the way out.
       next = std::invoke(self->fn, std::move(caller));
     } catch (forced_unwind& unwind) {
       unwind.armed_ = false;
@@ -236,6 +239,9 @@ void record<F, A>::entry(void* from, void* arg) noexcept {
       std::terminate();
     }
     if (!next) fatal("fiber: a fiber::context entry function returned an empty context; there is nothing to switch to");
+    // Neither taken nor returned: destroying it unwinds it (a fiber) or reports
+    // that it cannot be (a thread's own stack), rather than leaking it silently.
+    { context dropped = std::move(caller); }
   }
   finish(self, std::move(next));
 }

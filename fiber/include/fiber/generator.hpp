@@ -29,7 +29,6 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdio>
 #include <exception>
 #include <iterator>
 #include <memory>
@@ -86,14 +85,15 @@ class generator {
 
   /// A generator whose body is `body(yielder&)`, on a protected stack of
   /// default_stack_size. Nothing runs until start() (or next(), or begin()).
-  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, generator>>>
+  template <class F>
+    requires(!std::is_same_v<std::decay_t<F>, generator> && std::is_invocable_v<std::decay_t<F>&, yielder&>)
   explicit generator(F&& body) : generator(std::allocator_arg, protected_stack{}, std::forward<F>(body)) {}
 
   /// The same, with the stack taken from `allocator` (see stack.hpp).
+  /// `body` must be callable as `body(yielder&)`.
   template <class StackAllocator, class F>
+    requires std::is_invocable_v<std::decay_t<F>&, yielder&>
   generator(std::allocator_arg_t, StackAllocator allocator, F&& body) {
-    static_assert(std::is_invocable_v<std::decay_t<F>&, yielder&>,
-                  "fiber::generator body must be callable as body(yielder&)");
     auto made = detail::make_fiber<body_fiber<std::decay_t<F>>>(std::move(allocator), std::forward<F>(body));
     fiber_ = context(made.sp);
     y_ = made.fn;
@@ -103,7 +103,7 @@ class generator {
       : fiber_(std::move(other.fiber_)),
         y_(std::exchange(other.y_, nullptr)),
         escaped_(std::move(other.escaped_)),
-        started_(other.started_) {}
+        started_(std::exchange(other.started_, true)) {}  // moved-from: done
   generator& operator=(generator&& other) noexcept {
     generator(std::move(other)).swap(*this);
     return *this;
@@ -132,6 +132,7 @@ class generator {
   /// Python's send(None) on a new generator: runs the body to its first yield.
   Yield start() {
     check_not_running("start");
+    if (done()) throw stop_iteration("fiber::generator::start(): the generator has finished");
     if (started_) throw error("fiber::generator::start(): the generator has already started");
     started_ = true;
     return resume_for_value();
@@ -220,7 +221,7 @@ class generator {
       return *this;
     }
     void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return it.g_->done(); }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return !it.g_ || it.g_->done(); }
 
    private:
     friend class generator;
@@ -228,13 +229,15 @@ class generator {
     generator* g_ = nullptr;
   };
 
+  /// Resumes the body to its next yield (the first, on a new generator): a
+  /// generator is a single-pass range, so after next() a range-for goes on with
+  /// the value after the one next() returned, as Python's `for` does.
   iterator begin()
     requires(std::is_void_v<Send>)
   {
-    if (!started_) {
-      started_ = true;
-      resume();
-    }
+    check_not_running("begin");
+    started_ = true;
+    if (fiber_) resume();
     return iterator(this);
   }
   std::default_sentinel_t end() const noexcept { return {}; }
@@ -270,6 +273,7 @@ class generator {
   // Resumes the body. Returns true if it yielded, false if it returned; rethrows
   // what escaped it.
   bool resume() {
+    if (!fiber_) throw stop_iteration("fiber::generator: the generator has finished");
     y_->escaped_ = &escaped_;
     fiber_ = std::move(fiber_).resume();
     if (fiber_) [[likely]]

@@ -63,7 +63,7 @@ class pooled_stack {
   void deallocate(stack_memory stack) const noexcept;
   std::size_t size() const noexcept;
   /// Free stacks held now, for reuse.
-  std::size_t cached() const noexcept;
+  std::size_t cached() const;
 
  private:
   std::shared_ptr<detail::stack_pool> pool_;

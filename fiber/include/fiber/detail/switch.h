@@ -30,6 +30,12 @@
  * Passing data through the suspended frame, rather than as a second return value,
  * keeps the C prototype a plain pointer-in, pointer-out call on every ABI (no
  * struct returns, which differ between ABIs).
+ *
+ * One exception: where FIBER_LEAN_SWITCH is 1 (our x86_64 System V assembly),
+ * fiber_switch_context preserves only the frame pointer, the stack pointer and the
+ * FP control state, and must be called through fiber::detail::switch_context(),
+ * whose asm statement tells the compiler that every other register is clobbered.
+ * See arch/switch_x86_64_sysv_elf_gas.S for why.
  */
 #ifndef FIBER_DETAIL_SWITCH_H
 #define FIBER_DETAIL_SWITCH_H
@@ -37,6 +43,19 @@
 /* Offset of the pointer-sized value passed by the suspending side. Same on every
  * architecture, so C++ never needs per-architecture code to read it. */
 #define FIBER_FRAME_DATA 0
+
+/* Bytes below the stack pointer that the ABI lets a function use without moving
+ * it (x86_64 System V's red zone); a call from an asm statement steps over them. */
+#define FIBER_RED_ZONE 128
+
+#ifndef __ASSEMBLER__
+#include "fiber/config.h"
+#endif
+#if FIBER_BACKEND_ASM && defined(__x86_64__) && !defined(_WIN32)
+#  define FIBER_LEAN_SWITCH 1
+#else
+#  define FIBER_LEAN_SWITCH 0
+#endif
 
 
 #ifndef __ASSEMBLER__
@@ -51,6 +70,49 @@ void* fiber_switch_context(void* to, void* data);
 
 #ifdef __cplusplus
 }
+
+namespace fiber::detail {
+
+#if FIBER_LEAN_SWITCH
+/* Calls a lean switch `symbol`: every register but rbp and rsp is declared
+ * clobbered, so the compiler keeps live values elsewhere around the call. bench/
+ * uses this to call its variants of the switch too. */
+#  define FIBER_DETAIL_LEAN_SWITCH_CALL(symbol, to, data, from)                                         \
+    do {                                                                                                 \
+      void* fiber_to_ = (to);                                                                            \
+      void* fiber_data_ = (data);                                                                        \
+      __asm__ volatile("lea -128(%%rsp), %%rsp\n\t"                                                      \
+                       "call " symbol "@PLT\n\t"                                                         \
+                       "lea 128(%%rsp), %%rsp"                                                            \
+                       : "=a"(from), "+D"(fiber_to_), "+S"(fiber_data_)                                   \
+                       :                                                                                 \
+                       : "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",        \
+                         "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",   \
+                         "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "st", "st(1)", "st(2)",   \
+                         "st(3)", "st(4)", "st(5)", "st(6)", "st(7)", "mm0", "mm1", "mm2", "mm3", "mm4",  \
+                         "mm5", "mm6", "mm7", FIBER_DETAIL_AVX512_CLOBBERS "memory", "cc");              \
+    } while (0)
+#  ifdef __AVX512F__
+#    define FIBER_DETAIL_AVX512_CLOBBERS                                                                  \
+      "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", \
+          "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7",
+#  else
+#    define FIBER_DETAIL_AVX512_CLOBBERS
+#  endif
+#endif
+
+/* The one way C++ switches: the plain call, or the lean one where it exists. */
+inline void* switch_context(void* to, void* data) noexcept {
+#if FIBER_LEAN_SWITCH
+  void* from;
+  FIBER_DETAIL_LEAN_SWITCH_CALL("fiber_switch_context", to, data, from);
+  return from;
+#else
+  return fiber_switch_context(to, data);
+#endif
+}
+
+}  // namespace fiber::detail
 #endif
 #endif /* __ASSEMBLER__ */
 
