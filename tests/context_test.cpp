@@ -81,6 +81,14 @@ TEST_CASE("10^4 contexts alive at once, resumed interleaved") {
 
 static std::uintptr_t sp_in_callee() { return fiber_test_caller_sp(); }
 
+// The stack alignment each ABI demands at calls (s390x: "shall maintain an 8-byte
+// alignment"; the others 16). Objects that ask for more still get it.
+#if defined(__s390x__)
+constexpr std::uintptr_t abi_stack_alignment = 8;
+#else
+constexpr std::uintptr_t abi_stack_alignment = 16;
+#endif
+
 TEST_CASE("the stack is aligned as the ABI demands at entry and at calls") {
   std::uintptr_t sp_at_entry_call = 1, sp_nested = 1, local_address = 1;
   context f{[&](context&& main) {
@@ -91,8 +99,8 @@ TEST_CASE("the stack is aligned as the ABI demands at entry and at calls") {
     return std::move(main);
   }};
   f = std::move(f).resume();
-  CHECK(sp_at_entry_call % 16 == 0);
-  CHECK(sp_nested % 16 == 0);
+  CHECK(sp_at_entry_call % abi_stack_alignment == 0);
+  CHECK(sp_nested % abi_stack_alignment == 0);
   CHECK(local_address % 16 == 0);
 }
 
