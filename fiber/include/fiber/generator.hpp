@@ -217,6 +217,7 @@ class generator {
     Yield& operator*() const { return *g_->y_->out_; }
     Yield* operator->() const { return g_->y_->out_; }
     iterator& operator++() {
+      if (!g_->fiber_) throw stop_iteration("fiber::generator: iterator incremented past the end");
       g_->resume();
       return *this;
     }
@@ -273,7 +274,6 @@ class generator {
   // Resumes the body. Returns true if it yielded, false if it returned; rethrows
   // what escaped it.
   bool resume() {
-    if (!fiber_) throw stop_iteration("fiber::generator: the generator has finished");
     y_->escaped_ = &escaped_;
     fiber_ = std::move(fiber_).resume();
     if (fiber_) [[likely]]
