@@ -2,6 +2,8 @@
 
 #include <csignal>
 #include <cstdint>
+#include <algorithm>
+#include <iterator>
 #include <new>
 #include <thread>
 #include <vector>
@@ -105,4 +107,22 @@ TEST_CASE("pooled_stack: shared by fibers on several threads at once") {
 TEST_CASE("pooled_stack: a pool kept alive only by a fiber's copy outlives its other handles") {
   fiber::generator<int> g{std::allocator_arg, fiber::pooled_stack(16 * 1024, 2), [](auto& co) { co.yield(5); }};
   REQUIRE(g.next() == 5);  // the only handle to the pool is inside the fiber's record
+}
+
+TEST_CASE("stack_view: the smallest accepted stack runs a fiber without writing below its base") {
+  alignas(16) static unsigned char memory[4096 + fiber::min_stack_size];
+  std::fill(std::begin(memory), std::end(memory), 0xA5);
+  unsigned char* base = memory + 4096;
+  int ran = 0;
+  {
+    fiber::context f{std::allocator_arg, fiber::stack_view{base, fiber::min_stack_size}, [&](fiber::context&& main) {
+      ran = 1;
+      return std::move(main);
+    }};
+    f = std::move(f).resume();
+  }
+  REQUIRE(ran == 1);
+  bool untouched = true;
+  for (std::size_t i = 0; i < 4096; ++i) untouched = untouched && memory[i] == 0xA5;
+  REQUIRE(untouched);
 }
