@@ -1,7 +1,17 @@
 #include "fiber/stack.hpp"
 
+#ifdef _WIN32
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#else
 #include <sys/mman.h>
 #include <unistd.h>
+#endif
 
 #include <cerrno>
 #include <cstring>
@@ -17,10 +27,21 @@ stack_allocation_error::stack_allocation_error(std::size_t size, int errno_value
     : size_(size),
       message_("fiber: cannot allocate a stack of " + std::to_string(size) + " bytes: " + std::strerror(errno_value)) {}
 
+#ifdef _WIN32
+std::size_t page_size() noexcept {
+  static const std::size_t size = [] {
+    SYSTEM_INFO info;
+    ::GetSystemInfo(&info);
+    return static_cast<std::size_t>(info.dwPageSize);
+  }();
+  return size;
+}
+#else
 std::size_t page_size() noexcept {
   static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   return size;
 }
+#endif
 
 namespace {
 std::size_t round_to_pages(std::size_t size) {
@@ -33,6 +54,42 @@ std::size_t round_to_pages(std::size_t size) {
 
 protected_stack::protected_stack(std::size_t size) : size_(round_to_pages(size)) {}
 
+#ifdef _WIN32
+namespace {
+// stack_allocation_error speaks errno; the system error codes VirtualAlloc fails
+// with map onto these.
+int errno_from_win32(DWORD error) noexcept {
+  switch (error) {
+    case ERROR_INVALID_PARAMETER:
+      return EINVAL;
+    case ERROR_ACCESS_DENIED:
+      return EACCES;
+    default:  // ERROR_NOT_ENOUGH_MEMORY, ERROR_OUTOFMEMORY, ERROR_COMMITMENT_LIMIT, ...
+      return ENOMEM;
+  }
+}
+}  // namespace
+
+stack_memory protected_stack::allocate() const {
+  const std::size_t guard = page_size();
+  // Reserve the guard page and the usable range as one allocation, then commit the
+  // usable range only: the guard page stays reserved and inaccessible, so touching
+  // it raises an access violation. Committed pages are backed only when touched.
+  void* p = ::VirtualAlloc(nullptr, size_ + guard, MEM_RESERVE, PAGE_NOACCESS);
+  if (p == nullptr) throw stack_allocation_error(size_, errno_from_win32(::GetLastError()));
+  char* base = static_cast<char*>(p) + guard;
+  if (::VirtualAlloc(base, size_, MEM_COMMIT, PAGE_READWRITE) == nullptr) {
+    const DWORD e = ::GetLastError();
+    ::VirtualFree(p, 0, MEM_RELEASE);
+    throw stack_allocation_error(size_, errno_from_win32(e));
+  }
+  return {base, size_};
+}
+
+void protected_stack::deallocate(stack_memory stack) const noexcept {
+  ::VirtualFree(static_cast<char*>(stack.base) - page_size(), 0, MEM_RELEASE);
+}
+#else
 stack_memory protected_stack::allocate() const {
   const std::size_t guard = page_size();
   // Reserve the guard page and the usable range in one mapping; the kernel commits
@@ -51,6 +108,7 @@ void protected_stack::deallocate(stack_memory stack) const noexcept {
   const std::size_t guard = page_size();
   ::munmap(static_cast<char*>(stack.base) - guard, stack.size + guard);
 }
+#endif
 
 namespace detail {
 
@@ -121,3 +179,24 @@ stack_memory stack_view::allocate() const {
 }
 
 }  // namespace fiber
+
+#ifdef _WIN32
+// For arch/switch_x86_64_ms_pe_gas.S: the value of the TIB's DeallocationStack for a
+// stack whose lowest usable address is `stack_limit`, i.e. the lowest address of the
+// memory reserved for it. That is the base of stack_limit's allocation when only
+// inaccessible pages (the guard: reserved, PAGE_NOACCESS or PAGE_GUARD) lie
+// between the two, as protected_stack lays it out; otherwise (stack_view memory in
+// a heap block, a static array...) the stack owns nothing below stack_limit.
+extern "C" void* fiber_stack_deallocation_base(void* stack_limit) noexcept {
+  MEMORY_BASIC_INFORMATION usable, below;
+  if (::VirtualQuery(stack_limit, &usable, sizeof usable) != sizeof usable || usable.State == MEM_FREE)
+    return stack_limit;
+  char* const allocation = static_cast<char*>(usable.AllocationBase);
+  if (allocation >= static_cast<char*>(stack_limit)) return stack_limit;
+  // VirtualQuery describes the run of pages with equal attributes from `allocation` up.
+  if (::VirtualQuery(allocation, &below, sizeof below) != sizeof below) return stack_limit;
+  const bool inaccessible = below.State == MEM_RESERVE || (below.Protect & (PAGE_NOACCESS | PAGE_GUARD)) != 0;
+  if (inaccessible && allocation + below.RegionSize == static_cast<char*>(stack_limit)) return allocation;
+  return stack_limit;
+}
+#endif
