@@ -168,8 +168,13 @@ class context {
       : sp_(detail::make_fiber<std::decay_t<F>>(std::move(allocator), std::forward<F>(entry)).sp) {}
 
   context(context&& other) noexcept : sp_(std::exchange(other.sp_, nullptr)) {}
+  /// Destroys what this context held (unwinding a suspended fiber), then takes
+  /// `other`'s.
   context& operator=(context&& other) noexcept {
-    context(std::move(other)).swap(*this);
+    if (this != &other) {
+      if (sp_) destroy();
+      sp_ = std::exchange(other.sp_, nullptr);
+    }
     return *this;
   }
   context(const context&) = delete;
