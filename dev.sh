@@ -22,7 +22,7 @@ BENCH_PACKAGES=(libbenchmark-dev libboost-context-dev libboost-fiber-dev)
 # run, Debian packages. Each runs the whole suite.
 CROSS_TARGETS=(
   "aarch64  aarch64-linux-gnu       qemu-aarch64   g++-aarch64-linux-gnu qemu-user"
-  "i686     i686-linux-gnu          native         g++-i686-linux-gnu"
+  "i686     i686-linux-gnu          qemu-i386      g++-i686-linux-gnu qemu-user"
   "armhf    arm-linux-gnueabihf     qemu-arm       g++-arm-linux-gnueabihf qemu-user"
   "riscv64  riscv64-linux-gnu       qemu-riscv64   g++-riscv64-linux-gnu qemu-user"
   "ppc64le  powerpc64le-linux-gnu   qemu-ppc64le   g++-powerpc64le-linux-gnu qemu-user"
@@ -75,7 +75,7 @@ SUMMARY=()
 run_ctest() {
   local label=$1 dir=$2 out rc=0
   log "testing: $label"
-  out=$(cd "$dir" && ctest -j2 --output-on-failure 2>&1) || rc=$?
+  out=$(cd "$dir" && ctest -j2 --timeout 300 --output-on-failure 2>&1) || rc=$?
   printf '%s\n' "$out"
   local line total failed
   line=$(printf '%s\n' "$out" | grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' | tail -1)

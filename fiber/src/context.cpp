@@ -36,6 +36,22 @@ forced_unwind::~forced_unwind() {
 extern "C" void fiber_trampoline();
 
 namespace {
+// Whether the frame the unwinder is at belongs to fiber_trampoline.
+bool in_trampoline(_Unwind_Context* ctx) noexcept {
+  const auto trampoline = reinterpret_cast<std::uintptr_t>(&fiber_trampoline);
+#if defined(__ARM_EABI_UNWINDER__)
+  // The Arm EHABI unwinder (32-bit Arm) has no _Unwind_FindEnclosingFunction.
+  // During a walk it reports the start of the frame's function, from .ARM.exidx,
+  // as the region start; bit 0 of a function's address only marks Thumb code.
+  return (_Unwind_GetRegionStart(ctx) | 1) == (trampoline | 1);
+#else
+  const std::uintptr_t ip = _Unwind_GetIP(ctx);
+  // A return address points just past its call: look up the byte before it.
+  return ip != 0 && reinterpret_cast<std::uintptr_t>(
+                        _Unwind_FindEnclosingFunction(reinterpret_cast<void*>(ip - 1))) == trampoline;
+#endif
+}
+
 // Whether the running code is on a fiber's stack: the unwinder walks the frames
 // and, on a fiber, reaches the trampoline. Used only on the slow path, when a
 // context is destroyed; it needs the same unwind information as the forced unwind
@@ -44,10 +60,7 @@ bool running_on_fiber_stack() noexcept {
   bool found = false;
   _Unwind_Backtrace(
       [](_Unwind_Context* ctx, void* arg) -> _Unwind_Reason_Code {
-        const std::uintptr_t ip = _Unwind_GetIP(ctx);
-        // A return address points just past its call: look up the byte before it.
-        if (ip != 0 && _Unwind_FindEnclosingFunction(reinterpret_cast<void*>(ip - 1)) ==
-                           reinterpret_cast<void*>(&fiber_trampoline)) {
+        if (in_trampoline(ctx)) {
           *static_cast<bool*>(arg) = true;
           return _URC_END_OF_STACK;
         }
