@@ -125,9 +125,8 @@ made_fiber<F, A> make_fiber(A a, Args&&... args) {
   constexpr std::size_t align = alignof(rec_t) > 16 ? alignof(rec_t) : 16;
   const auto top = reinterpret_cast<std::uintptr_t>(s.top());
   const std::uintptr_t at = (top - sizeof(rec_t)) & ~std::uintptr_t{align - 1};
-  // Room below the record for the first frame (up to 672 bytes: ppc64 ELFv1's
-  // switch frame under the trampoline's) and a little of the entry function.
-  constexpr std::size_t headroom = 1024;
+  // Room below the record for what the switch needs (stack.hpp).
+  constexpr std::size_t headroom = switch_stack_reserve;
   if (s.size < sizeof(rec_t) + align + headroom || at - headroom < reinterpret_cast<std::uintptr_t>(s.base)) {
     a.deallocate(s);
     throw_stack_too_small(s.size, sizeof(rec_t) + align + headroom);

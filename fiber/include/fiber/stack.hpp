@@ -13,14 +13,21 @@
 #include <cstddef>
 #include <memory>
 
+#include "fiber/config.h"
+
 namespace fiber {
 
 /// Usable size of a stack when none is given.
 inline constexpr std::size_t default_stack_size = 64 * 1024;
 
+/// Bytes below a fiber's bookkeeping that the switch itself needs: its first
+/// frames (up to 672 bytes, on ppc64 ELFv1) and, with the ucontext backend, the
+/// ucontext_t that each switch keeps on the stack.
+inline constexpr std::size_t switch_stack_reserve = FIBER_BACKEND_UCONTEXT ? 4096 : 1024;
+
 /// The smallest usable size any allocator accepts: room for the fiber's own
-/// bookkeeping and a few frames. Real code wants much more.
-inline constexpr std::size_t min_stack_size = 2048;
+/// bookkeeping, the switch's reserve and a few frames. Real code wants much more.
+inline constexpr std::size_t min_stack_size = 2 * switch_stack_reserve;
 
 /// A usable stack range: [base, base + size). The stack grows down from base + size.
 struct stack_memory {
