@@ -20,10 +20,13 @@ namespace fiber {
 /// Usable size of a stack when none is given.
 inline constexpr std::size_t default_stack_size = 64 * 1024;
 
-/// Bytes below a fiber's bookkeeping that the switch itself needs: its first
-/// frames (up to 672 bytes, on ppc64 ELFv1) and, with the ucontext backend, the
-/// ucontext_t that each switch keeps on the stack.
-inline constexpr std::size_t switch_stack_reserve = FIBER_BACKEND_UCONTEXT ? 4096 : 1024;
+/// Bytes below a fiber's bookkeeping that switching needs on the fiber's stack:
+/// the first frames (up to 672 bytes, on ppc64 ELFv1); the dynamic linker's
+/// lazy-binding resolver, which runs on whatever stack makes a first call through
+/// the PLT (the library's own, when it is a shared library) and saves the whole
+/// vector register state there (about 2.7 KiB with AVX-512); and, with the
+/// ucontext backend, the ucontext_t each switch keeps on the stack.
+inline constexpr std::size_t switch_stack_reserve = FIBER_BACKEND_UCONTEXT ? 8192 : 4096;
 
 /// The smallest usable size any allocator accepts: room for the fiber's own
 /// bookkeeping, the switch's reserve and a few frames. Real code wants much more.
