@@ -16,7 +16,7 @@
  * The lean convention. A switch is a call that returns somewhere else, so the code
  * around it has to treat every register the switch does not restore as clobbered.
  * Here that is put to use: fiber_switch_context saves and restores only rbp, rsp,
- * the return address and the FP control state, and its only caller,
+ * the resume address and the FP control state, and its only caller,
  * fiber::detail::switch_context() (switch.h), is an asm statement that declares
  * rbx, r12-r15 and every caller-saved register clobbered. The compiler then saves
  * around the switch only the registers that hold live values there (in a tight
@@ -24,9 +24,11 @@
  * The ABI still holds at every ordinary function boundary: the function containing
  * the asm statement preserves its callee-saved registers for its own caller, which
  * is what tests/registers_test.cpp checks. The asm statement steps over the
- * 128-byte red zone before its call (the compiler may keep data there, believing
- * the statement calls nothing); the CFI below accounts for that 128 so unwinders
- * and debuggers find the caller's frame.
+ * 128-byte red zone before it jumps in (the compiler may keep data there,
+ * believing the statement calls nothing); the CFI below accounts for that 128 so
+ * unwinders and debuggers find the caller's frame. A suspended context's caller
+ * therefore sees its own stack pointer at saved sp + 32 + 128, with its pc at the
+ * saved pc: that is what a debugger unwinding a suspended fiber starts from.
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
  * offset is named in fiber/src/frame/x86_64_sysv_elf_gas.h and checked from C++):
@@ -34,7 +36,7 @@
  *          +------------------------+
  *          | 128-byte red zone      |  stepped over by the caller
  *          +------------------------+  <- sp + 32
- *     +24  | return address (pc)    |  where fiber_switch_context returns
+ *     +24  | pc                     |  where the suspended side resumes
  *     +16  | rbp                    |
  *     +12  | x87 cw (2) | pad (2)   |
  *      +8  | mxcsr (4)              |
@@ -59,9 +61,10 @@
  *
  * FIBER_SHARED_FP_ENV=1 leaves MXCSR and the x87 control word alone: faster, but
  * a rounding-mode or flush-to-zero change made in one fiber is then seen by every
- * fiber on the thread. FIBER_SWITCH_WITH_RET=1 returns with `ret` instead of an
- * indirect `jmp`; it exists only so bench/ can measure the difference (the `ret`
- * pops a return-stack-buffer entry pushed by a different call, so it mispredicts).
+ * fiber on the thread. FIBER_SWITCH_WITH_RET=1 makes the switch a called function
+ * that returns with `ret` instead of a jumped-into one that leaves with an indirect
+ * `jmp`; it exists only so bench/ can measure the difference (the `ret` pops a
+ * return-stack-buffer entry pushed by a different call, so it mispredicts).
  */
 #include "frame/x86_64_sysv_elf_gas.h"
 
@@ -79,62 +82,85 @@
 #define FIBER_CAT(a, b) FIBER_CAT2(a, b)
 #define SYM(name) FIBER_CAT(name, FIBER_ASM_SUFFIX)
 
-/* The caller's CFA is 128 (red zone) + 8 (return address) above rsp at entry. */
-#define CALLER_CFA (FIBER_RED_ZONE + 8)
+/* The caller's CFA (its stack pointer before the switch) is the red zone above
+ * our stack pointer at entry, plus the return address when entered by a call. */
+#define CALLER_CFA_JUMP FIBER_RED_ZONE
+#define CALLER_CFA_CALL (FIBER_RED_ZONE + 8)
 
     .text
 
-/* void* fiber_switch_context(void* to [rdi], void* data [rsi]) -> from [rax]
- * Lean convention: preserves rbp, rsp and the FP control state only. */
+/* fiber_switch_context: to [rdi], data [rsi], resume pc [rcx] -> from [rax]
+ *
+ * Entered by a jump, not a call (FIBER_DETAIL_LEAN_SWITCH_CALL in switch.h): the
+ * caller has stepped over its red zone and put the address to resume at in rcx.
+ * A call would push a return-stack-buffer entry that no `ret` ever pops, and on
+ * the CPUs measured here (bench/) that costs more than the rest of the switch:
+ * a round trip through a called switch took 2.7 times as long as through this
+ * jumped-into one. Preserves rbp, rsp and the FP control state only (lean
+ * convention, above). With FIBER_SWITCH_WITH_RET it is the mismatched call/ret
+ * switch instead, entered by a call, for bench/ to compare. */
     .globl  SYM(fiber_switch_context)
     .type   SYM(fiber_switch_context), @function
     .p2align 4
 SYM(fiber_switch_context):
     .cfi_startproc
-    .cfi_def_cfa_offset CALLER_CFA
-    .cfi_offset %rip, -CALLER_CFA
+#if FIBER_SWITCH_WITH_RET
+    .cfi_def_cfa_offset CALLER_CFA_CALL
+    .cfi_offset %rip, -CALLER_CFA_CALL
     pushq   %rbp
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset %rbp, 0
     subq    $FIBER_FRAME_RBP, %rsp
     .cfi_adjust_cfa_offset FIBER_FRAME_RBP
+#else
+    .cfi_def_cfa_offset CALLER_CFA_JUMP
+    .cfi_register %rip, %rcx
+    subq    $FIBER_FRAME_SIZE, %rsp
+    .cfi_adjust_cfa_offset FIBER_FRAME_SIZE
+    movq    %rcx, FIBER_FRAME_PC(%rsp)
+    .cfi_rel_offset %rip, FIBER_FRAME_PC
+    movq    %rbp, FIBER_FRAME_RBP(%rsp)
+    .cfi_rel_offset %rbp, FIBER_FRAME_RBP
+#endif
 #if !FIBER_SHARED_FP_ENV
     stmxcsr FIBER_FRAME_MXCSR(%rsp)
     fnstcw  FIBER_FRAME_X87CW(%rsp)
 #endif
     movq    %rsi, FIBER_FRAME_DATA(%rsp)
-
-    /* The switch itself. From here on the frame being read is the target's; it has
-     * the same layout, so the CFI above stays true. */
     movq    %rsp, %rax
-    movq    %rdi, %rsp
-
 #if !FIBER_SHARED_FP_ENV
     /* MXCSR is loaded unconditionally: reading back the value stmxcsr just stored,
      * to skip an unchanged load, measured slower (bench/). fldcw is the expensive
      * one of the x87 pair, and the control word rarely differs: load it only when
      * it does. */
-    ldmxcsr FIBER_FRAME_MXCSR(%rsp)
-    movw    FIBER_FRAME_X87CW(%rsp), %cx
+    ldmxcsr FIBER_FRAME_MXCSR(%rdi)
+    movw    FIBER_FRAME_X87CW(%rdi), %cx
     cmpw    FIBER_FRAME_X87CW(%rax), %cx
     je      1f
-    fldcw   FIBER_FRAME_X87CW(%rsp)
+    fldcw   FIBER_FRAME_X87CW(%rdi)
 1:
 #endif
+#if FIBER_SWITCH_WITH_RET
+    /* The switch itself. From here on the frame being read is the target's; it has
+     * the same layout, so the CFI above stays true. */
+    movq    %rdi, %rsp
     addq    $FIBER_FRAME_RBP, %rsp
     .cfi_adjust_cfa_offset -FIBER_FRAME_RBP
     popq    %rbp
     .cfi_adjust_cfa_offset -8
     .cfi_restore %rbp
-#if FIBER_SWITCH_WITH_RET
     ret
 #else
-    /* The return address belongs to a different call than the one that brought us
-     * here; an indirect jump leaves the return-stack predictor out of it. */
-    popq    %rcx
-    .cfi_adjust_cfa_offset -8
-    .cfi_register %rip, %rcx
-    jmpq    *%rcx
+    /* The switch itself: the target's frame has the same layout, so once rsp
+     * points just above it the CFI above describes the target's caller. The target
+     * resumes with rsp just above its frame, as a called switch's `ret` would leave
+     * it, and jumps from there over its red zone (switch.h). */
+    movq    FIBER_FRAME_RBP(%rdi), %rbp
+    leaq    FIBER_FRAME_SIZE(%rdi), %rsp
+    .cfi_adjust_cfa_offset -FIBER_FRAME_SIZE
+    /* Read 8 bytes below rsp, inside the red zone, where no signal can reach. An
+     * indirect jump: the return-stack predictor never sees the switch. */
+    jmpq    *(FIBER_FRAME_PC - FIBER_FRAME_SIZE)(%rsp)
 #endif
     .cfi_endproc
     .size   SYM(fiber_switch_context), .-SYM(fiber_switch_context)

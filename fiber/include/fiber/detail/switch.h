@@ -74,15 +74,20 @@ void* fiber_switch_context(void* to, void* data);
 namespace fiber::detail {
 
 #if FIBER_LEAN_SWITCH
-/* Calls a lean switch `symbol`: every register but rbp and rsp is declared
- * clobbered, so the compiler keeps live values elsewhere around the call. bench/
- * uses this to call its variants of the switch too. */
+/* Switches through a lean switch `symbol`: every register but rbp and rsp is
+ * declared clobbered, so the compiler keeps live values elsewhere around it. The
+ * switch is entered by a jump with the resume address in rcx, not by a call
+ * (arch/switch_x86_64_sysv_elf_gas.S says why), and is reached through the GOT so
+ * that no lazy-binding stub runs on the way; a static link relaxes that to a
+ * direct jump. bench/ uses this to call its variants of the switch too. */
 #  define FIBER_DETAIL_LEAN_SWITCH_CALL(symbol, to, data, from)                                         \
     do {                                                                                                 \
       void* fiber_to_ = (to);                                                                            \
       void* fiber_data_ = (data);                                                                        \
       __asm__ volatile("lea -128(%%rsp), %%rsp\n\t"                                                      \
-                       "call " symbol "@PLT\n\t"                                                         \
+                       "lea 1f(%%rip), %%rcx\n\t"                                                        \
+                       "jmp *" symbol "@GOTPCREL(%%rip)\n"                                               \
+                       "1:\n\t"                                                                          \
                        "lea 128(%%rsp), %%rsp"                                                            \
                        : "=a"(from), "+D"(fiber_to_), "+S"(fiber_data_)                                   \
                        :                                                                                 \
