@@ -13,6 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
+# ccache hits across clones at other paths (CI builds a fresh clone each run):
+# paths under the tree are hashed relative to it, and the build directory is not
+# hashed (debug info may then name the clone that filled the cache).
+export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1
 
 BASE_PACKAGES=(g++ cmake ninja-build ccache pkg-config python3 catch2)
 BACKEND_PACKAGES=(libboost-context-dev)
