@@ -1,0 +1,141 @@
+// The scheduler's internals that the header-only parts of the runtime (task<T>,
+// channel<T>, select, the sync primitives, io) are written against. Not a public
+// API: names and shapes may change.
+//
+// The model. A loop (event_loop.hpp) runs fibers on one thread. A fiber that
+// cannot go on *parks*: it links one or more `waiter`s (on its own stack) into the
+// `wait_queue`s of what it waits for, then calls park(), which switches straight
+// to the next ready fiber (or to the loop, which polls for IO and timers when
+// nothing is ready). Whoever makes the wait end (a sender, an unlock, an IO event)
+// takes a waiter out of its queue and calls wake() on it: the parked fiber becomes
+// ready, and learns from park() which of its waiters fired. A timeout or a
+// cancellation ends the park too; then park() unlinks every waiter itself.
+//
+// Invariants:
+//   - A waiter is in at most one queue, and only while its fiber is parked: the
+//     first wake() of any of a fiber's waiters unlinks all of them. So a waiter
+//     found in a queue always belongs to a parked fiber that no one has woken yet,
+//     and wake() on it is always valid.
+//   - Everything here runs on the loop's thread; only event_loop::post() may be
+//     called from another thread.
+//   - A fiber is in the ready queue at most once, and never while parked.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+
+namespace fiber {
+
+using clock = std::chrono::steady_clock;
+
+class event_loop;
+
+namespace detail {
+
+struct fiber_control;
+class wait_queue;
+
+inline constexpr clock::time_point no_deadline = clock::time_point::max();
+
+// One thing a parked fiber waits for. Lives on the parked fiber's stack.
+struct waiter {
+  fiber_control* fiber = nullptr;  // set by park()
+  wait_queue* queue = nullptr;     // the queue this waiter is linked in, if any
+  waiter* prev = nullptr;
+  waiter* next = nullptr;
+  void* slot = nullptr;            // for the primitive: e.g. where a channel value goes
+  int index = 0;                   // set by park(): position in the array it was given
+  bool sending = false;            // for the primitive (select: a send case)
+};
+
+// Intrusive FIFO of waiters.
+class wait_queue {
+ public:
+  wait_queue() = default;
+  wait_queue(const wait_queue&) = delete;
+  wait_queue& operator=(const wait_queue&) = delete;
+
+  bool empty() const noexcept { return head_ == nullptr; }
+  waiter* front() const noexcept { return head_; }
+  std::size_t size() const noexcept { return size_; }
+
+  void push_back(waiter& w) noexcept {
+    w.queue = this;
+    w.next = nullptr;
+    w.prev = tail_;
+    if (tail_)
+      tail_->next = &w;
+    else
+      head_ = &w;
+    tail_ = &w;
+    ++size_;
+  }
+  waiter* pop_front() noexcept {
+    waiter* w = head_;
+    if (w) remove(*w);
+    return w;
+  }
+  void remove(waiter& w) noexcept {
+    (w.prev ? w.prev->next : head_) = w.next;
+    (w.next ? w.next->prev : tail_) = w.prev;
+    w.prev = w.next = nullptr;
+    w.queue = nullptr;
+    --size_;
+  }
+
+ private:
+  waiter* head_ = nullptr;
+  waiter* tail_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// What park() reports when it returns normally.
+inline constexpr int park_timeout = -1;
+
+// Parks the running fiber until one of `waiters[0..count)` is woken (returns its
+// index) or `deadline` passes (returns park_timeout). Each waiter must already be
+// linked in a queue; park() sets its `fiber` and `index` first. Throws
+// fiber::cancelled if the running task is cancelled (a pending cancellation is
+// delivered before parking), and fiber::timed_out if the deadline of an enclosing
+// fiber::deadline_scope passes; in every case but a wake, park() unlinks the
+// waiters before returning or throwing. Throws fiber::error when not called from a
+// fiber of a running event_loop (it would block the thread forever).
+int park(waiter* waiters, std::size_t count, clock::time_point deadline = no_deadline);
+
+// Ends the park of `w`'s fiber: it is woken with w's index and all its waiters are
+// unlinked (w included, if still linked). The fiber runs when the loop reaches it.
+void wake(waiter& w) noexcept;
+
+// The running loop fiber, or nullptr when the caller is not one.
+fiber_control* running() noexcept;
+
+// Throws fiber::error, naming `operation`, unless the caller may park.
+void require_fiber(const char* operation);
+
+// IO readiness, from the loop's reactor (epoll on Linux; elsewhere these throw
+// fiber::error). An io_handle keeps its fd registered, edge-triggered, from
+// io_register() to io_unregister() (which must come before the fd is closed), so
+// that waiting costs no system call of its own. Wait only after the fd said
+// EAGAIN: an edge seen while nobody waited is remembered (readable/writable) and
+// ends the next wait at once, which may then find EAGAIN again; loop on that.
+struct io_handle {
+  int fd = -1;
+  wait_queue readers;
+  wait_queue writers;
+  bool readable = false;
+  bool writable = false;
+  bool registered = false;
+};
+void io_register(io_handle& h);  // throws std::system_error
+void io_unregister(io_handle& h) noexcept;
+// Parks until h's fd is readable (write == false) or writable; false on timeout.
+// Throws like park().
+bool io_wait(io_handle& h, bool write, clock::time_point deadline);
+// The same for an fd that has no io_handle: registered for this one wait only
+// (two system calls more). Throws std::system_error if epoll refuses the fd.
+bool io_wait_fd(int fd, bool write, clock::time_point deadline);
+
+}  // namespace detail
+}  // namespace fiber

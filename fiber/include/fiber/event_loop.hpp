@@ -1,0 +1,466 @@
+// The seed's asyncio, with fibers for coroutines: an event loop per thread that
+// runs many fibers, each written as plain blocking-looking code.
+//
+//   int main() {
+//     return fiber::run([] {
+//       auto a = fiber::spawn([] { fiber::this_fiber::sleep_for(10ms); return 1; });
+//       auto b = fiber::spawn([] { return 2; });
+//       return a.get() + b.get();          // 3
+//     });
+//   }
+//
+// - fiber::run(fn) makes a loop on this thread, runs fn as its main task until it
+//   returns, then cancels the tasks still alive and waits for them (asyncio.run).
+// - fiber::spawn(fn, args...) starts a task on the running loop and returns a
+//   fiber::task<T>: get() waits and returns the value (or rethrows what the body
+//   threw), join() waits, detach() lets it run on alone, cancel() asks it to stop.
+// - Blocking operations (this_fiber::sleep_for, channel send/recv, mutex lock, io
+//   reads...) park only the calling fiber. Each has a timed form; a
+//   fiber::deadline_scope bounds all of them at once and throws fiber::timed_out.
+// - Cancelling a task makes its current blocking operation, or its next one, throw
+//   fiber::cancelled (once); the stack unwinds and get()/join() rethrow it.
+//
+// Stacks. Loop fibers get their stacks from a per-loop pool (a finished fiber's
+// stack serves the next one) and allocate one only when they first run, so a task
+// that is spawned and waits in the ready queue costs one small heap block. The
+// first `guarded_stacks` stacks alive at once (16384 by default) each get a
+// PROT_NONE guard page, so an overflow faults; past that, stacks come from larger
+// mappings without guard pages and with a canary word at the bottom that is checked
+// whenever the fiber suspends or ends (an overwritten canary is reported and the
+// process aborts). Linux caps a process at vm.max_map_count mappings (65530 by
+// default) and every guard page splits one, so guarding every stack would stop near
+// 32K fibers; this policy runs a million. When memory or mappings run out, spawn
+// throws fiber::stack_allocation_error naming the limit.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "fiber/context.hpp"
+#include "fiber/detail/scheduler.hpp"
+#include "fiber/error.hpp"
+#include "fiber/stack.hpp"
+
+namespace fiber {
+
+/// Thrown by a blocking operation of a task that was cancelled (task::cancel()),
+/// and rethrown by get()/join() of a task that ended because of it.
+class cancelled : public std::exception {
+ public:
+  const char* what() const noexcept override { return "fiber::cancelled: the task was cancelled"; }
+};
+
+/// Thrown by a blocking operation when the deadline of an enclosing
+/// fiber::deadline_scope passes.
+class timed_out : public std::runtime_error {
+ public:
+  timed_out() : std::runtime_error("fiber::timed_out: the deadline of a fiber::deadline_scope passed") {}
+};
+
+template <class T>
+class task;
+
+/// How a task ended, or that it has not yet.
+enum class task_status { pending, succeeded, failed, cancelled };
+
+namespace detail {
+
+class loop_stacks;
+
+// What the loop knows of one fiber; a task<T>'s shared state derives from it.
+struct fiber_control {
+  fiber_control() = default;
+  fiber_control(const fiber_control&) = delete;
+  fiber_control& operator=(const fiber_control&) = delete;
+  virtual ~fiber_control() = default;
+
+  // Runs the body and stores its outcome (value or exception). Called once, on the
+  // fiber's own stack.
+  virtual void run_body() = 0;
+
+  event_loop* loop = nullptr;
+  std::size_t stack_size = 0;
+  context ctx;                          // the suspended fiber (empty: running or not started)
+  fiber_control* ready_next = nullptr;  // ready-queue link
+  fiber_control* all_prev = nullptr;    // the loop's list of fibers alive
+  fiber_control* all_next = nullptr;
+  bool queued = false;                  // in the ready queue
+  bool started = false;
+  task_status status = task_status::pending;
+  bool detached = false;
+  bool cancel_pending = false;          // cancel() asked; delivered at the next park
+  std::exception_ptr error;             // the body's exception, when status is failed or cancelled
+  wait_queue joiners;                   // fibers waiting for this one to end
+  clock::time_point scope_deadline = no_deadline;  // innermost deadline_scope
+  int refs = 1;                         // task handles (the loop holds its own while alive)
+
+  // Park bookkeeping (event_loop.cpp).
+  waiter* park_waiters = nullptr;
+  std::size_t park_count = 0;
+  int park_result = 0;
+  int park_reason = 0;
+  bool park_shielded = false;
+  bool parked = false;
+  bool park_by_scope = false;           // the timer is the deadline_scope's
+  std::size_t timer_slot = static_cast<std::size_t>(-1);
+  clock::time_point timer_deadline{};
+  std::uint64_t timer_seq = 0;
+  std::uintptr_t* canary = nullptr;     // bottom of an unguarded stack
+};
+
+template <class T>
+struct task_state : fiber_control {
+  std::optional<std::conditional_t<std::is_void_v<T>, std::monostate, T>> value;
+};
+
+template <class T, class F>
+struct task_impl final : task_state<T> {
+  explicit task_impl(F&& f) : fn(std::move(f)) {}
+  void run_body() override {
+    if constexpr (std::is_void_v<T>) {
+      std::invoke(fn);
+      this->value.emplace();
+    } else {
+      this->value.emplace(std::invoke(fn));
+    }
+  }
+  F fn;
+};
+
+void submit(event_loop& loop, fiber_control* f, std::size_t stack_size);
+// Drops a reference; release_handle() is a task handle's (the task is detached
+// if it has not ended).
+void release(fiber_control* f) noexcept;
+void release_handle(fiber_control* f) noexcept;
+void cancel(fiber_control* f) noexcept;
+// Waits until `f` ends; timed. Returns false on timeout. Throws like park().
+bool join(fiber_control* f, clock::time_point deadline);
+// Waits, ignoring cancellation and deadline scopes, until every fiber ends.
+void join_shielded(fiber_control* const* fibers, std::size_t count);
+// Waits until one of `fibers` has ended; returns its index, or -1 on timeout.
+int join_any(fiber_control* const* fibers, std::size_t count, clock::time_point deadline);
+[[noreturn]] void throw_no_loop(const char* operation);
+[[noreturn]] void throw_empty_task(const char* operation);
+void rethrow_outcome(fiber_control* f);
+
+template <class F, class... Args>
+auto bind_task(F&& fn, Args&&... args) {
+  return [fn = std::forward<F>(fn), ... args = std::forward<Args>(args)]() mutable -> decltype(auto) {
+    return std::invoke(std::move(fn), std::move(args)...);
+  };
+}
+
+}  // namespace detail
+
+/// Options of a spawn: the stack size of the new fiber (default: the loop's).
+struct spawn_options {
+  std::size_t stack_size = 0;
+};
+
+/// One event loop per thread: a ready queue, timers and (on Linux) an epoll
+/// reactor. Not movable. Only post() may be called from other threads.
+class event_loop {
+ public:
+  struct options {
+    std::size_t stack_size = default_stack_size;  ///< usable stack of each fiber
+    std::size_t guarded_stacks = 16384;           ///< stacks alive at once with a guard page
+  };
+
+  event_loop();
+  explicit event_loop(options opts);
+  /// Fibers still suspended are destroyed: their stacks unwind (forced unwinding).
+  ~event_loop();
+  event_loop(const event_loop&) = delete;
+  event_loop& operator=(const event_loop&) = delete;
+
+  /// The loop running on this thread (inside run()), or nullptr.
+  static event_loop* current() noexcept;
+
+  /// Starts `fn(args...)` as a task of this loop; it runs once the loop runs.
+  template <class F, class... Args>
+  auto spawn(F&& fn, Args&&... args) {
+    return spawn(spawn_options{}, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+  template <class F, class... Args>
+  auto spawn(spawn_options opts, F&& fn, Args&&... args) {
+    auto body = detail::bind_task(std::forward<F>(fn), std::forward<Args>(args)...);
+    using R = std::invoke_result_t<decltype(body)&>;
+    using T = std::conditional_t<std::is_reference_v<R>, std::decay_t<R>, R>;
+    auto* s = new detail::task_impl<T, decltype(body)>(std::move(body));
+    s->refs = 1;
+    detail::submit(*this, s, opts.stack_size);
+    return task<T>(s);
+  }
+
+  /// Runs fibers until none is left. Throws fiber::error if fibers remain parked
+  /// with nothing that could wake them (no timer, no IO, no keep_alive).
+  void run();
+  /// Runs until `t` has ended (other fibers run too; they stay as they are).
+  template <class T>
+  void run_until(const task<T>& t) {
+    run_until_done(t.state_);
+  }
+
+  /// Cancels every task alive (as task::cancel() does).
+  void cancel_all();
+
+  /// Thread-safe: runs fn on the loop's thread, outside any fiber (so it must not
+  /// block; it may spawn, or send with try_send). Wakes the loop if it sleeps.
+  void post(std::function<void()> fn);
+
+  /// While a keep_alive exists, run() waits for post() instead of reporting a
+  /// deadlock when every fiber is parked.
+  class keep_alive {
+   public:
+    explicit keep_alive(event_loop& loop);
+    ~keep_alive();
+    keep_alive(const keep_alive&) = delete;
+    keep_alive& operator=(const keep_alive&) = delete;
+
+   private:
+    event_loop& loop_;
+  };
+
+  /// Fibers spawned and not yet ended.
+  std::size_t alive() const noexcept;
+  /// Stacks allocated now: with a guard page, and without one (canary only).
+  std::size_t guarded_stacks() const noexcept;
+  std::size_t unguarded_stacks() const noexcept;
+
+  struct impl;
+  // Internal (the scheduler's functions in event_loop.cpp reach it through here).
+  impl& internals() noexcept { return *impl_; }
+
+ private:
+  void run_until_done(detail::fiber_control* f);
+  std::unique_ptr<impl> impl_;
+};
+
+/// A handle to a spawned task. Move-only. Destroying a handle detaches the task.
+template <class T>
+class task {
+ public:
+  task() noexcept = default;
+  task(task&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  task& operator=(task&& other) noexcept {
+    if (this != &other) {
+      reset();
+      state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+  }
+  ~task() { reset(); }
+
+  explicit operator bool() const noexcept { return state_ != nullptr; }
+  task_status status() const {
+    check("status");
+    return state_->status;
+  }
+  bool done() const { return status() != task_status::pending; }
+
+  /// Waits for the task to end; rethrows the exception that ended it (fiber::cancelled
+  /// if it was cancelled).
+  void join() {
+    check("join");
+    detail::join(state_, detail::no_deadline);
+    detail::rethrow_outcome(state_);
+  }
+  /// Waits at most until `deadline`; false if the task is still running then.
+  bool join_until(clock::time_point deadline) {
+    check("join_until");
+    if (!detail::join(state_, deadline)) return false;
+    detail::rethrow_outcome(state_);
+    return true;
+  }
+  template <class Rep, class Period>
+  bool join_for(std::chrono::duration<Rep, Period> timeout) {
+    return join_until(clock::now() + std::chrono::ceil<clock::duration>(timeout));
+  }
+  /// Waits and returns the value (moved out: once), or rethrows.
+  T get() {
+    join();
+    if (!state_->value) throw error("fiber::task::get: the value was already taken");
+    if constexpr (std::is_void_v<T>) {
+      state_->value.reset();
+    } else {
+      T v = std::move(*state_->value);
+      state_->value.reset();
+      return v;
+    }
+  }
+  /// Asks the task to stop: its current or next blocking operation throws
+  /// fiber::cancelled. No effect on a task that has ended.
+  void cancel() {
+    check("cancel");
+    detail::cancel(state_);
+  }
+  /// Lets the task run on without this handle. An exception that then ends it is
+  /// reported on stderr (there is nobody left to rethrow it to).
+  void detach() {
+    check("detach");
+    reset();
+  }
+
+ private:
+  friend class event_loop;
+  template <class U>
+  friend class task;
+  template <class... U>
+  friend auto gather(task<U>&... tasks);
+  template <class U>
+  friend std::vector<U> gather(std::vector<task<U>>& tasks);
+  template <class U>
+  friend std::optional<std::size_t> wait_any_until(std::vector<task<U>>& tasks, clock::time_point deadline);
+  friend struct detail::fiber_control;
+
+  explicit task(detail::task_state<T>* s) noexcept : state_(s) {}
+  void check(const char* op) const {
+    if (!state_) detail::throw_empty_task(op);
+  }
+  void reset() noexcept {
+    if (state_) detail::release_handle(std::exchange(state_, nullptr));
+  }
+  detail::task_state<T>* state_ = nullptr;
+};
+
+/// Starts a task on the loop running this thread (throws fiber::error if none).
+template <class F, class... Args>
+auto spawn(F&& fn, Args&&... args) {
+  event_loop* loop = event_loop::current();
+  if (!loop) detail::throw_no_loop("fiber::spawn");
+  return loop->spawn(std::forward<F>(fn), std::forward<Args>(args)...);
+}
+template <class F, class... Args>
+auto spawn(spawn_options opts, F&& fn, Args&&... args) {
+  event_loop* loop = event_loop::current();
+  if (!loop) detail::throw_no_loop("fiber::spawn");
+  return loop->spawn(opts, std::forward<F>(fn), std::forward<Args>(args)...);
+}
+
+/// asyncio.run: a loop on this thread runs `fn(args...)` as its main task; when it
+/// returns, the tasks still alive are cancelled and waited for; then its value is
+/// returned (or its exception rethrown).
+template <class F, class... Args>
+auto run(F&& fn, Args&&... args) {
+  event_loop loop;
+  auto main = loop.spawn(std::forward<F>(fn), std::forward<Args>(args)...);
+  loop.run_until(main);
+  loop.cancel_all();
+  loop.run();
+  return main.get();
+}
+
+namespace this_fiber {
+/// Lets the other ready fibers run, then continues.
+void yield();
+/// Parks the fiber until `deadline` (never returns earlier).
+void sleep_until(clock::time_point deadline);
+template <class Rep, class Period>
+void sleep_for(std::chrono::duration<Rep, Period> d) {
+  sleep_until(clock::now() + std::chrono::ceil<clock::duration>(d));
+}
+/// Whether the caller is a fiber of a running loop.
+bool in_fiber() noexcept;
+/// The innermost deadline_scope's deadline (clock::time_point::max() if none).
+clock::time_point deadline() noexcept;
+/// Throws fiber::cancelled now if this task's cancellation is pending.
+void check_cancelled();
+}  // namespace this_fiber
+
+/// Bounds every blocking operation of this fiber until the scope ends: past
+/// `deadline`, they throw fiber::timed_out. Scopes nest (the earliest deadline wins).
+class deadline_scope {
+ public:
+  explicit deadline_scope(clock::time_point deadline);
+  template <class Rep, class Period>
+  explicit deadline_scope(std::chrono::duration<Rep, Period> timeout)
+      : deadline_scope(clock::now() + std::chrono::ceil<clock::duration>(timeout)) {}
+  ~deadline_scope();
+  deadline_scope(const deadline_scope&) = delete;
+  deadline_scope& operator=(const deadline_scope&) = delete;
+
+ private:
+  detail::fiber_control* fiber_;
+  clock::time_point saved_;
+};
+
+/// Waits for every task and returns their values in order. The first task to fail
+/// (in time) has the others cancelled and waited for, then its exception is
+/// rethrown; so is fiber::timed_out or fiber::cancelled if the gathering fiber's
+/// own wait ends that way (the tasks are cancelled first, as well).
+template <class T>
+std::vector<T> gather(std::vector<task<T>>& tasks);
+template <class... T>
+auto gather(task<T>&... tasks);
+
+/// Waits until one of `tasks` has ended and returns its index, or std::nullopt if
+/// `deadline` passes first. Cancels nothing.
+template <class T>
+std::optional<std::size_t> wait_any_until(std::vector<task<T>>& tasks, clock::time_point deadline);
+template <class T>
+std::size_t wait_any(std::vector<task<T>>& tasks) {
+  return *wait_any_until(tasks, detail::no_deadline);
+}
+
+namespace detail {
+// gather's engine: waits for all of `fibers`; on the first failure, or when the
+// wait itself throws, cancels the rest, waits for them, and rethrows.
+void gather_all(fiber_control* const* fibers, std::size_t count);
+}  // namespace detail
+
+template <class T>
+std::vector<T> gather(std::vector<task<T>>& tasks) {
+  std::vector<detail::fiber_control*> fibers;
+  fibers.reserve(tasks.size());
+  for (auto& t : tasks) {
+    t.check("gather");
+    fibers.push_back(t.state_);
+  }
+  detail::gather_all(fibers.data(), fibers.size());
+  std::vector<T> out;
+  out.reserve(tasks.size());
+  for (auto& t : tasks) out.push_back(t.get());
+  return out;
+}
+
+template <class... T>
+auto gather(task<T>&... tasks) {
+  (tasks.check("gather"), ...);
+  detail::fiber_control* fibers[] = {tasks.state_...};
+  detail::gather_all(fibers, sizeof...(T));
+  auto value = [](auto& t) {
+    if constexpr (std::is_void_v<decltype(t.get())>) {
+      t.get();
+      return std::monostate{};
+    } else {
+      return t.get();
+    }
+  };
+  return std::tuple{value(tasks)...};
+}
+
+template <class T>
+std::optional<std::size_t> wait_any_until(std::vector<task<T>>& tasks, clock::time_point deadline) {
+  std::vector<detail::fiber_control*> fibers;
+  fibers.reserve(tasks.size());
+  for (auto& t : tasks) {
+    t.check("wait_any");
+    fibers.push_back(t.state_);
+  }
+  int i = detail::join_any(fibers.data(), fibers.size(), deadline);
+  if (i < 0) return std::nullopt;
+  return static_cast<std::size_t>(i);
+}
+
+}  // namespace fiber

@@ -1,0 +1,1005 @@
+// The event loop: ready queue, timers, reactor, stacks, and park/wake.
+//
+// Who runs. The thread that calls run() is the *scheduler*: it runs on the
+// thread's own stack and only dispatches; every task runs on a fiber. A fiber that
+// parks switches straight to the next ready fiber (no trip through the scheduler),
+// up to `direct_budget` times in a row; then, or when nothing is ready, it switches
+// to the scheduler, which fires due timers, runs post()ed functions and polls the
+// reactor (without blocking when fibers are ready, else until the next timer).
+//
+// Who resumes whom. Every switch goes through transfer_to(): before resuming the
+// target, the switching side records itself in `switcher`; the side that wakes up
+// stores the context it was handed (the switcher's, suspended) back into the
+// switcher's fiber_control, or into `scheduler` when that was the scheduler. A
+// fiber that ends returns the next context from its entry function (P0876), and
+// the context the resumed side receives is then empty: nothing to store.
+#include "fiber/event_loop.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <system_error>
+#include <typeinfo>
+#include <unordered_map>
+
+#if defined(__linux__)
+#  include <sys/epoll.h>
+#  include <sys/eventfd.h>
+#  include <sys/mman.h>
+#  include <unistd.h>
+#  define FIBER_HAVE_EPOLL 1
+#else
+#  define FIBER_HAVE_EPOLL 0
+#endif
+#if defined(_WIN32)
+#  include <windows.h>
+#else
+#  include <sys/mman.h>
+#endif
+
+namespace fiber {
+namespace detail {
+
+enum park_reason_t : int { reason_pending = 0, reason_woken, reason_timeout, reason_scope, reason_cancelled };
+
+constexpr std::uintptr_t canary_value = static_cast<std::uintptr_t>(0x5afe5afe5afe5afeULL);
+
+// ---- stacks -------------------------------------------------------------------
+
+// The loop's stack pool (the policy is in event_loop.hpp). Guarded stacks are one
+// mapping each, with a PROT_NONE page below; unguarded ones are carved from
+// slabs and carry a canary at their lowest word.
+class loop_stacks {
+ public:
+  loop_stacks(std::size_t default_size, std::size_t guarded_budget)
+      : default_size_(round(default_size)), guarded_budget_(guarded_budget) {}
+  ~loop_stacks() {
+    for (auto& [size, p] : pools_)
+      for (auto& s : p.guarded) unmap_guarded(s);
+    for (auto& slab : slabs_) unmap(slab.first, slab.second);
+  }
+
+  std::size_t default_size() const noexcept { return default_size_; }
+  std::size_t guarded_live = 0;
+  std::size_t plain_live = 0;
+
+  stack_memory allocate(std::size_t size, bool& guarded) {
+    size = round(size ? size : default_size_);
+    pool& p = pools_[size];
+    if (!p.guarded.empty()) {
+      guarded = true;
+      ++guarded_live;
+      stack_memory s = p.guarded.back();
+      p.guarded.pop_back();
+      return s;
+    }
+    if (!p.plain.empty()) {
+      guarded = false;
+      ++plain_live;
+      stack_memory s = p.plain.back();
+      p.plain.pop_back();
+      set_canary(s);
+      return s;
+    }
+    if (guarded_live + cached_guarded() < guarded_budget_) {
+      guarded = true;
+      stack_memory s = map_guarded(size);
+      ++guarded_live;
+      return s;
+    }
+    guarded = false;
+    stack_memory s = carve(p, size);
+    ++plain_live;
+    set_canary(s);
+    return s;
+  }
+
+  void deallocate(stack_memory s, bool guarded) noexcept {
+    pool& p = pools_[s.size];
+    if (guarded) {
+      --guarded_live;
+      if (p.guarded.size() < max_cached_guarded)
+        p.guarded.push_back(s);
+      else
+        unmap_guarded(s);
+    } else {
+      --plain_live;
+      p.plain.push_back(s);  // slab memory is reused, never unmapped singly
+    }
+  }
+
+ private:
+  struct pool {
+    std::vector<stack_memory> guarded;
+    std::vector<stack_memory> plain;
+    char* slab_next = nullptr;  // unused part of the current slab
+    char* slab_end = nullptr;
+  };
+  static constexpr std::size_t max_cached_guarded = 1024;
+  static constexpr std::size_t slab_bytes = 4u << 20;
+
+  std::size_t cached_guarded() const noexcept {
+    std::size_t n = 0;
+    for (auto& [size, p] : pools_) n += p.guarded.size();
+    return n;
+  }
+  static std::size_t round(std::size_t size) {
+    const std::size_t page = page_size();
+    if (size < min_stack_size) size = min_stack_size;
+    return (size + page - 1) / page * page;
+  }
+  static void set_canary(stack_memory s) noexcept { *static_cast<std::uintptr_t*>(s.base) = canary_value; }
+
+  static stack_memory map_guarded(std::size_t size) {
+    const std::size_t page = page_size();
+#if defined(_WIN32)
+    void* p = VirtualAlloc(nullptr, size + page, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+    if (!p) throw stack_allocation_error(size, ENOMEM);
+    DWORD old;
+    VirtualProtect(p, page, PAGE_NOACCESS, &old);
+#else
+    void* p = mmap(nullptr, size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw stack_allocation_error(size, errno);
+    if (mprotect(p, page, PROT_NONE) != 0) {
+      int e = errno;
+      munmap(p, size + page);
+      throw stack_allocation_error(size, e);
+    }
+#endif
+    return {static_cast<char*>(p) + page, size};
+  }
+  static void unmap_guarded(stack_memory s) noexcept { unmap(static_cast<char*>(s.base) - page_size(), s.size + page_size()); }
+  static void unmap(void* p, std::size_t bytes) noexcept {
+#if defined(_WIN32)
+    (void)bytes;
+    VirtualFree(p, 0, MEM_RELEASE);
+#else
+    munmap(p, bytes);
+#endif
+  }
+  stack_memory carve(pool& p, std::size_t size) {
+    if (p.slab_next == nullptr || static_cast<std::size_t>(p.slab_end - p.slab_next) < size) {
+      const std::size_t bytes = std::max(slab_bytes, size);
+#if defined(_WIN32)
+      void* m = VirtualAlloc(nullptr, bytes, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+      if (!m) throw stack_allocation_error(size, ENOMEM);
+#else
+      void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (m == MAP_FAILED) throw stack_allocation_error(size, errno);
+#endif
+      slabs_.emplace_back(m, bytes);
+      p.slab_next = static_cast<char*>(m);
+      p.slab_end = p.slab_next + bytes;
+    }
+    stack_memory s{p.slab_next, size};
+    p.slab_next += size;
+    return s;
+  }
+
+  std::size_t default_size_;
+  std::size_t guarded_budget_;
+  std::unordered_map<std::size_t, pool> pools_;
+  std::vector<std::pair<void*, std::size_t>> slabs_;
+};
+
+// The StackAllocator a loop fiber's context is made with.
+struct loop_stack_allocator {
+  loop_stacks* stacks;
+  fiber_control* fiber;
+  std::size_t size;
+  mutable bool guarded = true;
+
+  stack_memory allocate() const {
+    stack_memory s = stacks->allocate(size, guarded);
+    fiber->canary = guarded ? nullptr : static_cast<std::uintptr_t*>(s.base);
+    return s;
+  }
+  void deallocate(stack_memory s) const noexcept { stacks->deallocate(s, guarded); }
+};
+
+}  // namespace detail
+
+// ---- the loop -------------------------------------------------------------------
+
+struct event_loop::impl {
+  explicit impl(event_loop* self, options opts) : owner(self), stacks(opts.stack_size, opts.guarded_stacks) {
+#if FIBER_HAVE_EPOLL
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) throw std::system_error(errno, std::generic_category(), "fiber::event_loop: epoll_create1");
+    evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (evfd < 0) {
+      int e = errno;
+      close(epfd);
+      throw std::system_error(e, std::generic_category(), "fiber::event_loop: eventfd");
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = nullptr;
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, evfd, &ev) != 0) {
+      int e = errno;
+      close(evfd);
+      close(epfd);
+      throw std::system_error(e, std::generic_category(), "fiber::event_loop: epoll_ctl(eventfd)");
+    }
+#endif
+  }
+  ~impl() {
+#if FIBER_HAVE_EPOLL
+    close(evfd);
+    close(epfd);
+#endif
+  }
+
+  event_loop* owner;
+  detail::loop_stacks stacks;
+
+  // Scheduling.
+  detail::fiber_control* current = nullptr;   // the running fiber; nullptr: the scheduler
+  detail::fiber_control* switcher = nullptr;  // who switched last (see the top of the file)
+  bool switcher_is_scheduler = false;
+  context scheduler;                          // the scheduler, while a fiber runs
+  detail::fiber_control* ready_head = nullptr;
+  detail::fiber_control* ready_tail = nullptr;
+  int direct_budget = 0;
+  static constexpr int direct_switches = 64;
+  bool running = false;
+  bool tearing_down = false;
+
+  // Every fiber alive (spawned, not ended).
+  detail::fiber_control* all_head = nullptr;
+  std::size_t alive = 0;
+
+  // Timers: a binary min-heap of parked fibers by (deadline, seq).
+  std::vector<detail::fiber_control*> timers;
+  std::uint64_t timer_seq = 0;
+
+  // Reactor.
+  int epfd = -1;
+  int evfd = -1;
+  std::size_t io_waiting = 0;
+  std::atomic<int> keep_alive{0};
+  std::mutex post_mutex;
+  std::condition_variable post_cv;  // where there is no epoll
+  std::deque<std::function<void()>> posted;
+  std::atomic<bool> has_posted{false};
+
+  // -- ready queue --
+  void make_ready(detail::fiber_control* f) noexcept {
+    if (f->queued) return;
+    f->queued = true;
+    f->ready_next = nullptr;
+    if (ready_tail)
+      ready_tail->ready_next = f;
+    else
+      ready_head = f;
+    ready_tail = f;
+  }
+  detail::fiber_control* pop_ready() noexcept {
+    detail::fiber_control* f = ready_head;
+    if (f) {
+      ready_head = f->ready_next;
+      if (!ready_head) ready_tail = nullptr;
+      f->queued = false;
+      f->ready_next = nullptr;
+    }
+    return f;
+  }
+
+  // -- timers --
+  static bool earlier(const detail::fiber_control* a, const detail::fiber_control* b) noexcept {
+    return a->timer_deadline < b->timer_deadline ||
+           (a->timer_deadline == b->timer_deadline && a->timer_seq < b->timer_seq);
+  }
+  void timer_place(std::size_t i, detail::fiber_control* f) noexcept {
+    timers[i] = f;
+    f->timer_slot = i;
+  }
+  void timer_up(std::size_t i) noexcept {
+    detail::fiber_control* f = timers[i];
+    while (i > 0) {
+      std::size_t parent = (i - 1) / 2;
+      if (!earlier(f, timers[parent])) break;
+      timer_place(i, timers[parent]);
+      i = parent;
+    }
+    timer_place(i, f);
+  }
+  void timer_down(std::size_t i) noexcept {
+    detail::fiber_control* f = timers[i];
+    const std::size_t n = timers.size();
+    for (;;) {
+      std::size_t c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && earlier(timers[c + 1], timers[c])) ++c;
+      if (!earlier(timers[c], f)) break;
+      timer_place(i, timers[c]);
+      i = c;
+    }
+    timer_place(i, f);
+  }
+  void timer_add(detail::fiber_control* f, clock::time_point when) {
+    f->timer_deadline = when;
+    f->timer_seq = timer_seq++;
+    timers.push_back(f);
+    timer_up(timers.size() - 1);
+  }
+  void timer_remove(detail::fiber_control* f) noexcept {
+    std::size_t i = f->timer_slot;
+    if (i == static_cast<std::size_t>(-1)) return;
+    f->timer_slot = static_cast<std::size_t>(-1);
+    detail::fiber_control* last = timers.back();
+    timers.pop_back();
+    if (last == f) return;
+    timer_place(i, last);
+    if (i > 0 && earlier(last, timers[(i - 1) / 2]))
+      timer_up(i);
+    else
+      timer_down(i);
+  }
+  // Ends the parks whose deadline has passed.
+  void fire_timers() {
+    if (timers.empty()) return;
+    const auto now = clock::now();
+    while (!timers.empty() && timers.front()->timer_deadline <= now) {
+      detail::fiber_control* f = timers.front();
+      end_park(f, f->park_by_scope ? detail::reason_scope : detail::reason_timeout, 0);
+    }
+  }
+
+  // -- parking --
+  void unlink_waiters(detail::fiber_control* f) noexcept {
+    for (std::size_t i = 0; i < f->park_count; ++i) {
+      detail::waiter& w = f->park_waiters[i];
+      if (w.queue) w.queue->remove(w);
+    }
+  }
+  void end_park(detail::fiber_control* f, int reason, int result) noexcept {
+    unlink_waiters(f);
+    timer_remove(f);
+    f->park_waiters = nullptr;
+    f->park_count = 0;
+    f->parked = false;
+    f->park_reason = reason;
+    f->park_result = result;
+    make_ready(f);
+  }
+
+  // -- switching --
+  void check_canary(detail::fiber_control* f) noexcept {
+    if (f->canary && *f->canary != detail::canary_value) {
+      char msg[200];
+      std::snprintf(msg, sizeof msg,
+                    "fiber: stack overflow in an event_loop fiber: the canary at the bottom of its unguarded "
+                    "%zu-byte stack was overwritten (give it a larger stack: fiber::spawn_options)",
+                    f->stack_size);
+      detail::fatal(msg);
+    }
+  }
+
+  // Stores the context we were handed by whoever switched to us.
+  void arrived(context&& from) noexcept {
+    if (!from) return;  // the switcher was a fiber that ended
+    if (switcher_is_scheduler)
+      scheduler = std::move(from);
+    else
+      switcher->ctx = std::move(from);
+  }
+
+  // Switches from the running flow (a fiber, or the scheduler when current is
+  // nullptr) to `next` (nullptr: the scheduler).
+  void transfer_to(detail::fiber_control* next) {
+    detail::fiber_control* self = current;
+    if (next == self && next) return;
+    if (self) check_canary(self);
+    current = next;
+    switcher = self;
+    switcher_is_scheduler = (self == nullptr);
+    context& target = next ? start_if_needed(next) : scheduler;
+    arrived(std::move(target).resume());
+  }
+
+  context& start_if_needed(detail::fiber_control* f) {
+    if (!f->started) {
+      f->started = true;
+      f->ctx = context(std::allocator_arg, detail::loop_stack_allocator{&stacks, f, f->stack_size},
+                       [this, f](context&& caller) { return fiber_main(f, std::move(caller)); });
+    }
+    return f->ctx;
+  }
+
+  // The next flow to run after the running fiber parks: the next ready fiber while
+  // the direct budget lasts, else the scheduler.
+  detail::fiber_control* next_after_park() noexcept {
+    if (direct_budget > 0) {
+      if (detail::fiber_control* f = pop_ready()) {
+        --direct_budget;
+        return f;
+      }
+    }
+    return nullptr;
+  }
+
+  void switch_away() {
+    detail::fiber_control* next = next_after_park();
+    transfer_to(next);
+  }
+
+  context fiber_main(detail::fiber_control* f, context&& caller) {
+    arrived(std::move(caller));
+    if (f->cancel_pending) {
+      // Cancelled before it ever ran: the body never starts.
+      f->cancel_pending = false;
+      f->status = task_status::cancelled;
+      f->error = std::make_exception_ptr(cancelled{});
+    } else {
+      try {
+        f->run_body();
+        f->status = task_status::succeeded;
+      } catch (const detail::forced_unwind&) {
+        throw;  // the loop is being destroyed: let the context unwind us
+      } catch (const cancelled&) {
+        f->status = task_status::cancelled;
+        f->error = std::current_exception();
+      } catch (...) {
+        f->status = task_status::failed;
+        f->error = std::current_exception();
+      }
+    }
+    check_canary(f);
+    finish(f);
+    // Switch to what runs next; this fiber's stack is freed by whoever arrives.
+    detail::fiber_control* next = next_after_park();
+    current = next;
+    switcher = nullptr;
+    switcher_is_scheduler = false;
+    return next ? std::move(start_if_needed(next)) : std::move(scheduler);
+  }
+
+  void finish(detail::fiber_control* f) noexcept {
+    while (detail::waiter* w = f->joiners.front()) detail::wake(*w);
+    // Unlink from the list of fibers alive.
+    (f->all_prev ? f->all_prev->all_next : all_head) = f->all_next;
+    if (f->all_next) f->all_next->all_prev = f->all_prev;
+    f->all_prev = f->all_next = nullptr;
+    --alive;
+    if (f->detached && f->status == task_status::failed) report_detached(f);
+    f->ctx = context{};  // empty already: the fiber is running
+    f->loop = nullptr;
+    detail::release(f);  // the loop's reference
+  }
+
+  static void report_detached(detail::fiber_control* f) noexcept {
+    try {
+      std::rethrow_exception(f->error);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "fiber: a detached task ended with an exception nobody retrieved: %s: %s\n",
+                   typeid(e).name(), e.what());
+    } catch (...) {
+      std::fprintf(stderr, "fiber: a detached task ended with an exception nobody retrieved (not a std::exception)\n");
+    }
+  }
+
+  // -- the scheduler --
+  bool run_posted() {
+    if (!has_posted.load(std::memory_order_acquire)) return false;
+    std::deque<std::function<void()>> batch;
+    {
+      std::lock_guard lock(post_mutex);
+      batch.swap(posted);
+      has_posted.store(false, std::memory_order_relaxed);
+    }
+    for (auto& fn : batch) fn();
+    return !batch.empty();
+  }
+
+  // Waits for IO, a post, or the next timer; without blocking when `block` is false.
+  void poll(bool block) {
+    int timeout_ms = 0;
+    if (block) {
+      if (timers.empty()) {
+        timeout_ms = -1;
+      } else {
+        auto d = timers.front()->timer_deadline - clock::now();
+        if (d > clock::duration::zero()) {
+          auto ms = std::chrono::ceil<std::chrono::milliseconds>(d).count();
+          timeout_ms = ms > 1000000 ? 1000000 : static_cast<int>(ms);
+        }
+      }
+    }
+#if FIBER_HAVE_EPOLL
+    epoll_event events[128];
+    int n = epoll_wait(epfd, events, 128, timeout_ms);
+    if (n < 0) {
+      if (errno == EINTR) return;
+      throw std::system_error(errno, std::generic_category(), "fiber::event_loop: epoll_wait");
+    }
+    for (int i = 0; i < n; ++i) {
+      auto* h = static_cast<detail::io_handle*>(events[i].data.ptr);
+      if (!h) {
+        std::uint64_t v;
+        while (read(evfd, &v, sizeof v) > 0) {
+        }
+        continue;
+      }
+      const std::uint32_t e = events[i].events;
+      if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+        if (h->readers.empty()) h->readable = true;
+        while (detail::waiter* w = h->readers.front()) detail::wake(*w);
+      }
+      if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+        if (h->writers.empty()) h->writable = true;
+        while (detail::waiter* w = h->writers.front()) detail::wake(*w);
+      }
+    }
+#else
+    if (timeout_ms != 0) {
+      std::unique_lock lock(post_mutex);
+      auto ready = [&] { return has_posted.load(std::memory_order_relaxed); };
+      if (timeout_ms < 0)
+        post_cv.wait(lock, ready);
+      else
+        post_cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), ready);
+    }
+#endif
+  }
+
+  [[noreturn]] void deadlock() {
+    char msg[256];
+    std::snprintf(msg, sizeof msg,
+                  "fiber::event_loop::run: deadlock: %zu fiber(s) parked and nothing can wake them (no timer, "
+                  "no IO wait, no event_loop::keep_alive)",
+                  alive);
+    throw error(msg);
+  }
+
+  // Runs until `until` has ended, or (until == nullptr) no fiber is alive.
+  void schedule(detail::fiber_control* until);
+};
+
+namespace {
+thread_local event_loop::impl* running_loop = nullptr;
+}
+
+void event_loop::impl::schedule(detail::fiber_control* until) {
+  if (running_loop == this) throw error("fiber::event_loop::run: the loop is already running (called from one of its fibers?)");
+  if (running_loop) throw error("fiber::event_loop::run: another event_loop is running on this thread");
+  running_loop = this;
+  struct restore {
+    ~restore() { running_loop = nullptr; }
+  } restore_on_exit;
+  // Keep `until` alive while we look at it.
+  if (until) ++until->refs;
+  struct drop {
+    detail::fiber_control* f;
+    ~drop() {
+      if (f) detail::release(f);
+    }
+  } drop_until{until};
+  for (;;) {
+    if (until ? until->status != task_status::pending : alive == 0) return;
+    run_posted();
+    fire_timers();
+    if (detail::fiber_control* f = pop_ready()) {
+      direct_budget = direct_switches;
+      transfer_to(f);
+      // IO that fibers wait for is polled between bursts of direct switches.
+      if (ready_head && io_waiting) poll(false);
+      continue;
+    }
+    if (until ? until->status != task_status::pending : alive == 0) return;
+    if (timers.empty() && io_waiting == 0 && keep_alive.load() == 0 && !has_posted.load()) deadlock();
+    poll(true);
+  }
+}
+
+// ---- event_loop ---------------------------------------------------------------
+
+event_loop::event_loop() : event_loop(options{}) {}
+event_loop::event_loop(options opts) : impl_(std::make_unique<impl>(this, opts)) {}
+
+event_loop::~event_loop() {
+  impl& L = *impl_;
+  L.tearing_down = true;
+  // Fibers still alive: those never started just end; suspended ones are unwound
+  // by destroying their context.
+  while (detail::fiber_control* f = L.all_head) {
+    ++f->refs;
+    if (f->queued) {
+      // Take it out of the ready queue.
+      detail::fiber_control** p = &L.ready_head;
+      detail::fiber_control* prev = nullptr;
+      while (*p && *p != f) {
+        prev = *p;
+        p = &(*p)->ready_next;
+      }
+      if (*p) {
+        *p = f->ready_next;
+        if (L.ready_tail == f) L.ready_tail = prev;
+      }
+      f->queued = false;
+    }
+    L.unlink_waiters(f);
+    L.timer_remove(f);
+    f->park_waiters = nullptr;
+    f->park_count = 0;
+    f->parked = false;
+    {
+      context c = std::move(f->ctx);
+      running_loop = impl_.get();
+      c = context{};  // unwinds the fiber's stack
+      running_loop = nullptr;
+    }
+    if (f->status == task_status::pending) {
+      f->status = task_status::cancelled;
+      f->error = std::make_exception_ptr(cancelled{});
+    }
+    if (f->all_prev || L.all_head == f) {
+      (f->all_prev ? f->all_prev->all_next : L.all_head) = f->all_next;
+      if (f->all_next) f->all_next->all_prev = f->all_prev;
+      f->all_prev = f->all_next = nullptr;
+      --L.alive;
+      f->loop = nullptr;
+      detail::release(f);  // the loop's reference
+    }
+    detail::release(f);
+  }
+}
+
+event_loop* event_loop::current() noexcept { return running_loop ? running_loop->owner : nullptr; }
+
+void event_loop::run() { impl_->schedule(nullptr); }
+void event_loop::run_until_done(detail::fiber_control* f) { impl_->schedule(f); }
+
+void event_loop::cancel_all() {
+  for (detail::fiber_control* f = impl_->all_head; f; f = f->all_next) detail::cancel(f);
+}
+
+void event_loop::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(impl_->post_mutex);
+    impl_->posted.push_back(std::move(fn));
+    impl_->has_posted.store(true, std::memory_order_release);
+  }
+#if FIBER_HAVE_EPOLL
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto r = write(impl_->evfd, &one, sizeof one);
+#else
+  impl_->post_cv.notify_one();
+#endif
+}
+
+event_loop::keep_alive::keep_alive(event_loop& loop) : loop_(loop) { ++loop_.impl_->keep_alive; }
+event_loop::keep_alive::~keep_alive() {
+  --loop_.impl_->keep_alive;
+  loop_.post([] {});  // let a loop that waits only for us notice
+}
+
+std::size_t event_loop::alive() const noexcept { return impl_->alive; }
+std::size_t event_loop::guarded_stacks() const noexcept { return impl_->stacks.guarded_live; }
+std::size_t event_loop::unguarded_stacks() const noexcept { return impl_->stacks.plain_live; }
+
+// ---- detail: tasks ----------------------------------------------------------------
+
+namespace detail {
+
+void submit(event_loop& loop, fiber_control* f, std::size_t stack_size) {
+  event_loop::impl& L = loop.internals();
+  if (L.tearing_down) {
+    delete f;
+    throw error("fiber::spawn: the event_loop is being destroyed");
+  }
+  f->loop = &loop;
+  f->stack_size = stack_size ? stack_size : L.stacks.default_size();
+  if (f->stack_size < min_stack_size) {
+    delete f;
+    throw error("fiber::spawn: stack_size " + std::to_string(stack_size) + " is below fiber::min_stack_size (" +
+                std::to_string(min_stack_size) + ")");
+  }
+  f->refs = 2;  // the task handle and the loop
+  f->all_next = L.all_head;
+  if (L.all_head) L.all_head->all_prev = f;
+  L.all_head = f;
+  ++L.alive;
+  L.make_ready(f);
+}
+
+void release(fiber_control* f) noexcept {
+  if (--f->refs == 0) delete f;
+}
+
+void release_handle(fiber_control* f) noexcept {
+  if (f->status == task_status::pending) f->detached = true;
+  release(f);
+}
+
+void cancel(fiber_control* f) noexcept {
+  if (f->status != task_status::pending || !f->loop) return;
+  event_loop::impl& L = f->loop->internals();
+  if (f->parked && !f->park_shielded) {
+    L.end_park(f, reason_cancelled, 0);
+  } else {
+    f->cancel_pending = true;
+  }
+}
+
+void rethrow_outcome(fiber_control* f) {
+  if (f->status == task_status::failed || f->status == task_status::cancelled) std::rethrow_exception(f->error);
+}
+
+void throw_no_loop(const char* operation) {
+  throw error(std::string(operation) + ": no fiber::event_loop is running on this thread");
+}
+void throw_empty_task(const char* operation) {
+  throw error(std::string("fiber::task::") + operation + ": the task handle is empty (moved from, or detached)");
+}
+
+fiber_control* running() noexcept { return running_loop ? running_loop->current : nullptr; }
+
+void require_fiber(const char* operation) {
+  if (!running()) {
+    throw error(std::string(operation) +
+                ": would block, and the caller is not a fiber of a running fiber::event_loop (it would block the "
+                "thread forever)");
+  }
+}
+
+int park(waiter* waiters, std::size_t count, clock::time_point deadline) {
+  event_loop::impl* L = running_loop;
+  fiber_control* self = L ? L->current : nullptr;
+  auto unlink_all = [&] {
+    for (std::size_t i = 0; i < count; ++i)
+      if (waiters[i].queue) waiters[i].queue->remove(waiters[i]);
+  };
+  if (!self) {
+    unlink_all();
+    require_fiber("fiber: a blocking operation");
+  }
+  if (L->tearing_down) {
+    unlink_all();
+    throw error("fiber: a blocking operation while its event_loop is being destroyed");
+  }
+  const bool shielded = self->park_shielded;
+  if (!shielded && self->cancel_pending) {
+    self->cancel_pending = false;
+    unlink_all();
+    throw cancelled{};
+  }
+  bool by_scope = false;
+  if (!shielded && self->scope_deadline <= deadline) {
+    deadline = self->scope_deadline;
+    by_scope = deadline != no_deadline;
+  }
+  if (deadline != no_deadline && deadline <= clock::now()) {
+    unlink_all();
+    if (by_scope) throw timed_out{};
+    return park_timeout;
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    waiters[i].fiber = self;
+    waiters[i].index = static_cast<int>(i);
+  }
+  self->park_waiters = waiters;
+  self->park_count = count;
+  self->parked = true;
+  self->park_reason = reason_pending;
+  self->park_by_scope = by_scope;
+  if (deadline != no_deadline) L->timer_add(self, deadline);
+  L->switch_away();
+  switch (self->park_reason) {
+    case reason_woken:
+      return self->park_result;
+    case reason_timeout:
+      return park_timeout;
+    case reason_scope:
+      throw timed_out{};
+    case reason_cancelled:
+      throw cancelled{};
+    default:
+      fatal("fiber: a parked fiber resumed without being woken");
+  }
+}
+
+void wake(waiter& w) noexcept {
+  fiber_control* f = w.fiber;
+  if (w.queue) w.queue->remove(w);
+  f->loop->internals().end_park(f, reason_woken, w.index);
+}
+
+bool join(fiber_control* f, clock::time_point deadline) {
+  if (f->status != task_status::pending) return true;
+  if (f == running()) throw error("fiber::task::join: a task cannot wait for itself");
+  waiter w;
+  f->joiners.push_back(w);
+  return park(&w, 1, deadline) != park_timeout;
+}
+
+void join_shielded(fiber_control* const* fibers, std::size_t count) {
+  fiber_control* self = running();
+  if (!self) return;
+  const bool saved = self->park_shielded;
+  self->park_shielded = true;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (fibers[i] == self) continue;
+    while (fibers[i]->status == task_status::pending) {
+      waiter w;
+      fibers[i]->joiners.push_back(w);
+      try {
+        park(&w, 1, no_deadline);
+      } catch (const forced_unwind&) {
+        self->park_shielded = saved;
+        throw;
+      } catch (...) {
+      }
+    }
+  }
+  self->park_shielded = saved;
+}
+
+int join_any(fiber_control* const* fibers, std::size_t count, clock::time_point deadline) {
+  for (std::size_t i = 0; i < count; ++i)
+    if (fibers[i]->status != task_status::pending) return static_cast<int>(i);
+  if (count == 0) throw error("fiber::wait_any: no tasks to wait for");
+  std::vector<waiter> ws(count);
+  for (std::size_t i = 0; i < count; ++i) fibers[i]->joiners.push_back(ws[i]);
+  return park(ws.data(), count, deadline);
+}
+
+void gather_all(fiber_control* const* fibers, std::size_t count) {
+  auto cancel_rest = [&] {
+    for (std::size_t i = 0; i < count; ++i) cancel(fibers[i]);
+    join_shielded(fibers, count);
+  };
+  std::vector<waiter> ws;
+  std::vector<std::size_t> which;
+  for (;;) {
+    ws.clear();
+    which.clear();
+    for (std::size_t i = 0; i < count; ++i) {
+      const task_status s = fibers[i]->status;
+      if (s == task_status::failed || s == task_status::cancelled) {
+        cancel_rest();
+        rethrow_outcome(fibers[i]);
+      }
+      if (s == task_status::pending) which.push_back(i);
+    }
+    if (which.empty()) return;
+    ws.resize(which.size());
+    for (std::size_t k = 0; k < which.size(); ++k) fibers[which[k]]->joiners.push_back(ws[k]);
+    try {
+      park(ws.data(), ws.size(), no_deadline);
+    } catch (const forced_unwind&) {
+      throw;
+    } catch (...) {
+      cancel_rest();
+      throw;
+    }
+  }
+}
+
+// ---- IO --------------------------------------------------------------------------
+
+#if FIBER_HAVE_EPOLL
+void io_register(io_handle& h) {
+  event_loop::impl* L = running_loop;
+  if (!L) throw_no_loop("fiber::io");
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = &h;
+  if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, h.fd, &ev) != 0)
+    throw std::system_error(errno, std::generic_category(), "fiber::io: epoll_ctl(ADD) of fd " + std::to_string(h.fd));
+  h.registered = true;
+  h.readable = h.writable = false;
+}
+
+void io_unregister(io_handle& h) noexcept {
+  if (!h.registered) return;
+  h.registered = false;
+  if (event_loop::impl* L = running_loop) epoll_ctl(L->epfd, EPOLL_CTL_DEL, h.fd, nullptr);
+  while (waiter* w = h.readers.front()) wake(*w);
+  while (waiter* w = h.writers.front()) wake(*w);
+}
+
+namespace {
+struct io_wait_count {
+  event_loop::impl* L;
+  explicit io_wait_count(event_loop::impl* l) : L(l) { ++L->io_waiting; }
+  ~io_wait_count() { --L->io_waiting; }
+};
+}  // namespace
+
+bool io_wait(io_handle& h, bool write, clock::time_point deadline) {
+  require_fiber(write ? "fiber::io: waiting to write" : "fiber::io: waiting to read");
+  bool& flag = write ? h.writable : h.readable;
+  if (flag) {
+    flag = false;
+    return true;
+  }
+  waiter w;
+  (write ? h.writers : h.readers).push_back(w);
+  io_wait_count count(running_loop);
+  return park(&w, 1, deadline) != park_timeout;
+}
+
+bool io_wait_fd(int fd, bool write, clock::time_point deadline) {
+  require_fiber(write ? "fiber::io::wait_writable" : "fiber::io::wait_readable");
+  event_loop::impl* L = running_loop;
+  io_handle h;
+  h.fd = fd;
+  epoll_event ev{};
+  ev.events = (write ? EPOLLOUT : EPOLLIN | EPOLLRDHUP) | EPOLLONESHOT;
+  ev.data.ptr = &h;
+  if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+    throw std::system_error(errno, std::generic_category(), "fiber::io: epoll_ctl(ADD) of fd " + std::to_string(fd));
+  struct remove {
+    int epfd, fd;
+    ~remove() { epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nullptr); }
+  } remove_on_exit{L->epfd, fd};
+  waiter w;
+  (write ? h.writers : h.readers).push_back(w);
+  io_wait_count count(L);
+  return park(&w, 1, deadline) != park_timeout;
+}
+#else
+void io_register(io_handle&) { throw error("fiber::io: not supported on this platform (no epoll)"); }
+void io_unregister(io_handle&) noexcept {}
+bool io_wait(io_handle&, bool, clock::time_point) { throw error("fiber::io: not supported on this platform (no epoll)"); }
+bool io_wait_fd(int, bool, clock::time_point) { throw error("fiber::io: not supported on this platform (no epoll)"); }
+#endif
+
+}  // namespace detail
+
+// ---- this_fiber, deadline_scope ------------------------------------------------------
+
+namespace this_fiber {
+
+void yield() {
+  detail::require_fiber("fiber::this_fiber::yield");
+  event_loop::impl* L = running_loop;
+  detail::fiber_control* self = L->current;
+  if (self->cancel_pending && !self->park_shielded) {
+    self->cancel_pending = false;
+    throw cancelled{};
+  }
+  if (!L->ready_head) return;
+  L->make_ready(self);
+  // Through the scheduler now and then, so that timers and IO are not starved by
+  // fibers that only yield.
+  L->transfer_to(L->next_after_park());
+}
+
+void sleep_until(clock::time_point deadline) {
+  detail::require_fiber("fiber::this_fiber::sleep_until");
+  detail::park(nullptr, 0, deadline);
+}
+
+bool in_fiber() noexcept { return detail::running() != nullptr; }
+
+clock::time_point deadline() noexcept {
+  detail::fiber_control* self = detail::running();
+  return self ? self->scope_deadline : detail::no_deadline;
+}
+
+void check_cancelled() {
+  detail::fiber_control* self = detail::running();
+  if (self && self->cancel_pending && !self->park_shielded) {
+    self->cancel_pending = false;
+    throw cancelled{};
+  }
+}
+
+}  // namespace this_fiber
+
+deadline_scope::deadline_scope(clock::time_point deadline) : fiber_(detail::running()) {
+  if (!fiber_) detail::require_fiber("fiber::deadline_scope");
+  saved_ = fiber_->scope_deadline;
+  if (deadline < fiber_->scope_deadline) fiber_->scope_deadline = deadline;
+}
+
+deadline_scope::~deadline_scope() { fiber_->scope_deadline = saved_; }
+
+}  // namespace fiber

@@ -1,0 +1,1 @@
+// fiber::io (issue 9): being written.
