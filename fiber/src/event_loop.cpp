@@ -394,22 +394,35 @@ struct event_loop::impl {
   // nullptr) to `next` (nullptr: the scheduler).
   void transfer_to(detail::fiber_control* next) {
     detail::fiber_control* self = current;
-    if (next == self && next) return;
+    next = startable(next);
+    if (next == self) return;  // a fiber to itself, or the scheduler with nothing to run
     if (self) check_canary(self);
     current = next;
     switcher = self;
     switcher_is_scheduler = (self == nullptr);
-    context& target = next ? start_if_needed(next) : scheduler;
+    context& target = next ? next->ctx : scheduler;
     arrived(std::move(target).resume());
   }
 
-  context& start_if_needed(detail::fiber_control* f) {
-    if (!f->started) {
-      f->started = true;
-      f->ctx = context(std::allocator_arg, detail::loop_stack_allocator{&stacks, f, f->stack_size},
-                       [this, f](context&& caller) { return fiber_main(f, std::move(caller)); });
+  // `next`, given a context if it has not run yet. A fiber whose stack cannot be
+  // allocated ends at once, failed with the allocation error (its get() rethrows
+  // it), and the next ready fiber is tried instead; nullptr means the scheduler.
+  detail::fiber_control* startable(detail::fiber_control* next) noexcept {
+    while (next && !next->started) {
+      next->started = true;
+      detail::fiber_control* f = next;
+      try {
+        f->ctx = context(std::allocator_arg, detail::loop_stack_allocator{&stacks, f, f->stack_size},
+                         [this, f](context&& caller) { return fiber_main(f, std::move(caller)); });
+        break;
+      } catch (...) {
+        f->status = task_status::failed;
+        f->error = std::current_exception();
+        next = pop_ready();
+        finish(f);
+      }
     }
-    return f->ctx;
+    return next;
   }
 
   // The next flow to run after the running fiber parks: the next ready fiber while
@@ -453,11 +466,11 @@ struct event_loop::impl {
     check_canary(f);
     finish(f);
     // Switch to what runs next; this fiber's stack is freed by whoever arrives.
-    detail::fiber_control* next = next_after_park();
+    detail::fiber_control* next = startable(next_after_park());
     current = next;
     switcher = nullptr;
     switcher_is_scheduler = false;
-    return next ? std::move(start_if_needed(next)) : std::move(scheduler);
+    return next ? std::move(next->ctx) : std::move(scheduler);
   }
 
   void finish(detail::fiber_control* f) noexcept {

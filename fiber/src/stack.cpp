@@ -25,7 +25,11 @@ namespace fiber {
 
 stack_allocation_error::stack_allocation_error(std::size_t size, int errno_value)
     : size_(size),
-      message_("fiber: cannot allocate a stack of " + std::to_string(size) + " bytes: " + std::strerror(errno_value)) {}
+      message_("fiber: cannot allocate a stack of " + std::to_string(size) + " bytes: " + std::strerror(errno_value) +
+               (errno_value == ENOMEM
+                    ? " (out of memory or address space, or the process has reached the kernel's limit on memory "
+                      "mappings, vm.max_map_count)"
+                    : "")) {}
 
 #ifdef _WIN32
 std::size_t page_size() noexcept {
