@@ -29,8 +29,9 @@
 // whenever the fiber suspends or ends (an overwritten canary is reported and the
 // process aborts). Linux caps a process at vm.max_map_count mappings (65530 by
 // default) and every guard page splits one, so guarding every stack would stop near
-// 32K fibers; this policy runs a million. When memory or mappings run out, spawn
-// throws fiber::stack_allocation_error naming the limit.
+// 32K fibers; this policy runs a million. When memory or mappings run out, the
+// task that could not get a stack ends failed with fiber::stack_allocation_error
+// (its get() rethrows it), whose message names the size and the limit hit.
 #pragma once
 
 #include <chrono>
