@@ -15,6 +15,8 @@
 // the context the resumed side receives is then empty: nothing to store.
 #include "fiber/event_loop.hpp"
 
+#include "eh_state.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -401,7 +403,20 @@ struct event_loop::impl {
     switcher = self;
     switcher_is_scheduler = (self == nullptr);
     context& target = next ? next->ctx : scheduler;
+    // Our exceptions in flight stay ours (eh_state.hpp): a fiber may park in a
+    // catch block while others throw and catch.
+    struct keep_eh {
+      detail::eh_state saved = detail::eh_state::take();
+      bool resumed = false;
+      ~keep_eh() {
+        if (resumed)
+          saved.restore();
+        else
+          saved.restore_unwinding();  // forced unwinding (~event_loop)
+      }
+    } eh;
     arrived(std::move(target).resume());
+    eh.resumed = true;
   }
 
   // `next`, given a context if it has not run yet. A fiber whose stack cannot be
@@ -444,6 +459,7 @@ struct event_loop::impl {
 
   context fiber_main(detail::fiber_control* f, context&& caller) {
     arrived(std::move(caller));
+    detail::eh_state::clear();
     if (f->cancel_pending) {
       // Cancelled before it ever ran: the body never starts.
       f->cancel_pending = false;
@@ -642,10 +658,19 @@ event_loop::~event_loop() {
     f->park_count = 0;
     f->parked = false;
     {
+      // While its stack unwinds, the fiber is the running one (its destructors may
+      // unlock a fiber::mutex, which checks who calls). Restore what was running:
+      // a loop may be destroyed inside a fiber of another loop.
       context c = std::move(f->ctx);
+      event_loop::impl* const saved_loop = running_loop;
+      detail::fiber_control* const saved_current = L.current;
       running_loop = impl_.get();
+      L.current = f;
+      const detail::eh_state eh = detail::eh_state::take();
       c = context{};  // unwinds the fiber's stack
-      running_loop = nullptr;
+      eh.restore();
+      L.current = saved_current;
+      running_loop = saved_loop;
     }
     if (f->status == task_status::pending) {
       f->status = task_status::cancelled;
@@ -869,9 +894,17 @@ void gather_all(fiber_control* const* fibers, std::size_t count) {
   };
   std::vector<waiter> ws;
   std::vector<std::size_t> which;
+  std::size_t first = count;  // the task whose end woke us last: checked first
   for (;;) {
     ws.clear();
     which.clear();
+    if (first < count) {
+      const task_status s = fibers[first]->status;
+      if (s == task_status::failed || s == task_status::cancelled) {
+        cancel_rest();
+        rethrow_outcome(fibers[first]);
+      }
+    }
     for (std::size_t i = 0; i < count; ++i) {
       const task_status s = fibers[i]->status;
       if (s == task_status::failed || s == task_status::cancelled) {
@@ -883,13 +916,20 @@ void gather_all(fiber_control* const* fibers, std::size_t count) {
     if (which.empty()) return;
     ws.resize(which.size());
     for (std::size_t k = 0; k < which.size(); ++k) fibers[which[k]]->joiners.push_back(ws[k]);
+    // cancel_rest() parks: not inside the handler, where another fiber's catch
+    // would change what `throw;` rethrows (the thread's caught-exception stack is
+    // shared by its fibers).
+    std::exception_ptr failure;
     try {
-      park(ws.data(), ws.size(), no_deadline);
+      first = which[static_cast<std::size_t>(park(ws.data(), ws.size(), no_deadline))];
     } catch (const forced_unwind&) {
       throw;
     } catch (...) {
+      failure = std::current_exception();
+    }
+    if (failure) {
       cancel_rest();
-      throw;
+      std::rethrow_exception(failure);
     }
   }
 }
@@ -978,11 +1018,16 @@ void yield() {
     self->cancel_pending = false;
     throw cancelled{};
   }
-  if (!L->ready_head) return;
+  // Nothing else ready: still go through the scheduler if it has timers, IO or
+  // posted functions to look at, or a fiber that yields in a loop, waiting for a
+  // sleeper, would never let it wake.
+  if (!L->ready_head && L->timers.empty() && L->io_waiting == 0 && !L->has_posted.load(std::memory_order_relaxed))
+    return;
+  const bool others_ready = L->ready_head != nullptr;
   L->make_ready(self);
   // Through the scheduler now and then, so that timers and IO are not starved by
-  // fibers that only yield.
-  L->transfer_to(L->next_after_park());
+  // fibers that only yield (and always when no other fiber is ready).
+  L->transfer_to(others_ready ? L->next_after_park() : nullptr);
 }
 
 void sleep_until(clock::time_point deadline) {

@@ -1,0 +1,59 @@
+// The C++ runtime's per-thread exception-handling state, kept per flow of control.
+//
+// The Itanium C++ ABI (section 2.4.2, as implemented by libsupc++ in libstdc++)
+// keeps, per thread, a stack of the exceptions being handled (`catch` blocks that
+// have not ended; std::current_exception() and `throw;` read its top) and the
+// count of uncaught exceptions (std::uncaught_exceptions()). Fibers share their
+// thread, so a fiber that switches away inside a catch block would otherwise
+// leave its exception on that stack for the next fiber to find, and take back
+// whatever the others left there. Each side of a switch therefore saves the state
+// before switching away and puts it back when it is resumed; a fresh fiber starts
+// with none.
+//
+// The layout is libsupc++'s __cxa_eh_globals: caughtExceptions, uncaughtExceptions,
+// and on Arm's EHABI also propagatingExceptions.
+#pragma once
+
+#include <cxxabi.h>
+
+namespace fiber::detail {
+
+struct eh_globals_layout {
+  void* caught;
+  unsigned int uncaught;
+#if defined(__ARM_EABI__) && !defined(__ARM_DWARF_EH__)
+  void* propagating;
+#endif
+};
+
+class eh_state {
+ public:
+  // The running flow's state, taken off the thread (which is left with none).
+  static eh_state take() noexcept {
+    eh_state s;
+    s.saved_ = *globals();
+    *globals() = eh_globals_layout{};
+    return s;
+  }
+  // Gives the state back to the thread, for the flow that saved it.
+  void restore() const noexcept { *globals() = saved_; }
+  // Gives the state back while an exception propagates through the flow that
+  // saved it (a context being destroyed unwinds it): the exception in flight
+  // stays counted as uncaught.
+  void restore_unwinding() const noexcept {
+    eh_globals_layout now = *globals();
+    eh_globals_layout s = saved_;
+    s.uncaught += now.uncaught;
+    *globals() = s;
+  }
+  // Starts a fresh flow with no exception state.
+  static void clear() noexcept { *globals() = eh_globals_layout{}; }
+
+ private:
+  static eh_globals_layout* globals() noexcept {
+    return reinterpret_cast<eh_globals_layout*>(abi::__cxa_get_globals());
+  }
+  eh_globals_layout saved_{};
+};
+
+}  // namespace fiber::detail

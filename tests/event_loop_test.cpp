@@ -1,0 +1,688 @@
+// The event loop: tasks, sleeping, cancellation, deadlines, gather, post, deadlock
+// detection and the stack policy.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "death.hpp"
+#include "fiber/event_loop.hpp"
+#include "fiber/sync.hpp"
+
+using namespace std::chrono_literals;
+using clk = fiber::clock;
+using fiber::task_status;
+
+namespace {
+
+// Sets a flag when destroyed: shows that a stack unwound.
+struct sets_on_destroy {
+  bool* flag;
+  ~sets_on_destroy() { *flag = true; }
+};
+
+// Deterministic pseudo-random numbers (xorshift).
+struct rng {
+  std::uint32_t s;
+  std::uint32_t next() {
+    s ^= s << 13;
+    s ^= s >> 17;
+    s ^= s << 5;
+    return s;
+  }
+};
+
+constexpr std::size_t small_stack = 16 * 1024;
+
+}  // namespace
+
+TEST_CASE("loop: fiber::run returns the main task's value and rethrows its exception", "[loop]") {
+  REQUIRE(fiber::run([] { return 42; }) == 42);
+  REQUIRE(fiber::run([](int a, std::string b) { return b + std::to_string(a); }, 7, std::string("x")) == "x7");
+  REQUIRE_THROWS_WITH(fiber::run([]() -> int { throw std::runtime_error("boom"); }), "boom");
+  fiber::run([] {});  // void
+  REQUIRE(fiber::event_loop::current() == nullptr);
+}
+
+TEST_CASE("loop: spawn, get, join, detach; get twice and moved-from handles throw", "[loop]") {
+  fiber::run([] {
+    REQUIRE(fiber::this_fiber::in_fiber());
+    auto a = fiber::spawn([] {
+      fiber::this_fiber::sleep_for(1ms);
+      return 1;
+    });
+    auto b = fiber::spawn([](int x) { return x * 2; }, 21);
+    REQUIRE(a.status() == task_status::pending);
+    REQUIRE(a.get() + b.get() == 43);
+    REQUIRE(a.status() == task_status::succeeded);
+    REQUIRE(a.done());
+    REQUIRE_THROWS_AS(a.get(), fiber::error);  // the value was taken
+
+    bool ran = false;
+    auto c = fiber::spawn([&] { ran = true; });
+    c.join();
+    REQUIRE(ran);
+    c.join();  // joining again is fine
+
+    auto failing = fiber::spawn([]() -> int { throw std::logic_error("bad"); });
+    REQUIRE_THROWS_WITH(failing.join(), "bad");
+    REQUIRE(failing.status() == task_status::failed);
+    REQUIRE_THROWS_WITH(failing.get(), "bad");
+
+    auto d = fiber::spawn([] { return 5; });
+    auto e = std::move(d);
+    REQUIRE_FALSE(d);
+    REQUIRE_THROWS_AS(d.get(), fiber::error);
+    REQUIRE_THROWS_AS(d.join(), fiber::error);
+    REQUIRE_THROWS_AS(d.cancel(), fiber::error);
+    REQUIRE_THROWS_AS(d.status(), fiber::error);
+    REQUIRE_THROWS_AS(d.detach(), fiber::error);
+    REQUIRE_THROWS_AS(d.join_for(1ms), fiber::error);
+    REQUIRE(e.get() == 5);
+
+    bool detached_ran = false;
+    auto f = fiber::spawn([&] {
+      fiber::this_fiber::sleep_for(1ms);
+      detached_ran = true;
+    });
+    f.detach();
+    REQUIRE_FALSE(f);
+    REQUIRE_THROWS_AS(f.get(), fiber::error);
+    fiber::this_fiber::sleep_for(5ms);
+    REQUIRE(detached_ran);
+  });
+}
+
+TEST_CASE("loop: a detached task's exception is reported, not fatal", "[loop]") {
+  fiber::event_loop loop;
+  loop.spawn([] { throw std::runtime_error("nobody listens"); }).detach();
+  loop.spawn([] {
+    fiber::this_fiber::sleep_for(1ms);
+    throw 17;  // not a std::exception
+  });  // the handle is dropped: detached too
+  loop.run();
+  REQUIRE(loop.alive() == 0);
+}
+
+TEST_CASE("loop: yield interleaves fibers round-robin", "[loop]") {
+  std::string trace;
+  fiber::run([&] {
+    std::vector<fiber::task<void>> ts;
+    for (char c : std::string("abc"))
+      ts.push_back(fiber::spawn([&trace, c] {
+        for (int i = 0; i < 4; ++i) {
+          trace += c;
+          fiber::this_fiber::yield();
+        }
+      }));
+    for (auto& t : ts) t.join();
+  });
+  REQUIRE(trace == "abcabcabcabc");
+}
+
+TEST_CASE("loop: a fiber that only yields does not starve timers", "[loop]") {
+  fiber::run([] {
+    bool flag = false;
+    auto sleeper = fiber::spawn([&] {
+      fiber::this_fiber::sleep_for(2ms);
+      flag = true;
+    });
+    const auto give_up = clk::now() + 5s;
+    while (!flag && clk::now() < give_up) fiber::this_fiber::yield();
+    REQUIRE(flag);
+    sleeper.join();
+  });
+}
+
+TEST_CASE("loop: sleep_for and sleep_until never wake early", "[loop]") {
+  fiber::run([] {
+    std::vector<fiber::task<void>> ts;
+    for (int i = 0; i < 20; ++i) {
+      ts.push_back(fiber::spawn([i] {
+        const auto d = std::chrono::microseconds(i * 250 + 1);
+        const auto t0 = clk::now();
+        fiber::this_fiber::sleep_for(d);
+        REQUIRE(clk::now() - t0 >= d);
+        const auto until = clk::now() + d;
+        fiber::this_fiber::sleep_until(until);
+        REQUIRE(clk::now() >= until);
+      }));
+    }
+    for (auto& t : ts) t.join();
+    // A deadline in the past returns at once.
+    fiber::this_fiber::sleep_until(clk::now() - 1s);
+    fiber::this_fiber::sleep_for(0ms);
+  });
+}
+
+TEST_CASE("loop: 10^5 sleeping fibers wake in deadline order, none early", "[loop]") {
+  constexpr int n = 100000;
+  struct woke {
+    clk::time_point deadline, at;
+  };
+  std::vector<woke> order;
+  order.reserve(n);
+  fiber::event_loop::options opts;
+  opts.stack_size = small_stack;
+  opts.guarded_stacks = 1024;  // fewer mappings: quicker to make and unmap
+  fiber::event_loop loop(opts);
+  rng r{12345};
+  for (int i = 0; i < n; ++i) {
+    const auto offset = std::chrono::microseconds(1000 + r.next() % 100000);
+    loop.spawn([&order, offset] {
+      const auto deadline = clk::now() + offset;
+      fiber::this_fiber::sleep_until(deadline);
+      order.push_back({deadline, clk::now()});
+    }).detach();
+  }
+  loop.run();
+  REQUIRE(order.size() == n);
+  std::size_t early = 0, out_of_order = 0;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    if (order[i].at < order[i].deadline) ++early;
+    if (i > 0 && order[i].deadline < order[i - 1].deadline) ++out_of_order;
+  }
+  REQUIRE(early == 0);
+  REQUIRE(out_of_order == 0);
+}
+
+TEST_CASE("loop: cancelling a task interrupts its current blocking operation", "[loop]") {
+  // Each blocking operation, cancelled while the task waits in it.
+  const char* const ops[] = {"sleep", "join", "mutex", "condition_variable", "semaphore", "wait_group", "join_for"};
+  for (const char* op : ops) {
+    INFO("operation: " << op);
+    fiber::run([op] {
+      fiber::mutex m;
+      fiber::condition_variable cv;
+      fiber::semaphore sem(0);
+      fiber::wait_group wg(1);
+      auto forever = fiber::spawn([] { fiber::this_fiber::sleep_for(1h); });
+      std::unique_lock<fiber::mutex> held(m);  // the main fiber holds the mutex
+      bool unwound = false, after = false, entered = false;
+      const std::string what = op;
+      auto t = fiber::spawn([&] {
+        sets_on_destroy guard{&unwound};
+        entered = true;
+        if (what == "sleep") {
+          fiber::this_fiber::sleep_for(1h);
+        } else if (what == "join") {
+          forever.join();
+        } else if (what == "join_for") {
+          (void)forever.join_for(1h);
+        } else if (what == "mutex") {
+          std::lock_guard<fiber::mutex> lk(m);
+        } else if (what == "condition_variable") {
+          fiber::mutex m2;
+          std::unique_lock<fiber::mutex> lk(m2);
+          cv.wait(lk);
+        } else if (what == "semaphore") {
+          sem.acquire();
+        } else if (what == "wait_group") {
+          wg.wait();
+        }
+        after = true;
+      });
+      fiber::this_fiber::sleep_for(1ms);
+      REQUIRE(entered);
+      REQUIRE(t.status() == task_status::pending);
+      t.cancel();
+      REQUIRE_THROWS_AS(t.join(), fiber::cancelled);
+      REQUIRE_THROWS_AS(t.get(), fiber::cancelled);
+      REQUIRE(t.status() == task_status::cancelled);
+      REQUIRE(unwound);
+      REQUIRE_FALSE(after);
+      t.cancel();  // no effect on a task that has ended
+      // The primitives are still usable.
+      held.unlock();
+      REQUIRE(m.try_lock());
+      m.unlock();
+      sem.release();
+      REQUIRE(sem.try_acquire());
+      wg.done();
+      wg.wait();
+      forever.cancel();
+    });
+  }
+}
+
+TEST_CASE("loop: a task cancelled before it ever ran never runs its body", "[loop]") {
+  fiber::run([] {
+    bool ran = false;
+    auto t = fiber::spawn([&] { ran = true; });
+    t.cancel();
+    REQUIRE_THROWS_AS(t.get(), fiber::cancelled);
+    REQUIRE(t.status() == task_status::cancelled);
+    REQUIRE_FALSE(ran);
+  });
+}
+
+TEST_CASE("loop: a cancellation is delivered once", "[loop]") {
+  fiber::run([] {
+    int caught = 0;
+    bool finished = false;
+    auto t = fiber::spawn([&] {
+      try {
+        fiber::this_fiber::sleep_for(1h);
+      } catch (const fiber::cancelled&) {
+        ++caught;
+      }
+      fiber::this_fiber::sleep_for(1ms);  // proceeds: the cancellation was consumed
+      finished = true;
+      return 3;
+    });
+    fiber::this_fiber::yield();
+    t.cancel();
+    REQUIRE(t.get() == 3);
+    REQUIRE(caught == 1);
+    REQUIRE(finished);
+
+    // A cancellation asked while the task runs is delivered by its next wait.
+    auto u = fiber::spawn([&] {
+      fiber::this_fiber::check_cancelled();  // nothing pending yet
+      fiber::this_fiber::yield();            // main cancels us here
+      REQUIRE_THROWS_AS(fiber::this_fiber::check_cancelled(), fiber::cancelled);
+      fiber::this_fiber::check_cancelled();  // once
+      fiber::this_fiber::sleep_for(1ms);
+    });
+    fiber::this_fiber::yield();
+    u.cancel();
+    u.join();
+  });
+}
+
+TEST_CASE("loop: deadline_scope: nested scopes, the earliest wins, timed_out is thrown", "[loop]") {
+  fiber::run([] {
+    REQUIRE(fiber::this_fiber::deadline() == clk::time_point::max());
+    auto t0 = clk::now();
+    {
+      fiber::deadline_scope outer(5ms);
+      const auto outer_deadline = fiber::this_fiber::deadline();
+      {
+        fiber::deadline_scope inner(1h);  // later: the outer one still rules
+        REQUIRE(fiber::this_fiber::deadline() == outer_deadline);
+        REQUIRE_THROWS_AS(fiber::this_fiber::sleep_for(1h), fiber::timed_out);
+      }
+      REQUIRE(clk::now() >= outer_deadline);
+      REQUIRE(fiber::this_fiber::deadline() == outer_deadline);
+    }
+    REQUIRE(fiber::this_fiber::deadline() == clk::time_point::max());
+
+    t0 = clk::now();
+    {
+      fiber::deadline_scope outer(1h);
+      fiber::deadline_scope inner(3ms);  // earlier: wins
+      REQUIRE_THROWS_AS(fiber::this_fiber::sleep_for(1h), fiber::timed_out);
+      REQUIRE(clk::now() - t0 >= 3ms);
+      REQUIRE(clk::now() - t0 < 30min);
+    }
+    // A timed operation whose own timeout comes first just times out.
+    {
+      fiber::deadline_scope scope(1h);
+      auto slow = fiber::spawn([] { fiber::this_fiber::sleep_for(1h); });
+      REQUIRE_FALSE(slow.join_for(2ms));
+      slow.cancel();
+      REQUIRE_THROWS_AS(slow.join(), fiber::cancelled);
+    }
+    // A scope that has expired already fails the next wait at once.
+    fiber::deadline_scope past(clk::now() - 1ms);
+    REQUIRE_THROWS_AS(fiber::this_fiber::sleep_for(1ms), fiber::timed_out);
+  });
+}
+
+TEST_CASE("loop: join_for times out, and succeeds when the task ends in time", "[loop]") {
+  fiber::run([] {
+    auto slow = fiber::spawn([] {
+      fiber::this_fiber::sleep_for(20ms);
+      return 1;
+    });
+    const auto t0 = clk::now();
+    REQUIRE_FALSE(slow.join_for(2ms));
+    REQUIRE(clk::now() - t0 >= 2ms);
+    REQUIRE(slow.status() == task_status::pending);
+    REQUIRE(slow.join_for(10s));
+    REQUIRE(slow.get() == 1);
+    REQUIRE(slow.join_until(clk::now()));  // ended: true at once
+  });
+}
+
+TEST_CASE("loop: gather returns the values in order", "[loop]") {
+  fiber::run([] {
+    std::vector<fiber::task<int>> ts;
+    for (int i = 0; i < 10; ++i)
+      ts.push_back(fiber::spawn([i] {
+        fiber::this_fiber::sleep_for(std::chrono::microseconds((10 - i) * 200));
+        return i * i;
+      }));
+    auto values = fiber::gather(ts);
+    REQUIRE(values == std::vector<int>{0, 1, 4, 9, 16, 25, 36, 49, 64, 81});
+
+    auto a = fiber::spawn([] { return std::string("a"); });
+    auto b = fiber::spawn([] { return 2; });
+    auto c = fiber::spawn([] {});
+    auto [x, y, z] = fiber::gather(a, b, c);
+    REQUIRE(x == "a");
+    REQUIRE(y == 2);
+    (void)z;
+  });
+}
+
+TEST_CASE("loop: gather: the first failure cancels the rest and propagates", "[loop]") {
+  fiber::run([] {
+    int cancelled = 0;
+    std::vector<fiber::task<int>> ts;
+    for (int i = 0; i < 5; ++i)
+      ts.push_back(fiber::spawn([i, &cancelled]() -> int {
+        try {
+          fiber::this_fiber::sleep_for(i == 2 ? 1ms : 1h);
+        } catch (const fiber::cancelled&) {
+          ++cancelled;
+          throw;
+        }
+        throw std::runtime_error("task 2 failed");
+      }));
+    REQUIRE_THROWS_WITH(fiber::gather(ts), "task 2 failed");
+    REQUIRE(cancelled == 4);
+    for (int i = 0; i < 5; ++i) REQUIRE(ts[i].status() == (i == 2 ? task_status::failed : task_status::cancelled));
+  });
+}
+
+TEST_CASE("loop: gather reports the failure that came first in time, not in order", "[loop]") {
+  fiber::run([] {
+    // Both fail before the gathering fiber runs again: t1 first.
+    auto t0 = fiber::spawn([]() -> int {
+      fiber::this_fiber::yield();
+      throw std::runtime_error("second");
+    });
+    auto t1 = fiber::spawn([]() -> int { throw std::runtime_error("first"); });
+    std::vector<fiber::task<int>> ts;
+    ts.push_back(std::move(t0));
+    ts.push_back(std::move(t1));
+    REQUIRE_THROWS_WITH(fiber::gather(ts), "first");
+  });
+}
+
+TEST_CASE("loop: gather under a deadline_scope cancels the stragglers and throws timed_out", "[loop]") {
+  fiber::run([] {
+    std::vector<fiber::task<int>> ts;
+    for (int i = 0; i < 6; ++i)
+      ts.push_back(fiber::spawn([i] {
+        fiber::this_fiber::sleep_for(i < 3 ? std::chrono::microseconds(100 * (i + 1)) : std::chrono::microseconds(3600000000LL));
+        return i;
+      }));
+    const auto t0 = clk::now();
+    {
+      fiber::deadline_scope scope(20ms);
+      REQUIRE_THROWS_AS(fiber::gather(ts), fiber::timed_out);
+    }
+    REQUIRE(clk::now() - t0 >= 20ms);
+    for (int i = 0; i < 6; ++i) {
+      INFO("task " << i);
+      REQUIRE(ts[i].status() == (i < 3 ? task_status::succeeded : task_status::cancelled));
+    }
+    REQUIRE(ts[1].get() == 1);
+  });
+}
+
+TEST_CASE("loop: gather of a cancelled gatherer cancels its tasks", "[loop]") {
+  fiber::run([] {
+    std::vector<fiber::task<int>> inner;
+    auto gatherer = fiber::spawn([&] {
+      for (int i = 0; i < 3; ++i)
+        inner.push_back(fiber::spawn([] {
+          fiber::this_fiber::sleep_for(1h);
+          return 0;
+        }));
+      return fiber::gather(inner);
+    });
+    fiber::this_fiber::sleep_for(1ms);
+    gatherer.cancel();
+    REQUIRE_THROWS_AS(gatherer.get(), fiber::cancelled);
+    for (auto& t : inner) REQUIRE(t.status() == task_status::cancelled);
+  });
+}
+
+TEST_CASE("loop: wait_any_until returns the first to end, or nullopt at the deadline", "[loop]") {
+  fiber::run([] {
+    std::vector<fiber::task<int>> ts;
+    ts.push_back(fiber::spawn([] {
+      fiber::this_fiber::sleep_for(30ms);
+      return 0;
+    }));
+    ts.push_back(fiber::spawn([] {
+      fiber::this_fiber::sleep_for(2ms);
+      return 1;
+    }));
+    const auto t0 = clk::now();
+    REQUIRE_FALSE(fiber::wait_any_until(ts, clk::now() + 1ms).has_value());
+    REQUIRE(clk::now() - t0 >= 1ms);
+    auto i = fiber::wait_any_until(ts, clk::now() + 10s);
+    REQUIRE(i == std::optional<std::size_t>(1));
+    REQUIRE(ts[1].get() == 1);
+    REQUIRE(ts[0].status() == task_status::pending);  // nothing cancelled
+    REQUIRE(fiber::wait_any(ts) == 1);                // already ended: at once
+    ts.erase(ts.begin() + 1);
+    REQUIRE(fiber::wait_any(ts) == 0);
+    REQUIRE(ts[0].get() == 0);
+  });
+}
+
+TEST_CASE("loop: post from another thread wakes a sleeping loop and runs on the loop's thread", "[loop]") {
+  fiber::semaphore sem(0);
+  fiber::event_loop loop;
+  const auto loop_thread = std::this_thread::get_id();
+  std::thread::id ran_on;
+  int got = 0;
+  auto alive = std::make_unique<fiber::event_loop::keep_alive>(loop);
+  auto t = loop.spawn([&] {
+    sem.acquire();  // nothing in the loop can wake this: only the post
+    got = 1;
+    alive.reset();  // let run() end
+  });
+  std::thread other([&] {
+    std::this_thread::sleep_for(20ms);  // the loop is asleep in poll by then
+    loop.post([&] {
+      ran_on = std::this_thread::get_id();
+      REQUIRE_FALSE(fiber::this_fiber::in_fiber());
+      sem.release();
+    });
+  });
+  const auto t0 = clk::now();
+  loop.run();
+  other.join();
+  REQUIRE(got == 1);
+  REQUIRE(ran_on == loop_thread);
+  REQUIRE(clk::now() - t0 >= 20ms);
+  t.get();
+}
+
+TEST_CASE("loop: fibers parked with nothing to wake them: run() reports a deadlock", "[loop]") {
+  bool unwound = false;
+  {
+    fiber::semaphore sem(0);  // outlive the loop: its destructor unwinds the fibers
+    fiber::mutex m;
+    fiber::event_loop loop;
+    loop.spawn([&] {
+      std::lock_guard<fiber::mutex> lk(m);  // held while parked: released by the unwinding
+      sets_on_destroy guard{&unwound};
+      sem.acquire();
+    }).detach();
+    loop.spawn([&] {
+      fiber::this_fiber::yield();
+      std::lock_guard<fiber::mutex> lk(m);
+    }).detach();
+    REQUIRE_THROWS_WITH(loop.run(), Catch::Contains("deadlock") && Catch::Contains("2 fiber"));
+    REQUIRE(loop.alive() == 2);
+  }  // the loop unwinds the parked fibers
+  REQUIRE(unwound);
+
+  // fiber::run too.
+  REQUIRE_THROWS_AS(fiber::run([] {
+                      fiber::wait_group wg(1);
+                      wg.wait();
+                    }),
+                    fiber::error);
+}
+
+TEST_CASE("loop: run() from inside a fiber throws fiber::error, and the loop goes on", "[loop]") {
+  fiber::event_loop loop;
+  auto t = loop.spawn([&] {
+    REQUIRE_THROWS_AS(loop.run(), fiber::error);
+    REQUIRE_THROWS_AS(fiber::run([] { return 1; }), fiber::error);  // a second loop on this thread
+    REQUIRE(fiber::event_loop::current() == &loop);
+    fiber::this_fiber::sleep_for(1ms);  // still a fiber of a running loop
+    return 7;
+  });
+  loop.run();
+  REQUIRE(t.get() == 7);
+}
+
+TEST_CASE("loop: blocking operations outside a fiber throw fiber::error", "[loop]") {
+  REQUIRE_FALSE(fiber::this_fiber::in_fiber());
+  REQUIRE_THROWS_AS(fiber::this_fiber::sleep_for(1ms), fiber::error);
+  REQUIRE_THROWS_AS(fiber::this_fiber::yield(), fiber::error);
+  REQUIRE_THROWS_AS(fiber::spawn([] {}), fiber::error);
+  REQUIRE_THROWS_AS(fiber::deadline_scope(1s), fiber::error);
+  fiber::mutex m;
+  REQUIRE_THROWS_AS(m.lock(), fiber::error);
+  REQUIRE_THROWS_AS(m.unlock(), fiber::error);
+  fiber::semaphore s(1);
+  REQUIRE_THROWS_AS(s.acquire(), fiber::error);
+  REQUIRE(s.try_acquire());  // never blocks: fine anywhere
+  fiber::wait_group wg(1);
+  REQUIRE_THROWS_AS(wg.wait(), fiber::error);
+
+  // Outside a fiber but inside run(): a posted function.
+  fiber::event_loop loop;
+  bool checked = false;
+  loop.post([&] {
+    REQUIRE_THROWS_AS(fiber::this_fiber::sleep_for(1ms), fiber::error);
+    REQUIRE_THROWS_AS(s.acquire(), fiber::error);
+    checked = true;
+  });
+  loop.spawn([] { fiber::this_fiber::sleep_for(1ms); }).detach();
+  loop.run();
+  REQUIRE(checked);
+
+  // And a task handle of a loop that is not running.
+  fiber::event_loop idle;
+  auto t = idle.spawn([] { return 1; });
+  REQUIRE_THROWS_AS(t.join(), fiber::error);
+}
+
+TEST_CASE("loop: 10^5 fibers alive at once on 16 KiB stacks", "[loop]") {
+  constexpr std::size_t n = 100000;
+  fiber::event_loop::options opts;
+  opts.stack_size = small_stack;
+  opts.guarded_stacks = 1024;  // fewer mappings: quicker to make and unmap
+  fiber::event_loop loop(opts);
+  auto main = loop.spawn([&] {
+    fiber::wait_group gate(1);
+    std::size_t parked = 0;
+    std::vector<fiber::task<void>> ts;
+    ts.reserve(n);
+    for (std::size_t i = 0; i < n; ++i)
+      ts.push_back(fiber::spawn([&] {
+        ++parked;
+        gate.wait();
+      }));
+    while (parked < n) fiber::this_fiber::yield();
+    REQUIRE(loop.alive() == n + 1);  // and the main task
+    REQUIRE(loop.guarded_stacks() <= opts.guarded_stacks);
+    REQUIRE(loop.guarded_stacks() + loop.unguarded_stacks() == loop.alive());
+    gate.done();
+    for (auto& t : ts) t.join();
+    REQUIRE(loop.alive() == 1);
+  });
+  loop.run();
+  main.get();
+  REQUIRE(loop.alive() == 0);
+  REQUIRE(loop.guarded_stacks() + loop.unguarded_stacks() == 0);
+}
+
+namespace {
+// Writes every byte of each frame, down to `stop`, then returns.
+[[gnu::noinline]] int dig(char* stop, int depth) {
+  volatile char buf[256];
+  for (auto& c : buf) c = static_cast<char>(depth);
+  if (const_cast<char*>(&buf[0]) > stop) return dig(stop, depth + 1) + buf[depth % 256];
+  return buf[0];
+}
+}  // namespace
+
+TEST_CASE("loop: a stack overflow in an unguarded fiber is detected (canary)", "[loop]") {
+  auto d = fiber_test::run_in_child([] {
+#ifndef _WIN32
+    std::signal(SIGABRT, SIG_DFL);  // die quietly: not through Catch's handler
+#endif
+    fiber::event_loop::options opts;
+    opts.stack_size = small_stack;
+    opts.guarded_stacks = 0;  // every stack carries a canary instead of a guard page
+    fiber::event_loop loop(opts);
+    const std::size_t page = fiber::page_size();
+    const std::size_t size = (small_stack + page - 1) / page * page;
+    // The first fiber's stack lies just below the second's (one slab): the second
+    // overruns into it, not into unmapped memory, and the canary between is hit.
+    loop.spawn([] { fiber::this_fiber::sleep_for(1h); }).detach();
+    loop.spawn([size] {
+      char here;
+      (void)dig(&here - size - 1024, 0);
+      fiber::this_fiber::yield();  // the canary is checked when the fiber suspends
+    }).detach();
+    loop.run();
+  });
+  CHECK(d.signal == SIGABRT);
+  CHECK_THAT(d.stderr_text, Catch::Contains("stack overflow") && Catch::Contains("canary"));
+}
+
+TEST_CASE("loop: each fiber keeps its own exceptions in flight across switches", "[loop]") {
+  // Two fibers park inside catch blocks, interleaved; each then sees its own
+  // exception (std::current_exception, `throw;`) and std::uncaught_exceptions().
+  std::string a_seen, b_seen;
+  int a_uncaught = -1, b_uncaught = -1;
+  fiber::run([&] {
+    auto a = fiber::spawn([&] {
+      try {
+        throw std::runtime_error("a");
+      } catch (...) {
+        fiber::this_fiber::sleep_for(2ms);  // b throws and catches meanwhile
+        a_uncaught = std::uncaught_exceptions();
+        try {
+          throw;
+        } catch (const std::runtime_error& e) {
+          a_seen = e.what();
+        }
+      }
+    });
+    auto b = fiber::spawn([&] {
+      try {
+        throw std::logic_error("b");
+      } catch (...) {
+        fiber::this_fiber::sleep_for(4ms);  // a ends its handler meanwhile
+        b_uncaught = std::uncaught_exceptions();
+        try {
+          std::rethrow_exception(std::current_exception());
+        } catch (const std::logic_error& e) {
+          b_seen = e.what();
+        }
+      }
+    });
+    a.join();
+    b.join();
+    // And the main task, which caught nothing, has nothing in flight.
+    CHECK(std::current_exception() == nullptr);
+  });
+  CHECK(a_seen == "a");
+  CHECK(b_seen == "b");
+  CHECK(a_uncaught == 0);
+  CHECK(b_uncaught == 0);
+}
