@@ -158,7 +158,11 @@ cmd_demo() {
 
 cmd_bench() {
   build_release
-  python3 bench/report.py build/release --json build/release/bench.json
+  # The event loop's peers (bench/peers/): Go and matplotlib are optional; without
+  # them (e.g. offline) the Go rows say "skipped" and no chart is drawn.
+  (ensure_packages golang-go python3-matplotlib) || log "golang-go / python3-matplotlib not installed: their rows and the chart are skipped"
+  python3 bench/report.py build/release --json build/release/bench.json --chart build/release/bench.png
+  log "raw figures: build/release/bench.json, chart: build/release/bench.png"
 }
 
 case "${1:-}" in

@@ -14,7 +14,25 @@ group, measured in the same binary and the same run:
     generator/...  to our own switch/fiber_context round trip
     create/...     to boost::context::fiber with the same kind of stack
 
-Python 3 standard library only.
+Then the event loop against its peers (bench/loop_bench.cpp, bench/peers/), each
+group compared with one peer, measured in the same run:
+
+    pingpong/, buffered/, spawn_join/   to Boost.Fiber (google benchmark, same binary:
+                                        fiber_loop_bench); Go (GOMAXPROCS=1) and Python
+                                        asyncio doing the same (bench/peers/loop_peer.*)
+    skynet/    to Go: 1M leaves, each implementation in its own process, wall time
+               and peak RSS (ru_maxrss from os.wait4)
+    echo/      to the C epoll server (bench/peers/echo_epoll.c): messages/s of our
+               examples/echo_server, Go's, asyncio's and C's, all loaded by
+               bench/peers/echo_load.c (100 connections, 64 bytes), server and client
+               pinned to different cores with taskset
+
+Go programs are built with `go build` into BUILD_DIR/bench/go (GOPATH mode, caches
+under the build tree, no network). A peer that is missing (no go, no echo_server)
+makes its rows say why they were skipped. --chart draws our ratio to each peer
+(matplotlib, Agg; run with the system python3 if this one has no matplotlib).
+
+Python 3 standard library only (matplotlib for --chart).
 """
 import argparse
 import json
@@ -128,12 +146,15 @@ def collect(args):
     results = {'min_time': args.min_time, 'filter': args.filter, 'binaries': {}, 'python': None}
     regex = with_peers(args.filter)
     for name in BINARIES:
+        if args.filter and not any(filter_matches(args.filter, b) for b in PEERS):
+            continue  # only the loop section is selected
         path = find_binary(args.build_dir, name)
         if args.filter and not list_benchmarks(path, args.filter):
             continue  # nothing selected here: do not run it just for the peers
         results['binaries'][name] = run_binary(path, args.min_time, regex)
     if filter_matches(args.filter, PYTHON_ROW):
         results['python'] = run_python_peer()
+    results['loop'] = collect_loop(args)
     return results
 
 
@@ -168,6 +189,8 @@ def fmt_ns(ns):
 
 def print_table(results):
     rows = rows_of(results)
+    if not rows and results.get('loop'):
+        return  # only the loop section was selected
     header = ['binary', 'benchmark', 'real ns/op', '±cv', 'cpu ns/op', 'ratio', 'to', 'also']
     lines = []
     for binary, name, real, cpu, cv in rows:
@@ -231,6 +254,524 @@ def print_context(results):
     print()
 
 
+# ---- the event loop against its peers (fiber_loop_bench, bench/peers/) ----------------
+
+LOOP_BINARY = 'fiber_loop_bench'
+SKYNET_RESULT = 499999500000
+GO_SOURCES = {'loop_peer': 'loop_peer.go', 'echo_server': 'echo_server.go'}
+PY_LOOP_PEER = os.path.join(HERE, 'peers', 'loop_peer.py')
+# Boost.Fiber's skynet allocates all 1.1M stacks (16 KiB, malloc) before the leaves
+# run: about 6 GB resident. Skipped when less than this is available.
+BOOST_SKYNET_MIN_AVAILABLE_KB = 8 * 1024 * 1024
+
+# group: (unit, higher is better, our row, the group's peer (ratio column), rows in order)
+LOOP_GROUPS = {
+    'pingpong': ('ns', False, 'pingpong/fiber_channel', 'pingpong/boost_fibers_unbuffered_channel', [
+        'pingpong/fiber_channel', 'pingpong/boost_fibers_unbuffered_channel',
+        'pingpong/go_unbuffered_chan', 'pingpong/python_asyncio_queue']),
+    'buffered': ('ns', False, 'buffered/fiber_channel_128', 'buffered/boost_fibers_buffered_channel_128', [
+        'buffered/fiber_channel_128', 'buffered/boost_fibers_buffered_channel_128',
+        'buffered/go_chan_128', 'buffered/python_asyncio_queue_128']),
+    'spawn_join': ('ns', False, 'spawn_join/fiber_spawn_join', 'spawn_join/boost_fibers_fiber_join', [
+        'spawn_join/fiber_spawn_join', 'spawn_join/boost_fibers_fiber_join',
+        'spawn_join/boost_fibers_fiber_join_pooled_stack', 'spawn_join/go_goroutine_waitgroup',
+        'spawn_join/python_asyncio_create_task']),
+    'skynet': ('s', False, 'skynet/fiber', 'skynet/go', [
+        'skynet/fiber', 'skynet/boost_fibers', 'skynet/go', 'skynet/python_asyncio']),
+    'echo': ('msg/s', True, 'echo/fiber_echo_server', 'echo/c_epoll', [
+        'echo/fiber_echo_server', 'echo/c_epoll', 'echo/go', 'echo/python_asyncio']),
+}
+# The peers' micro figures (loop_peer micro) by row.
+MICRO_KEYS = {'pingpong_ns': 'pingpong', 'buffered_ns': 'buffered', 'spawn_join_ns': 'spawn_join'}
+GO_MICRO_ROWS = {'pingpong': 'pingpong/go_unbuffered_chan', 'buffered': 'buffered/go_chan_128',
+                 'spawn_join': 'spawn_join/go_goroutine_waitgroup'}
+PY_MICRO_ROWS = {'pingpong': 'pingpong/python_asyncio_queue', 'buffered': 'buffered/python_asyncio_queue_128',
+                 'spawn_join': 'spawn_join/python_asyncio_create_task'}
+
+
+def loop_group_selected(regex, group):
+    return any(filter_matches(regex, name) for name in LOOP_GROUPS[group][4])
+
+
+def optional_binary(build_dir, *relative):
+    for rel in relative:
+        candidate = os.path.join(build_dir, rel)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def log(*parts):
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def build_go_peers(build_dir):
+    """Builds bench/peers/*.go into BUILD_DIR/bench/go with `go build` (GOPATH mode: no
+    modules, no network; caches under the build tree). Returns ({name: path}, None) or
+    ({}, reason)."""
+    import shutil
+    go = shutil.which('go')
+    if not go:
+        return {}, 'go not installed'
+    out_dir = os.path.join(os.path.abspath(build_dir), 'bench', 'go')
+    env = dict(os.environ, GO111MODULE='off', GOFLAGS='', GOPROXY='off', GOTOOLCHAIN='local',
+               GOTELEMETRY='off', CGO_ENABLED='0', GOCACHE=os.path.join(out_dir, 'cache'),
+               GOPATH=os.path.join(out_dir, 'gopath'))
+    built = {}
+    for name, source in GO_SOURCES.items():
+        target = os.path.join(out_dir, name)
+        cmd = [go, 'build', '-o', target, os.path.join(HERE, 'peers', source)]
+        log('running:', ' '.join(cmd))
+        done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if done.returncode != 0:
+            return {}, f'go build {source} failed: {done.stdout.strip()[:300]}'
+        built[name] = target
+    return built, None
+
+
+def go_env():
+    return dict(os.environ, GOMAXPROCS='1')
+
+
+def run_measured(cmd, env=None, timeout=900):
+    """Runs cmd as its own process; returns (parsed JSON of its last stdout line, peak RSS
+    in KB, error or None). Peak RSS is ru_maxrss of this child alone (os.wait4)."""
+    import tempfile
+    import time
+    log('running:', ' '.join(cmd))
+    with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
+        try:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        except OSError as e:
+            return None, None, str(e)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                proc.returncode = -9
+                return None, None, f'timed out after {timeout} s'
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text, errors = out.read(), err.read()
+    lines = [line for line in text.splitlines() if line.strip().startswith('{')]
+    if not lines:
+        return None, usage.ru_maxrss, f'exit {proc.returncode}, no JSON output: {errors.strip()[-300:]}'
+    data = json.loads(lines[-1])
+    if proc.returncode != 0:
+        return data, usage.ru_maxrss, f'exit {proc.returncode}: {errors.strip()[-300:]}'
+    return data, usage.ru_maxrss, None
+
+
+def mem_available_kb():
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def pinning():
+    """taskset prefixes (server, client): different cores when there are at least two."""
+    import shutil
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
+    if shutil.which('taskset') and len(cpus) >= 2:
+        return ['taskset', '-c', str(cpus[0])], ['taskset', '-c', str(cpus[1])], f'server on cpu {cpus[0]}, client on cpu {cpus[1]}'
+    return [], [], 'not pinned (no taskset or a single cpu)'
+
+
+def run_echo(server_cmd, client, seconds, env=None):
+    """Starts an echo server (given a free port as its argument), waits until it prints
+    its port or accepts a connection, loads it with echo_load, stops it.
+    Returns (echo_load's JSON, error or None)."""
+    import signal
+    import socket
+    import tempfile
+    import time
+    pin_server, pin_client, _ = pinning()
+    port = free_port()
+    cmd = pin_server + server_cmd + [str(port)]
+    log('running:', ' '.join(cmd))
+    with tempfile.TemporaryFile('w+') as out:
+        try:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as e:
+            return None, str(e)
+        try:
+            deadline, ready = time.monotonic() + 15, False
+            while time.monotonic() < deadline and not ready:
+                if proc.poll() is not None:
+                    out.seek(0)
+                    return None, f'the server exited with {proc.returncode} before listening: {out.read().strip()[-300:]}'
+                out.seek(0)
+                first = out.readline()
+                if first.endswith('\n'):
+                    numbers = re.findall(r'\d+', first)
+                    if str(port) not in numbers:
+                        return None, f'the server was given port {port} and printed: {first.strip()[:200]}'
+                    ready = True
+                    break
+                try:  # a server that buffers its stdout: ready once it accepts
+                    with socket.create_connection(('127.0.0.1', port), timeout=0.2):
+                        ready = True
+                except OSError:
+                    time.sleep(0.05)
+            if not ready:
+                return None, 'the server did not listen within 15 s'
+            ccmd = pin_client + [client, str(port), '100', str(seconds), '64']
+            log('running:', ' '.join(ccmd))
+            done = subprocess.run(ccmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  timeout=seconds + 60)
+            if done.returncode != 0 or not done.stdout.strip():
+                return None, f'echo_load failed ({done.returncode}): {done.stderr.strip()[-300:]}'
+            return json.loads(done.stdout.strip().splitlines()[-1]), None
+        except subprocess.TimeoutExpired:
+            return None, 'echo_load timed out'
+        finally:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=5)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait()
+
+
+def collect_loop(args):
+    """Every figure of the loop section: {'rows': {name: figure}, 'skipped': {name: why}, 'info': {...}}."""
+    loop = {'rows': {}, 'skipped': {}, 'info': {}}
+    rows, skipped, info = loop['rows'], loop['skipped'], loop['info']
+    groups = [g for g in LOOP_GROUPS if loop_group_selected(args.filter, g)]
+    if not groups:
+        return None
+    build_dir = args.build_dir
+
+    def skip(names, why):
+        for n in names:
+            skipped.setdefault(n, why)
+
+    micro = [g for g in groups if g in ('pingpong', 'buffered', 'spawn_join')]
+    bench = optional_binary(build_dir, os.path.join('bench', LOOP_BINARY), LOOP_BINARY)
+    if micro:
+        names = [n for g in micro for n in LOOP_GROUPS[g][4] if not ('/go_' in n or '/python_' in n)]
+        if bench:
+            regex = '^(' + '|'.join(re.escape(n) for n in names) + ')$'
+            data = run_binary(bench, args.min_time, regex)
+            info['gbench_context'] = data.get('context', {})
+            for name, (real, cpu, cv) in medians(data).items():
+                rows[name] = {'value': real, 'unit': 'ns', 'cpu': cpu, 'cv': cv, 'by': LOOP_BINARY}
+        else:
+            skip(names, f'{LOOP_BINARY} not built')
+
+    go_bins, go_why = ({}, None)
+    needs_go = any(g in groups for g in ('pingpong', 'buffered', 'spawn_join', 'skynet', 'echo'))
+    if needs_go:
+        go_bins, go_why = build_go_peers(build_dir)
+
+    # Go and asyncio micro benchmarks.
+    if micro:
+        for label, cmd, env, row_of, why in (
+                ('go', [go_bins.get('loop_peer', ''), 'micro', str(args.min_time)], go_env(), GO_MICRO_ROWS, go_why),
+                ('python', [sys.executable, PY_LOOP_PEER, 'micro', str(args.min_time)], None, PY_MICRO_ROWS, None)):
+            wanted = [row_of[g] for g in micro]
+            if why:
+                skip(wanted, f'skipped: {why}')
+                continue
+            data, _, err = run_measured(cmd, env)
+            if err:
+                skip(wanted, f'failed: {err}')
+                continue
+            info[label + '_micro'] = {k: v for k, v in data.items() if not k.endswith('_ns')}
+            for key, group in MICRO_KEYS.items():
+                if group in micro and key in data:
+                    rows[row_of[group]] = {'value': data[key], 'unit': 'ns', 'by': label}
+
+    if 'skynet' in groups:
+        avail = mem_available_kb()
+        runs = [('skynet/fiber', [bench, '--skynet=fiber'] if bench else None, None,
+                 None if bench else f'{LOOP_BINARY} not built'),
+                ('skynet/boost_fibers', [bench, '--skynet=boost'] if bench else None, None,
+                 f'{LOOP_BINARY} not built' if not bench else
+                 'skipped: --no-boost-skynet' if args.no_boost_skynet else
+                 f'skipped: needs ~6 GB of memory, {avail // 1024} MB available'
+                 if avail is not None and avail < BOOST_SKYNET_MIN_AVAILABLE_KB else None),
+                ('skynet/go', [go_bins.get('loop_peer', ''), 'skynet'], go_env(), f'skipped: {go_why}' if go_why else None),
+                ('skynet/python_asyncio', [sys.executable, PY_LOOP_PEER, 'skynet'], None, None)]
+        for name, cmd, env, why in runs:
+            if why:
+                skipped[name] = why
+                continue
+            data, rss, err = run_measured(cmd, env)
+            if err:
+                skipped[name] = f'failed: {err}'
+                continue
+            if data.get('result') != SKYNET_RESULT:
+                skipped[name] = f'failed: result {data.get("result")}, not {SKYNET_RESULT}'
+                continue
+            rows[name] = {'value': data['seconds'], 'unit': 's', 'rss_kb': rss, 'by': name.split('/')[1]}
+
+    if 'echo' in groups:
+        client = optional_binary(build_dir, os.path.join('bench', 'echo_load'), 'echo_load')
+        c_server = optional_binary(build_dir, os.path.join('bench', 'echo_epoll'), 'echo_epoll')
+        ours = optional_binary(build_dir, os.path.join('examples', 'echo_server'), 'echo_server')
+        info['echo'] = {'connections': 100, 'message_bytes': 64, 'seconds': args.echo_seconds,
+                        'rounds': args.echo_rounds, 'pinning': pinning()[2]}
+        servers = [('echo/fiber_echo_server', [ours] if ours else None, None, None if ours else 'examples/echo_server not built'),
+                   ('echo/c_epoll', [c_server] if c_server else None, None, None if c_server else 'bench/echo_epoll not built'),
+                   ('echo/go', [go_bins.get('echo_server', '')], go_env(), f'skipped: {go_why}' if go_why else None),
+                   ('echo/python_asyncio', [sys.executable, PY_LOOP_PEER, 'echo_server'], None, None)]
+        # Rounds interleave the servers, so that a burst of load on the machine falls on
+        # all of them; each server keeps its best round.
+        for round_ in range(args.echo_rounds):
+            for name, cmd, env, why in servers:
+                if not client:
+                    skipped[name] = 'bench/echo_load not built'
+                    continue
+                if why:
+                    skipped[name] = why
+                    continue
+                if name in skipped:
+                    continue  # failed in an earlier round
+                data, err = run_echo(cmd, client, args.echo_seconds, env)
+                if err:
+                    skipped[name] = f'failed: {err}'
+                    rows.pop(name, None)
+                    continue
+                row = rows.setdefault(name, {'value': 0.0, 'unit': 'msg/s', 'rounds': [], 'by': name.split('/')[1]})
+                row['rounds'].append(data['messages_per_second'])
+                row['value'] = max(row['rounds'])
+    return loop
+
+
+def loop_value(results, name):
+    loop = results.get('loop') or {}
+    row = loop.get('rows', {}).get(name)
+    return row['value'] if row else None
+
+
+def loop_rss(results, name):
+    loop = results.get('loop') or {}
+    row = loop.get('rows', {}).get(name)
+    return row.get('rss_kb') if row else None
+
+
+def fmt_ratio(r):
+    return f'{r:.2f}x' if r >= 0.1 else f'{r:.2g}x'
+
+
+def short(name):
+    return name.split('/', 1)[1]
+
+
+def fmt_value(value, unit):
+    if unit == 'ns':
+        return fmt_ns(value) + ' ns'
+    if unit == 's':
+        return f'{value:.2f} s'
+    return f'{value:,.0f} msg/s'
+
+
+def print_loop_table(results):
+    loop = results.get('loop')
+    if not loop:
+        return
+    print()
+    print(textwrap.fill(
+        'Event loop against its peers. ns = per op (pingpong: one round trip over two unbuffered channels; '
+        'buffered: one message through a 128-slot channel; spawn_join: start a fiber that does nothing and wait '
+        'for it), median of 3 (Boost.Fiber and fiber: google benchmark in one binary; Go with GOMAXPROCS=1 and '
+        'Python asyncio: bench/peers/loop_peer.*). skynet: 1M leaves (1,111,111 fibers), one run, wall time and '
+        'peak RSS of its own process. echo: one server thread, 100 connections each sending 64 bytes and waiting '
+        'for the echo, all loaded by bench/peers/echo_load.c. ratio = this row / the group\'s peer (for msg/s, '
+        'higher is better); "also" = our row / each other peer.', width=110))
+    if loop['info'].get('echo'):
+        e = loop['info']['echo']
+        print(f'echo: best of {e.get("rounds", 1)} rounds (the servers in turn) of {e["seconds"]} s per server '
+              f'after a 0.5 s warm-up, {e["pinning"]}')
+    for key in ('go_micro', 'python_micro'):
+        if loop['info'].get(key):
+            print(f'{key.split("_")[0]}: ' + ', '.join(f'{k}={v}' for k, v in loop['info'][key].items()))
+    header = ['group', 'implementation', 'value', '±cv', 'peak RSS', 'ratio', 'to', 'also']
+    lines = []
+    for group, (unit, higher, ours, peer, names) in LOOP_GROUPS.items():
+        shown = [n for n in names if n in loop['rows'] or n in loop['skipped']]
+        if not shown:
+            continue
+        if lines:
+            lines.append(None)
+        peer_value = loop_value(results, peer)
+        for name in shown:
+            row = loop['rows'].get(name)
+            if not row:
+                lines.append(('skipped', group, short(name), loop['skipped'][name]))
+                continue
+            ratio = to = ''
+            if name == peer:
+                to = 'peer'
+            elif peer_value:
+                ratio, to = fmt_ratio(row["value"] / peer_value), short(peer)
+            else:
+                to = f'({short(peer)} not run)'
+            also = []
+            if name == ours:
+                for other in names:
+                    if other not in (ours, peer) and loop_value(results, other):
+                        also.append(f'{fmt_ratio(row["value"] / loop_value(results, other))} {short(other)}')
+                rss, peer_rss = row.get('rss_kb'), loop_rss(results, peer)
+                if rss and peer_rss:
+                    also.insert(0, f'RSS {fmt_ratio(rss / peer_rss)} {short(peer)}')
+            cv = row.get('cv')
+            lines.append([group, short(name), fmt_value(row['value'], row['unit']),
+                          f'{cv * 100:.0f}%' if cv is not None else '',
+                          f'{row["rss_kb"] / 1024:.0f} MB' if row.get('rss_kb') else '', ratio, to, ', '.join(also)])
+    real = [l for l in lines if isinstance(l, list)] or [[g, short(n), '', '', '', '', '', '']
+                                                         for g, (_, _, _, _, ns) in LOOP_GROUPS.items() for n in ns]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *real)]
+    right = {2, 3, 4, 5}
+
+    def fmt(cells):
+        return '  '.join((c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    print(fmt(header))
+    print(fmt(['-' * w for w in widths]))
+    for line in lines:
+        if line is None:
+            print()
+        elif isinstance(line, tuple):  # skipped: the reason, unpadded
+            print(f'{line[1].ljust(widths[0])}  {line[2].ljust(widths[1])}  {line[3]}')
+        else:
+            print(fmt(line))
+
+
+def loop_checks(results):
+    """(description, measured, limit, unit, '<=' or '>=', why not measured) of the loop section."""
+    def ratio(a, b, value=loop_value):
+        x, y = value(results, a), value(results, b)
+        return x / y if x and y else None
+
+    def why(*names):
+        loop = results.get('loop') or {}
+        reasons = [f'{short(n)}: {loop.get("skipped", {}).get(n)}' for n in names if loop.get('skipped', {}).get(n)]
+        return '; '.join(reasons) or 'not measured in this run'
+
+    P, B, S = 'pingpong/', 'buffered/', 'spawn_join/'
+    return [
+        ('unbuffered ping-pong round trip (pingpong/fiber_channel) <= 0.15x Boost.Fiber unbuffered_channel',
+         ratio(P + 'fiber_channel', P + 'boost_fibers_unbuffered_channel'), 0.15, 'x', '<=',
+         why(P + 'fiber_channel', P + 'boost_fibers_unbuffered_channel')),
+        ('buffered channel, per message (buffered/fiber_channel_128) <= 0.5x Boost.Fiber buffered_channel',
+         ratio(B + 'fiber_channel_128', B + 'boost_fibers_buffered_channel_128'), 0.5, 'x', '<=',
+         why(B + 'fiber_channel_128', B + 'boost_fibers_buffered_channel_128')),
+        ('spawn + join (spawn_join/fiber_spawn_join) <= 0.25x Boost.Fiber fiber + join',
+         ratio(S + 'fiber_spawn_join', S + 'boost_fibers_fiber_join'), 0.25, 'x', '<=',
+         why(S + 'fiber_spawn_join', S + 'boost_fibers_fiber_join')),
+        ('skynet 1M wall time (skynet/fiber) <= 0.5x Go (GOMAXPROCS=1)',
+         ratio('skynet/fiber', 'skynet/go'), 0.5, 'x', '<=', why('skynet/fiber', 'skynet/go')),
+        ('skynet 1M peak RSS (skynet/fiber) <= 1.0x Go\'s',
+         ratio('skynet/fiber', 'skynet/go', loop_rss), 1.0, 'x', '<=', why('skynet/fiber', 'skynet/go')),
+        ('echo msgs/s (echo/fiber_echo_server) >= 1.0x Go (GOMAXPROCS=1)',
+         ratio('echo/fiber_echo_server', 'echo/go'), 1.0, 'x', '>=', why('echo/fiber_echo_server', 'echo/go')),
+        ('echo msgs/s (echo/fiber_echo_server) >= 0.9x the C epoll server',
+         ratio('echo/fiber_echo_server', 'echo/c_epoll'), 0.9, 'x', '>=', why('echo/fiber_echo_server', 'echo/c_epoll')),
+        ('echo msgs/s (echo/fiber_echo_server) >= 3x Python asyncio',
+         ratio('echo/fiber_echo_server', 'echo/python_asyncio'), 3.0, 'x', '>=',
+         why('echo/fiber_echo_server', 'echo/python_asyncio')),
+    ]
+
+
+def chart_ratios(results):
+    """(label, our ratio, target or None, higher is better) for every comparison of the loop section."""
+    loop = results.get('loop') or {}
+    out = []
+    targets = {('pingpong', 'boost_fibers_unbuffered_channel'): 0.15, ('buffered', 'boost_fibers_buffered_channel_128'): 0.5,
+               ('spawn_join', 'boost_fibers_fiber_join'): 0.25, ('skynet', 'go'): 0.5,
+               ('echo', 'go'): 1.0, ('echo', 'c_epoll'): 0.9, ('echo', 'python_asyncio'): 3.0}
+    for group, (unit, higher, ours, peer, names) in LOOP_GROUPS.items():
+        mine = loop_value(results, ours)
+        if not mine:
+            continue
+        for other in names:
+            if other == ours or not loop_value(results, other):
+                continue
+            out.append((f'{group} vs {short(other)}', mine / loop_value(results, other),
+                        targets.get((group, short(other))), higher))
+        if group == 'skynet' and loop_rss(results, ours) and loop_rss(results, 'skynet/go'):
+            out.append(('skynet peak RSS vs go', loop_rss(results, ours) / loop_rss(results, 'skynet/go'), 1.0, False))
+    return out
+
+
+def draw_chart(results, path):
+    """Our ratio to each peer, one bar each (log scale), with the target where there is one."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    items = chart_ratios(results)
+    if not items:
+        print(f'report.py: nothing to chart (no loop figures): {path} not written', file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(items) + 1.6))
+    ys = list(range(len(items)))[::-1]
+    for y, (label, value, target, higher) in zip(ys, items):
+        if target is None:
+            color = '#8c8c8c'
+        else:
+            color = '#2ca02c' if (value >= target if higher else value <= target) else '#d62728'
+        ax.barh(y, value, color=color, height=0.6)
+        ax.text(value * 1.05, y, f'{value:.3g}x', va='center', fontsize=8)
+        if target is not None:
+            ax.plot([target, target], [y - 0.4, y + 0.4], color='black', linewidth=2)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([f'{label} ({"msg/s, higher" if higher else "lower"} is better)'
+                        for label, _, _, higher in items], fontsize=8)
+    ax.set_xscale('log')
+    ax.axvline(1.0, color='#555555', linewidth=0.8, linestyle=':')
+    ax.set_xlabel('ours / peer, same run (log scale)')
+    ax.set_title('fiber event loop against its peers\n'
+                 'black tick: acceptance target; green: met, red: missed, grey: no target', fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f'chart: {path}', file=sys.stderr)
+
+
+def chart(results, path, json_path):
+    """Draws with matplotlib here, or with the system python3 (Debian's python3-matplotlib)
+    when this interpreter has no matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        for other in ('/usr/bin/python3',):
+            if os.path.realpath(other) != os.path.realpath(sys.executable) and os.access(other, os.X_OK) and \
+                    subprocess.run([other, '-c', 'import matplotlib'], stderr=subprocess.DEVNULL).returncode == 0:
+                if not json_path:
+                    print('report.py: --chart needs --json when matplotlib comes from another python', file=sys.stderr)
+                    return
+                subprocess.run([other, os.path.abspath(__file__), '--load', json_path, '--chart', path, '--chart-only'],
+                               check=False)
+                return
+        print(f'report.py: no matplotlib (install python3-matplotlib): {path} not drawn', file=sys.stderr)
+        return
+    draw_chart(results, path)
+
+
 def checks_of(results):
     """(description, measured, limit, unit) for each acceptance check; measured None if not run."""
     def ratio(binary, name, peer):
@@ -253,17 +794,23 @@ def print_checks(results):
     print()
     print('Acceptance checks:')
     checks = []
-    for text, measured, limit, unit in checks_of(results):
+    all_checks = [c + ('<=', 'not measured in this run') for c in checks_of(results)]
+    if results.get('loop'):
+        all_checks += loop_checks(results)
+    for text, measured, limit, unit, op, why in all_checks:
         if measured is None:
-            verdict, detail = 'SKIP', 'not measured in this run'
+            verdict, detail = 'SKIP', why
         else:
-            verdict = 'PASS' if measured <= limit else 'FAIL'
+            verdict = 'PASS' if (measured <= limit if op == '<=' else measured >= limit) else 'FAIL'
             shown = f'{measured:.2f}{unit}' if unit == 'x' else f'{measured:.1f}{unit}'
             detail = f'measured {shown}'
             if verdict == 'FAIL':
-                detail += f', {(measured / limit - 1) * 100:.0f}% over the limit'
+                if op == '<=':
+                    detail += f', {(measured / limit - 1) * 100:.0f}% over the limit'
+                else:
+                    detail += f', {(1 - measured / limit) * 100:.0f}% under the target'
         print(f'  {verdict}  {text}: {detail}')
-        checks.append({'check': text, 'measured': measured, 'limit': limit, 'verdict': verdict})
+        checks.append({'check': text, 'measured': measured, 'limit': limit, 'op': op, 'verdict': verdict})
     shared = results['binaries'].get('fiber_bench_shared_fp', {}).get('context', {}).get('fiber_shares_fp_env')
     if shared not in (None, 'true'):
         print(f'  NOTE  fiber_bench_shared_fp was linked against a library with fiber_shares_fp_env={shared}')
@@ -276,8 +823,19 @@ def main():
     parser.add_argument('--min-time', type=float, default=0.2,
                         help='seconds per repetition, passed as --benchmark_min_time (default 0.2)')
     parser.add_argument('--filter', help='regex passed as --benchmark_filter, widened to the peers of what it '
-                                         f'selects (it also selects the python peer, named {PYTHON_ROW})')
+                                         f'selects (it also selects the python peer, named {PYTHON_ROW}); '
+                                         'a loop group (pingpong, buffered, spawn_join, skynet, echo) runs, with '
+                                         'all its peers, when it matches one of its rows')
+    parser.add_argument('--echo-seconds', type=float, default=3.0,
+                        help='seconds of load on each echo server, after a 0.5 s warm-up (default 3)')
+    parser.add_argument('--echo-rounds', type=int, default=2,
+                        help='rounds of the echo benchmark, the servers in turn; each keeps its best (default 2)')
+    parser.add_argument('--no-boost-skynet', action='store_true',
+                        help='skip Boost.Fiber\'s skynet (about 40 s and 6 GB here)')
     parser.add_argument('--json', metavar='OUT.json', help='also write the raw results and the checks here')
+    parser.add_argument('--chart', metavar='OUT.png', help='draw our ratio to each peer of the loop section '
+                                                           '(matplotlib; the system python3\'s if need be)')
+    parser.add_argument('--chart-only', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--load', metavar='IN.json', help='print a run saved with --json instead of running')
     args = parser.parse_args()
     if args.load:
@@ -287,14 +845,20 @@ def main():
         results = collect(args)
     else:
         parser.error('give BUILD_DIR, or --load a saved run')
+    if args.chart_only:
+        draw_chart(results, args.chart)
+        return
 
     print_context(results)
     print_table(results)
+    print_loop_table(results)
     results['checks'] = print_checks(results)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=1)
             f.write('\n')
+    if args.chart:
+        chart(results, args.chart, args.json or args.load)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,219 @@
+// The event loop against Boost.Fiber (boost::fibers, default round_robin scheduler,
+// one thread), side by side in one run. bench/report.py runs this and the Go and
+// Python asyncio peers (bench/peers/loop_peer.*), which do the same workloads:
+//
+//   pingpong/...    one op = one round trip between two fibers over two unbuffered
+//                   channels, one each way: the benchmark's fiber sends an int on
+//                   `ping`, the echo fiber receives it and sends it back on `pong`,
+//                   the benchmark's fiber receives it;
+//   buffered/...    one op = one message from a producer (the benchmark's fiber) to a
+//                   consumer fiber through a channel of capacity 128 (Boost's
+//                   buffered_channel(128) holds 127: its capacity is a power of two
+//                   and one slot stays free);
+//   spawn_join/...  one op = start a fiber that does nothing and wait for it
+//                   (fiber::spawn(f).join() against boost::fibers::fiber(f).join()).
+//
+// Every fiber here has its library's default stack: fiber's loop takes 64 KiB
+// stacks from its pool; Boost.Fiber's default is fixedsize_stack (malloc); the
+// *_pooled_stack row gives Boost its pooled_fixedsize_stack, for reference.
+//
+//   fiber_loop_bench --skynet=fiber|boost
+//
+// runs skynet instead of the benchmarks, once, in this process alone (so that
+// report.py can read its peak RSS from wait4) and prints one line of JSON:
+// {"impl": ..., "result": 499999500000, "seconds": wall time}. Skynet: each node
+// spawns 10 children until 1M leaves (1,111,111 fibers in all), a leaf returns its
+// index, a parent sums its children. Stacks: 16 KiB for every fiber, in both
+// libraries (skynet_stack_size below): a node's frame is a few hundred bytes, so
+// 16 KiB leaves ample room for the library's entry and switch frames, while keeping
+// the address space of 111,111 parents waiting at once near 2 GiB (fiber's 64 KiB
+// default would reserve 7 GiB). fiber gets it through event_loop::options (every
+// spawn inherits it); Boost through boost::fibers::fixedsize_stack(16 KiB) (malloc,
+// no guard page: protected_fixedsize_stack would need a mapping per fiber, past
+// vm.max_map_count).
+#include <benchmark/benchmark.h>
+
+#include <boost/fiber/all.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "fiber/channel.hpp"
+#include "fiber/event_loop.hpp"
+
+namespace {
+
+namespace bf = boost::fibers;
+
+constexpr std::size_t buffered_capacity = 128;
+constexpr std::size_t skynet_stack_size = 16 * 1024;
+constexpr long skynet_leaves = 1000000;
+constexpr long skynet_div = 10;
+
+// ---- pingpong ----
+
+void pingpong_fiber(benchmark::State& state) {
+  fiber::run([&] {
+    fiber::channel<int> ping, pong;  // capacity 0: rendezvous
+    auto echo = fiber::spawn([&] {
+      while (auto v = ping.recv()) pong.send(*v);
+    });
+    int i = 0;
+    for (auto _ : state) {
+      ping.send(i++);
+      auto r = pong.recv();
+      benchmark::DoNotOptimize(r);
+    }
+    ping.close();
+    echo.join();
+  });
+  state.SetItemsProcessed(state.iterations());
+}
+
+void pingpong_boost(benchmark::State& state) {
+  bf::unbuffered_channel<int> ping, pong;
+  bf::fiber echo([&] {
+    int v;
+    while (ping.pop(v) == bf::channel_op_status::success) pong.push(v);
+  });
+  int i = 0;
+  for (auto _ : state) {
+    ping.push(i++);
+    int r = 0;
+    pong.pop(r);
+    benchmark::DoNotOptimize(r);
+  }
+  ping.close();
+  echo.join();
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- buffered ----
+
+void buffered_fiber(benchmark::State& state) {
+  long sum = 0;
+  fiber::run([&] {
+    fiber::channel<int> ch(buffered_capacity);
+    auto consumer = fiber::spawn([&] {
+      long s = 0;
+      while (auto v = ch.recv()) s += *v;
+      return s;
+    });
+    int i = 0;
+    for (auto _ : state) ch.send(i++);
+    ch.close();
+    sum = consumer.get();
+  });
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(state.iterations());
+}
+
+void buffered_boost(benchmark::State& state) {
+  bf::buffered_channel<int> ch(buffered_capacity);
+  long sum = 0;
+  bf::fiber consumer([&] {
+    int v;
+    while (ch.pop(v) == bf::channel_op_status::success) sum += v;
+  });
+  int i = 0;
+  for (auto _ : state) ch.push(i++);
+  ch.close();
+  consumer.join();
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- spawn_join ----
+
+void spawn_join_fiber(benchmark::State& state) {
+  fiber::run([&] {
+    for (auto _ : state) fiber::spawn([] {}).join();
+  });
+  state.SetItemsProcessed(state.iterations());
+}
+
+void spawn_join_boost(benchmark::State& state) {
+  for (auto _ : state) bf::fiber([] {}).join();
+  state.SetItemsProcessed(state.iterations());
+}
+
+void spawn_join_boost_pooled(benchmark::State& state) {
+  bf::pooled_fixedsize_stack stacks;
+  for (auto _ : state) bf::fiber(std::allocator_arg, stacks, [] {}).join();
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- skynet ----
+
+long skynet_fiber(long num, long size) {
+  if (size == 1) return num;
+  size /= skynet_div;
+  fiber::task<long> children[skynet_div];
+  for (long i = 0; i < skynet_div; ++i) children[i] = fiber::spawn(skynet_fiber, num + i * size, size);
+  long sum = 0;
+  for (auto& c : children) sum += c.get();
+  return sum;
+}
+
+long skynet_boost(long num, long size, bf::fixedsize_stack& stacks) {
+  if (size == 1) return num;
+  size /= skynet_div;
+  long results[skynet_div];
+  bf::fiber children[skynet_div];
+  for (long i = 0; i < skynet_div; ++i)
+    children[i] = bf::fiber(std::allocator_arg, stacks,
+                            [&results, &stacks, i, num, size] { results[i] = skynet_boost(num + i * size, size, stacks); });
+  long sum = 0;
+  for (long i = 0; i < skynet_div; ++i) {
+    children[i].join();
+    sum += results[i];
+  }
+  return sum;
+}
+
+int run_skynet(const std::string& impl) {
+  auto start = std::chrono::steady_clock::now();
+  long result;
+  if (impl == "fiber") {
+    fiber::event_loop::options opts;
+    opts.stack_size = skynet_stack_size;
+    fiber::event_loop loop(opts);
+    auto root = loop.spawn(skynet_fiber, 0L, skynet_leaves);
+    loop.run();
+    result = root.get();
+  } else if (impl == "boost") {
+    bf::fixedsize_stack stacks(skynet_stack_size);
+    long r = 0;
+    bf::fiber(std::allocator_arg, stacks, [&] { r = skynet_boost(0, skynet_leaves, stacks); }).join();
+    result = r;
+  } else {
+    std::fprintf(stderr, "fiber_loop_bench: --skynet=fiber or --skynet=boost, not '%s'\n", impl.c_str());
+    return 2;
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("{\"impl\": \"%s\", \"result\": %ld, \"seconds\": %.6f, \"stack_size\": %zu}\n", impl.c_str(), result,
+              seconds, skynet_stack_size);
+  return result == 499999500000L ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strncmp(argv[i], "--skynet=", 9) == 0) return run_skynet(argv[i] + 9);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RegisterBenchmark("pingpong/fiber_channel", pingpong_fiber);
+  benchmark::RegisterBenchmark("pingpong/boost_fibers_unbuffered_channel", pingpong_boost);
+  benchmark::RegisterBenchmark("buffered/fiber_channel_128", buffered_fiber);
+  benchmark::RegisterBenchmark("buffered/boost_fibers_buffered_channel_128", buffered_boost);
+  benchmark::RegisterBenchmark("spawn_join/fiber_spawn_join", spawn_join_fiber);
+  benchmark::RegisterBenchmark("spawn_join/boost_fibers_fiber_join", spawn_join_boost);
+  benchmark::RegisterBenchmark("spawn_join/boost_fibers_fiber_join_pooled_stack", spawn_join_boost_pooled);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
