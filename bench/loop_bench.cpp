@@ -135,6 +135,20 @@ void spawn_join_fiber(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// Eager spawn: the task starts at once (spawn_options::eager); its peer is Boost's
+// launch::dispatch, which does the same.
+void spawn_join_fiber_eager(benchmark::State& state) {
+  fiber::run([&] {
+    for (auto _ : state) fiber::spawn(fiber::spawn_options{.eager = true}, [] {}).join();
+  });
+  state.SetItemsProcessed(state.iterations());
+}
+
+void spawn_join_boost_dispatch(benchmark::State& state) {
+  for (auto _ : state) bf::fiber(bf::launch::dispatch, [] {}).join();
+  state.SetItemsProcessed(state.iterations());
+}
+
 void spawn_join_boost(benchmark::State& state) {
   for (auto _ : state) bf::fiber([] {}).join();
   state.SetItemsProcessed(state.iterations());
@@ -148,11 +162,16 @@ void spawn_join_boost_pooled(benchmark::State& state) {
 
 // ---- skynet ----
 
-long skynet_fiber(long num, long size) {
+// `eager`: children start at once (spawn_options::eager), so the tree is walked
+// depth first and only a path of parents holds stacks at any time; without it every
+// child waits in the ready queue (first in, first out) and the 111,111 parents are
+// all alive at once.
+long skynet_fiber(long num, long size, bool eager) {
   if (size == 1) return num;
   size /= skynet_div;
   fiber::task<long> children[skynet_div];
-  for (long i = 0; i < skynet_div; ++i) children[i] = fiber::spawn(skynet_fiber, num + i * size, size);
+  for (long i = 0; i < skynet_div; ++i)
+    children[i] = fiber::spawn(fiber::spawn_options{.eager = eager}, skynet_fiber, num + i * size, size, eager);
   long sum = 0;
   for (auto& c : children) sum += c.get();
   return sum;
@@ -177,11 +196,11 @@ long skynet_boost(long num, long size, bf::fixedsize_stack& stacks) {
 int run_skynet(const std::string& impl) {
   auto start = std::chrono::steady_clock::now();
   long result;
-  if (impl == "fiber") {
+  if (impl == "fiber" || impl == "fiber_eager") {
     fiber::event_loop::options opts;
     opts.stack_size = skynet_stack_size;
     fiber::event_loop loop(opts);
-    auto root = loop.spawn(skynet_fiber, 0L, skynet_leaves);
+    auto root = loop.spawn(skynet_fiber, 0L, skynet_leaves, impl == "fiber_eager");
     loop.run();
     result = root.get();
   } else if (impl == "boost") {
@@ -190,7 +209,7 @@ int run_skynet(const std::string& impl) {
     bf::fiber(std::allocator_arg, stacks, [&] { r = skynet_boost(0, skynet_leaves, stacks); }).join();
     result = r;
   } else {
-    std::fprintf(stderr, "fiber_loop_bench: --skynet=fiber or --skynet=boost, not '%s'\n", impl.c_str());
+    std::fprintf(stderr, "fiber_loop_bench: --skynet=fiber, fiber_eager or boost, not '%s'\n", impl.c_str());
     return 2;
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -213,6 +232,8 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("spawn_join/fiber_spawn_join", spawn_join_fiber);
   benchmark::RegisterBenchmark("spawn_join/boost_fibers_fiber_join", spawn_join_boost);
   benchmark::RegisterBenchmark("spawn_join/boost_fibers_fiber_join_pooled_stack", spawn_join_boost_pooled);
+  benchmark::RegisterBenchmark("spawn_join/fiber_spawn_join_eager", spawn_join_fiber_eager);
+  benchmark::RegisterBenchmark("spawn_join/boost_fibers_fiber_join_dispatch", spawn_join_boost_dispatch);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -275,9 +275,10 @@ LOOP_GROUPS = {
     'spawn_join': ('ns', False, 'spawn_join/fiber_spawn_join', 'spawn_join/boost_fibers_fiber_join', [
         'spawn_join/fiber_spawn_join', 'spawn_join/boost_fibers_fiber_join',
         'spawn_join/boost_fibers_fiber_join_pooled_stack', 'spawn_join/go_goroutine_waitgroup',
-        'spawn_join/python_asyncio_create_task']),
+        'spawn_join/python_asyncio_create_task', 'spawn_join/fiber_spawn_join_eager',
+        'spawn_join/boost_fibers_fiber_join_dispatch']),
     'skynet': ('s', False, 'skynet/fiber', 'skynet/go', [
-        'skynet/fiber', 'skynet/boost_fibers', 'skynet/go', 'skynet/python_asyncio']),
+        'skynet/fiber', 'skynet/fiber_eager', 'skynet/boost_fibers', 'skynet/go', 'skynet/python_asyncio']),
     'echo': ('msg/s', True, 'echo/fiber_echo_server', 'echo/c_epoll', [
         'echo/fiber_echo_server', 'echo/c_epoll', 'echo/go', 'echo/python_asyncio']),
 }
@@ -508,6 +509,8 @@ def collect_loop(args):
         avail = mem_available_kb()
         runs = [('skynet/fiber', [bench, '--skynet=fiber'] if bench else None, None,
                  None if bench else f'{LOOP_BINARY} not built'),
+                ('skynet/fiber_eager', [bench, '--skynet=fiber_eager'] if bench else None, None,
+                 None if bench else f'{LOOP_BINARY} not built'),
                 ('skynet/boost_fibers', [bench, '--skynet=boost'] if bench else None, None,
                  f'{LOOP_BINARY} not built' if not bench else
                  'skipped: --no-boost-skynet' if args.no_boost_skynet else
@@ -683,10 +686,17 @@ def loop_checks(results):
         ('spawn + join (spawn_join/fiber_spawn_join) <= 0.25x Boost.Fiber fiber + join',
          ratio(S + 'fiber_spawn_join', S + 'boost_fibers_fiber_join'), 0.25, 'x', '<=',
          why(S + 'fiber_spawn_join', S + 'boost_fibers_fiber_join')),
+        ('spawn + join, eager (spawn_join/fiber_spawn_join_eager) <= 0.25x Boost.Fiber launch::dispatch + join',
+         ratio(S + 'fiber_spawn_join_eager', S + 'boost_fibers_fiber_join_dispatch'), 0.25, 'x', '<=',
+         why(S + 'fiber_spawn_join_eager', S + 'boost_fibers_fiber_join_dispatch')),
         ('skynet 1M wall time (skynet/fiber) <= 0.5x Go (GOMAXPROCS=1)',
          ratio('skynet/fiber', 'skynet/go'), 0.5, 'x', '<=', why('skynet/fiber', 'skynet/go')),
         ('skynet 1M peak RSS (skynet/fiber) <= 1.0x Go\'s',
          ratio('skynet/fiber', 'skynet/go', loop_rss), 1.0, 'x', '<=', why('skynet/fiber', 'skynet/go')),
+        ('skynet 1M wall time, eager spawn (skynet/fiber_eager) <= 0.5x Go (GOMAXPROCS=1)',
+         ratio('skynet/fiber_eager', 'skynet/go'), 0.5, 'x', '<=', why('skynet/fiber_eager', 'skynet/go')),
+        ('skynet 1M peak RSS, eager spawn (skynet/fiber_eager) <= 1.0x Go\'s',
+         ratio('skynet/fiber_eager', 'skynet/go', loop_rss), 1.0, 'x', '<=', why('skynet/fiber_eager', 'skynet/go')),
         ('echo msgs/s (echo/fiber_echo_server) >= 1.0x Go (GOMAXPROCS=1)',
          ratio('echo/fiber_echo_server', 'echo/go'), 1.0, 'x', '>=', why('echo/fiber_echo_server', 'echo/go')),
         ('echo msgs/s (echo/fiber_echo_server) >= 0.9x the C epoll server',

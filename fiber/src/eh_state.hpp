@@ -29,30 +29,32 @@ struct eh_globals_layout {
 class eh_state {
  public:
   // The running flow's state, taken off the thread (which is left with none).
-  static eh_state take() noexcept {
+  // `g` is the thread's, from globals() (cache it: it is a call into the runtime).
+  static eh_state take(eh_globals_layout* g = globals()) noexcept {
     eh_state s;
-    s.saved_ = *globals();
-    *globals() = eh_globals_layout{};
+    s.saved_ = *g;
+    *g = eh_globals_layout{};
     return s;
   }
   // Gives the state back to the thread, for the flow that saved it.
-  void restore() const noexcept { *globals() = saved_; }
+  void restore(eh_globals_layout* g = globals()) const noexcept { *g = saved_; }
   // Gives the state back while an exception propagates through the flow that
   // saved it (a context being destroyed unwinds it): the exception in flight
   // stays counted as uncaught.
-  void restore_unwinding() const noexcept {
-    eh_globals_layout now = *globals();
+  void restore_unwinding(eh_globals_layout* g = globals()) const noexcept {
+    eh_globals_layout now = *g;
     eh_globals_layout s = saved_;
     s.uncaught += now.uncaught;
-    *globals() = s;
+    *g = s;
   }
   // Starts a fresh flow with no exception state.
-  static void clear() noexcept { *globals() = eh_globals_layout{}; }
+  static void clear(eh_globals_layout* g = globals()) noexcept { *g = eh_globals_layout{}; }
 
- private:
   static eh_globals_layout* globals() noexcept {
     return reinterpret_cast<eh_globals_layout*>(abi::__cxa_get_globals());
   }
+
+ private:
   eh_globals_layout saved_{};
 };
 

@@ -72,7 +72,7 @@ class loop_stacks {
 
   stack_memory allocate(std::size_t size, bool& guarded) {
     size = round(size ? size : default_size_);
-    pool& p = pools_[size];
+    pool& p = find(size);
     if (!p.guarded.empty()) {
       guarded = true;
       ++guarded_live;
@@ -102,7 +102,7 @@ class loop_stacks {
   }
 
   void deallocate(stack_memory s, bool guarded) noexcept {
-    pool& p = pools_[s.size];
+    pool& p = find(s.size);
     if (guarded) {
       --guarded_live;
       if (p.guarded.size() < max_cached_guarded)
@@ -122,6 +122,15 @@ class loop_stacks {
     char* slab_next = nullptr;  // unused part of the current slab
     char* slab_end = nullptr;
   };
+  // The pool of `size`; the last one used is remembered (fibers of one size are
+  // the common case).
+  pool& find(std::size_t size) {
+    if (size != last_size_ || !last_pool_) {
+      last_pool_ = &pools_[size];  // unordered_map: references stay valid
+      last_size_ = size;
+    }
+    return *last_pool_;
+  }
   static constexpr std::size_t max_cached_guarded = 1024;
   static constexpr std::size_t slab_bytes = 4u << 20;
 
@@ -186,6 +195,8 @@ class loop_stacks {
   std::size_t default_size_;
   std::size_t guarded_budget_;
   std::unordered_map<std::size_t, pool> pools_;
+  std::size_t last_size_ = 0;
+  pool* last_pool_ = nullptr;
   std::vector<std::pair<void*, std::size_t>> slabs_;
 };
 
@@ -251,6 +262,8 @@ struct event_loop::impl {
   static constexpr int direct_switches = 64;
   bool running = false;
   bool tearing_down = false;
+  // The running thread's C++ exception state (eh_state.hpp), set by schedule().
+  detail::eh_globals_layout* eh_globals = detail::eh_state::globals();
 
   // Every fiber alive (spawned, not ended).
   detail::fiber_control* all_head = nullptr;
@@ -280,6 +293,13 @@ struct event_loop::impl {
     else
       ready_head = f;
     ready_tail = f;
+  }
+  void make_ready_front(detail::fiber_control* f) noexcept {
+    if (f->queued) return;
+    f->queued = true;
+    f->ready_next = ready_head;
+    ready_head = f;
+    if (!ready_tail) ready_tail = f;
   }
   detail::fiber_control* pop_ready() noexcept {
     detail::fiber_control* f = ready_head;
@@ -406,15 +426,16 @@ struct event_loop::impl {
     // Our exceptions in flight stay ours (eh_state.hpp): a fiber may park in a
     // catch block while others throw and catch.
     struct keep_eh {
-      detail::eh_state saved = detail::eh_state::take();
+      detail::eh_globals_layout* g;
+      detail::eh_state saved = detail::eh_state::take(g);
       bool resumed = false;
       ~keep_eh() {
         if (resumed)
-          saved.restore();
+          saved.restore(g);
         else
-          saved.restore_unwinding();  // forced unwinding (~event_loop)
+          saved.restore_unwinding(g);  // forced unwinding (~event_loop)
       }
-    } eh;
+    } eh{eh_globals};
     arrived(std::move(target).resume());
     eh.resumed = true;
   }
@@ -459,7 +480,7 @@ struct event_loop::impl {
 
   context fiber_main(detail::fiber_control* f, context&& caller) {
     arrived(std::move(caller));
-    detail::eh_state::clear();
+    detail::eh_state::clear(eh_globals);
     if (f->cancel_pending) {
       // Cancelled before it ever ran: the body never starts.
       f->cancel_pending = false;
@@ -598,6 +619,7 @@ void event_loop::impl::schedule(detail::fiber_control* until) {
   if (running_loop == this) throw error("fiber::event_loop::run: the loop is already running (called from one of its fibers?)");
   if (running_loop) throw error("fiber::event_loop::run: another event_loop is running on this thread");
   running_loop = this;
+  eh_globals = detail::eh_state::globals();  // a loop may be run by another thread than made it
   struct restore {
     ~restore() { running_loop = nullptr; }
   } restore_on_exit;
@@ -725,7 +747,8 @@ std::size_t event_loop::unguarded_stacks() const noexcept { return impl_->stacks
 
 namespace detail {
 
-void submit(event_loop& loop, fiber_control* f, std::size_t stack_size) {
+void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
+  const std::size_t stack_size = opts.stack_size;
   event_loop::impl& L = loop.internals();
   if (L.tearing_down) {
     delete f;
@@ -743,7 +766,13 @@ void submit(event_loop& loop, fiber_control* f, std::size_t stack_size) {
   if (L.all_head) L.all_head->all_prev = f;
   L.all_head = f;
   ++L.alive;
-  L.make_ready(f);
+  if (opts.eager && running_loop == &L && L.current) {
+    // Run it now; the spawner is next (eager tasks).
+    L.make_ready_front(L.current);
+    L.transfer_to(f);
+  } else {
+    L.make_ready(f);
+  }
 }
 
 void release(fiber_control* f) noexcept {

@@ -71,6 +71,7 @@ class timed_out : public std::runtime_error {
 
 template <class T>
 class task;
+struct spawn_options;
 
 /// How a task ended, or that it has not yet.
 enum class task_status { pending, succeeded, failed, cancelled };
@@ -139,7 +140,7 @@ struct task_impl final : task_state<T> {
   F fn;
 };
 
-void submit(event_loop& loop, fiber_control* f, std::size_t stack_size);
+void submit(event_loop& loop, fiber_control* f, const spawn_options& opts);
 // Drops a reference; release_handle() is a task handle's (the task is detached
 // if it has not ended).
 void release(fiber_control* f) noexcept;
@@ -164,9 +165,17 @@ auto bind_task(F&& fn, Args&&... args) {
 
 }  // namespace detail
 
-/// Options of a spawn: the stack size of the new fiber (default: the loop's).
+/// Options of a spawn.
 struct spawn_options {
+  /// Usable stack of the new fiber (0: the loop's, event_loop::options).
   std::size_t stack_size = 0;
+  /// Start the task at once, on the spawner's time, rather than when the loop
+  /// reaches it (Python 3.12's eager tasks, Boost.Fiber's launch::dispatch): the
+  /// spawner waits at the head of the ready queue and goes on as soon as the task
+  /// parks or ends. Recursive spawners then run depth first, holding few stacks
+  /// at once. Ignored (the task is queued) when the spawner is not a fiber of the
+  /// loop.
+  bool eager = false;
 };
 
 /// One event loop per thread: a ready queue, timers and (on Linux) an epoll
@@ -200,7 +209,7 @@ class event_loop {
     using T = std::conditional_t<std::is_reference_v<R>, std::decay_t<R>, R>;
     auto* s = new detail::task_impl<T, decltype(body)>(std::move(body));
     s->refs = 1;
-    detail::submit(*this, s, opts.stack_size);
+    detail::submit(*this, s, opts);
     return task<T>(s);
   }
 
