@@ -45,6 +45,11 @@ class eh_state {
     eh_globals_layout now = *g;
     eh_globals_layout s = saved_;
     s.uncaught += now.uncaught;
+#if defined(__ARM_EABI__) && !defined(__ARM_DWARF_EH__)
+    // EHABI resumes unwinding after each cleanup from this chain: it is the
+    // exception in flight's, not the saved state's.
+    s.propagating = now.propagating;
+#endif
     *g = s;
   }
   // Starts a fresh flow with no exception state.

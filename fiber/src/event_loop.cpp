@@ -841,7 +841,10 @@ int park(waiter* waiters, std::size_t count, clock::time_point deadline) {
     deadline = self->scope_deadline;
     by_scope = deadline != no_deadline;
   }
-  if (deadline != no_deadline && deadline <= clock::now()) {
+  // A deadline already past ends the wait at once; but a plain sleep (nothing to
+  // wait for) still goes through the timers, so that sleepers wake in deadline
+  // order even when one is late to fall asleep.
+  if (deadline != no_deadline && (count > 0 || by_scope) && deadline <= clock::now()) {
     unlink_all();
     if (by_scope) throw timed_out{};
     return park_timeout;
