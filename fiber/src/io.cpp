@@ -483,11 +483,22 @@ stream connect(const std::string& host, std::uint16_t port, clock::time_point de
     if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
       err = errno;
       if (err != EINPROGRESS && err != EINTR) continue;  // the next address
-      // Writable once connected or failed; SO_ERROR tells which.
+      // Writable once connected or failed: getpeername() tells which. A failed
+      // connect leaves its error pending on the socket; a one-byte read returns
+      // it as errno. (Not SO_ERROR: qemu-user passes its value through in the
+      // host's errno numbering, which differs from MIPS's, for one.)
       wait(*s, true, deadline, what.c_str());
-      socklen_t len = sizeof err;
-      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-      if (err != 0) continue;
+      sockaddr_storage peer{};
+      socklen_t peer_len = sizeof peer;
+      if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
+        char byte;
+        err = ::read(fd, &byte, 1) < 0 ? errno : ECONNRESET;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+          socklen_t len = sizeof err;
+          if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = ENOTCONN;
+        }
+        continue;
+      }
     }
     set_nodelay(fd, true);
     return stream(std::move(s));
