@@ -35,6 +35,7 @@
 
 #include <boost/fiber/all.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -166,8 +167,18 @@ void spawn_join_boost_pooled(benchmark::State& state) {
 // depth first and only a path of parents holds stacks at any time; without it every
 // child waits in the ready queue (first in, first out) and the 111,111 parents are
 // all alive at once.
+// The most fibers alive (spawned, not ended) and the most stacks in use at once,
+// sampled at every leaf.
+std::size_t skynet_peak_alive = 0;
+std::size_t skynet_peak_stacks = 0;
+
 long skynet_fiber(long num, long size, bool eager) {
-  if (size == 1) return num;
+  if (size == 1) {
+    const fiber::event_loop& loop = *fiber::event_loop::current();
+    skynet_peak_alive = std::max(skynet_peak_alive, loop.alive());
+    skynet_peak_stacks = std::max(skynet_peak_stacks, loop.guarded_stacks() + loop.unguarded_stacks());
+    return num;
+  }
   size /= skynet_div;
   fiber::task<long> children[skynet_div];
   for (long i = 0; i < skynet_div; ++i)
@@ -213,8 +224,10 @@ int run_skynet(const std::string& impl) {
     return 2;
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("{\"impl\": \"%s\", \"result\": %ld, \"seconds\": %.6f, \"stack_size\": %zu}\n", impl.c_str(), result,
-              seconds, skynet_stack_size);
+  std::printf(
+      "{\"impl\": \"%s\", \"result\": %ld, \"seconds\": %.6f, \"stack_size\": %zu, \"peak_alive\": %zu, "
+      "\"peak_stacks\": %zu}\n",
+      impl.c_str(), result, seconds, skynet_stack_size, skynet_peak_alive, skynet_peak_stacks);
   return result == 499999500000L ? 0 : 1;
 }
 

@@ -530,6 +530,9 @@ def collect_loop(args):
                 skipped[name] = f'failed: result {data.get("result")}, not {SKYNET_RESULT}'
                 continue
             rows[name] = {'value': data['seconds'], 'unit': 's', 'rss_kb': rss, 'by': name.split('/')[1]}
+            for key in ('peak_alive', 'peak_stacks'):
+                if key in data:
+                    rows[name][key] = data[key]
 
     if 'echo' in groups:
         client = optional_binary(build_dir, os.path.join('bench', 'echo_load'), 'echo_load')
@@ -641,6 +644,8 @@ def print_loop_table(results):
                 rss, peer_rss = row.get('rss_kb'), loop_rss(results, peer)
                 if rss and peer_rss:
                     also.insert(0, f'RSS {fmt_ratio(rss / peer_rss)} {short(peer)}')
+            if 'peak_alive' in row:
+                also.append(f'peak {row["peak_alive"]:,} fibers alive, {row.get("peak_stacks", 0):,} stacks')
             cv = row.get('cv')
             lines.append([group, short(name), fmt_value(row['value'], row['unit']),
                           f'{cv * 100:.0f}%' if cv is not None else '',
