@@ -531,7 +531,7 @@ def collect_loop(args):
                 continue
             rows[name] = {'value': data['seconds'], 'unit': 's', 'rss_kb': rss, 'by': name.split('/')[1]}
             for key in ('peak_alive', 'peak_stacks'):
-                if key in data:
+                if key in data and name.startswith('skynet/fiber'):  # counted by fiber's loop only
                     rows[name][key] = data[key]
 
     if 'echo' in groups:
