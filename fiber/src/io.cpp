@@ -182,6 +182,13 @@ std::string host_port(const std::string& host, std::uint16_t port) {
   return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
+bool is_localhost(const std::string& host) noexcept {
+  std::string h;
+  for (char c : host) h += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  if (!h.empty() && h.back() == '.') h.pop_back();
+  return h == "localhost" || (h.size() > 10 && h.compare(h.size() - 10, 10, ".localhost") == 0);
+}
+
 struct addresses {
   addrinfo* list = nullptr;
   addresses(const std::string& host, std::uint16_t port, bool passive, const std::string& what) {
@@ -190,7 +197,13 @@ struct addresses {
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
     const std::string service = std::to_string(port);
-    const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &list);
+    int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &list);
+    if (rc == EAI_NONAME && is_localhost(host)) {
+      // RFC 6761, 6.3: "localhost" is the loopback address, even where the system
+      // has no name for it (a bare container without /etc/hosts).
+      hints.ai_flags |= AI_NUMERICHOST;
+      rc = ::getaddrinfo("127.0.0.1", service.c_str(), &hints, &list);
+    }
     if (rc == EAI_SYSTEM) throw_errno(errno, what);
     if (rc != 0) throw std::system_error(rc, gai_category(), what);
   }
