@@ -510,13 +510,17 @@ struct event_loop::impl {
     return next ? std::move(next->ctx) : std::move(scheduler);
   }
 
-  void finish(detail::fiber_control* f) noexcept {
-    while (detail::waiter* w = f->joiners.front()) detail::wake(*w);
-    // Unlink from the list of fibers alive.
+  // Takes `f` off the list of fibers alive.
+  void unlink_alive(detail::fiber_control* f) noexcept {
     (f->all_prev ? f->all_prev->all_next : all_head) = f->all_next;
     if (f->all_next) f->all_next->all_prev = f->all_prev;
     f->all_prev = f->all_next = nullptr;
     --alive;
+  }
+
+  void finish(detail::fiber_control* f) noexcept {
+    while (detail::waiter* w = f->joiners.front()) detail::wake(*w);
+    unlink_alive(f);
     if (f->detached && f->status == task_status::failed) report_detached(f);
     f->ctx = context{};  // empty already: the fiber is running
     f->loop = nullptr;
@@ -699,10 +703,7 @@ event_loop::~event_loop() {
       f->error = std::make_exception_ptr(cancelled{});
     }
     if (f->all_prev || L.all_head == f) {
-      (f->all_prev ? f->all_prev->all_next : L.all_head) = f->all_next;
-      if (f->all_next) f->all_next->all_prev = f->all_prev;
-      f->all_prev = f->all_next = nullptr;
-      --L.alive;
+      L.unlink_alive(f);
       f->loop = nullptr;
       detail::release(f);  // the loop's reference
     }

@@ -237,45 +237,41 @@ void set_nonblocking(int fd) { make_nonblocking(fd, "fiber::io::set_nonblocking"
 bool wait_readable(int fd, clock::time_point deadline) { return sched::io_wait_fd(fd, false, deadline); }
 bool wait_writable(int fd, clock::time_point deadline) { return sched::io_wait_fd(fd, true, deadline); }
 
-std::size_t read(int fd, void* buf, std::size_t n, clock::time_point deadline) {
-  static constexpr const char* op = "fiber::io::read";
+namespace {
+// A raw-fd read or write: `sock` (recv/send with MSG_DONTWAIT) first; an fd that
+// is no socket gets O_NONBLOCK set once and `plain` (read/write) instead; the
+// fiber waits on EAGAIN.
+template <class Sock, class Plain>
+std::size_t transfer_fd(int fd, bool writing, clock::time_point deadline, const char* op, Sock sock, Plain plain) {
   bool flags_set = false;
   for (;;) {
-    // A socket needs no O_NONBLOCK for this; anything else gets it set once.
-    ssize_t r = ::recv(fd, buf, n, MSG_DONTWAIT);
+    ssize_t r = sock();
     if (r < 0 && errno == ENOTSOCK) {
       if (!flags_set) make_nonblocking(fd, op);
       flags_set = true;
-      r = ::read(fd, buf, n);
+      r = plain();
     }
     if (r >= 0) return static_cast<std::size_t>(r);
     const int e = errno;
     if (e == EAGAIN || e == EWOULDBLOCK) {
-      if (!sched::io_wait_fd(fd, false, deadline)) throw timeout_error(op);
+      if (!sched::io_wait_fd(fd, writing, deadline)) throw timeout_error(op);
     } else if (e != EINTR) {
       throw_errno(e, op);
     }
   }
 }
+}  // namespace
+
+std::size_t read(int fd, void* buf, std::size_t n, clock::time_point deadline) {
+  return transfer_fd(
+      fd, false, deadline, "fiber::io::read", [&] { return ::recv(fd, buf, n, MSG_DONTWAIT); },
+      [&] { return ::read(fd, buf, n); });
+}
 
 std::size_t write(int fd, const void* buf, std::size_t n, clock::time_point deadline) {
-  static constexpr const char* op = "fiber::io::write";
-  bool flags_set = false;
-  for (;;) {
-    ssize_t r = ::send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (r < 0 && errno == ENOTSOCK) {
-      if (!flags_set) make_nonblocking(fd, op);
-      flags_set = true;
-      r = ::write(fd, buf, n);
-    }
-    if (r >= 0) return static_cast<std::size_t>(r);
-    const int e = errno;
-    if (e == EAGAIN || e == EWOULDBLOCK) {
-      if (!sched::io_wait_fd(fd, true, deadline)) throw timeout_error(op);
-    } else if (e != EINTR) {
-      throw_errno(e, op);
-    }
-  }
+  return transfer_fd(
+      fd, true, deadline, "fiber::io::write", [&] { return ::send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL); },
+      [&] { return ::write(fd, buf, n); });
 }
 
 // ---- stream -------------------------------------------------------------------------
