@@ -689,3 +689,68 @@ TEST_CASE("loop: each fiber keeps its own exceptions in flight across switches",
   CHECK(a_uncaught == 0);
   CHECK(b_uncaught == 0);
 }
+
+TEST_CASE("loop: a task that starts after another ended runs on its stack, with a clean state", "[loop]") {
+  fiber::event_loop loop;
+  std::uintptr_t first = 0, second = 0, other_size = 0;
+  std::size_t stacks_between = 99, alive_between = 99;
+  int second_uncaught = -1;
+  bool second_clean = false;
+  auto main = loop.spawn([&] {
+    fiber::spawn([&] {
+      char here;
+      first = reinterpret_cast<std::uintptr_t>(&here);
+      try {
+        throw std::runtime_error("first");
+      } catch (...) {
+      }
+    }).join();
+    // The first task's context waits for the next task, its stack no longer counted.
+    stacks_between = loop.guarded_stacks() + loop.unguarded_stacks();
+    alive_between = loop.alive();
+    fiber::spawn([&] {
+      char here;
+      second = reinterpret_cast<std::uintptr_t>(&here);
+      second_uncaught = std::uncaught_exceptions();
+      second_clean = std::current_exception() == nullptr;
+    }).join();
+    // A task that asks for another stack size gets a stack of its own.
+    fiber::spawn_options big;
+    big.stack_size = 2 * fiber::default_stack_size;
+    fiber::spawn(big, [&] {
+      char here;
+      other_size = reinterpret_cast<std::uintptr_t>(&here);
+    }).join();
+  });
+  loop.run();
+  main.get();
+  const auto distance = [](std::uintptr_t a, std::uintptr_t b) { return a > b ? a - b : b - a; };
+  CHECK(stacks_between == alive_between);  // only the main task's
+  CHECK(distance(first, second) < 4096);   // the same frame, give or take
+  CHECK(distance(first, other_size) >= fiber::default_stack_size);
+  CHECK(second_uncaught == 0);
+  CHECK(second_clean);
+  CHECK(loop.guarded_stacks() + loop.unguarded_stacks() == 0);
+}
+
+TEST_CASE("loop: a loop destroyed with idle workers and suspended fibers frees them", "[loop]") {
+  bool unwound = false;
+  {
+    fiber::event_loop loop;
+    auto main = loop.spawn([&] {
+      std::vector<fiber::task<void>> quick;
+      for (int i = 0; i < 3; ++i) quick.push_back(fiber::spawn([] {}));
+      for (auto& t : quick) t.join();  // three idle workers now
+      fiber::spawn([&] {
+        sets_on_destroy s{&unwound};
+        fiber::this_fiber::sleep_for(1h);
+      }).detach();
+      fiber::this_fiber::yield();  // the sleeper starts, on an idle worker
+    });
+    loop.run_until(main);
+    main.get();
+    CHECK(loop.alive() == 1);  // the sleeper
+    CHECK(!unwound);
+  }
+  CHECK(unwound);
+}

@@ -8,11 +8,17 @@
 // reactor (without blocking when fibers are ready, else until the next timer).
 //
 // Who resumes whom. Every switch goes through transfer_to(): before resuming the
-// target, the switching side records itself in `switcher`; the side that wakes up
-// stores the context it was handed (the switcher's, suspended) back into the
-// switcher's fiber_control, or into `scheduler` when that was the scheduler. A
-// fiber that ends returns the next context from its entry function (P0876), and
-// the context the resumed side receives is then empty: nothing to store.
+// target, the switching side records in `save_slot` where its context belongs (its
+// fiber_control's ctx, `scheduler`, or an idle worker's); the side that wakes up
+// stores the context it was handed (the switcher's, suspended) there. A fiber
+// that ends returns the next context from its entry function (P0876), and the
+// context the resumed side receives is then empty: nothing to store.
+//
+// Workers. A fiber's context does not end with its task: up to max_idle_workers
+// contexts whose task ended wait, with their stacks, in `idle`, and a task that
+// starts takes one (if it wants the loop's default stack size) instead of making a
+// context. Starting a task is then one switch, with no stack to find or frame to
+// build, and the stack it lands on is warm in the cache.
 #include "fiber/event_loop.hpp"
 
 #include "eh_state.hpp"
@@ -69,9 +75,28 @@ class loop_stacks {
   std::size_t default_size() const noexcept { return default_size_; }
   std::size_t guarded_live = 0;
   std::size_t plain_live = 0;
+  std::size_t idle_guarded = 0;  // guarded stacks held by idle workers (not live)
+
+  // A worker going idle with its stack, or taking a task again.
+  void to_idle(bool guarded) noexcept {
+    if (guarded) {
+      --guarded_live;
+      ++idle_guarded;
+    } else {
+      --plain_live;
+    }
+  }
+  void from_idle(bool guarded) noexcept {
+    if (guarded) {
+      ++guarded_live;
+      --idle_guarded;
+    } else {
+      ++plain_live;
+    }
+  }
 
   stack_memory allocate(std::size_t size, bool& guarded) {
-    size = round(size ? size : default_size_);
+    size = (size == 0 || size == default_size_) ? default_size_ : round(size);
     pool& p = find(size);
     if (!p.guarded.empty()) {
       guarded = true;
@@ -88,7 +113,7 @@ class loop_stacks {
       set_canary(s);
       return s;
     }
-    if (guarded_live + cached_guarded() < guarded_budget_) {
+    if (guarded_live + idle_guarded + cached_guarded() < guarded_budget_) {
       guarded = true;
       stack_memory s = map_guarded(size);
       ++guarded_live;
@@ -253,8 +278,7 @@ struct event_loop::impl {
 
   // Scheduling.
   detail::fiber_control* current = nullptr;   // the running fiber; nullptr: the scheduler
-  detail::fiber_control* switcher = nullptr;  // who switched last (see the top of the file)
-  bool switcher_is_scheduler = false;
+  context* save_slot = nullptr;               // where the switcher's context goes (top of the file)
   context scheduler;                          // the scheduler, while a fiber runs
   detail::fiber_control* ready_head = nullptr;
   detail::fiber_control* ready_tail = nullptr;
@@ -405,11 +429,7 @@ struct event_loop::impl {
 
   // Stores the context we were handed by whoever switched to us.
   void arrived(context&& from) noexcept {
-    if (!from) return;  // the switcher was a fiber that ended
-    if (switcher_is_scheduler)
-      scheduler = std::move(from);
-    else
-      switcher->ctx = std::move(from);
+    if (from) *save_slot = std::move(from);  // else the switcher was a fiber that ended
   }
 
   // Switches from the running flow (a fiber, or the scheduler when current is
@@ -420,8 +440,7 @@ struct event_loop::impl {
     if (next == self) return;  // a fiber to itself, or the scheduler with nothing to run
     if (self) check_canary(self);
     current = next;
-    switcher = self;
-    switcher_is_scheduler = (self == nullptr);
+    save_slot = self ? &self->ctx : &scheduler;
     context& target = next ? next->ctx : scheduler;
     // Our exceptions in flight stay ours (eh_state.hpp): a fiber may park in a
     // catch block while others throw and catch.
@@ -447,6 +466,15 @@ struct event_loop::impl {
     while (next && !next->started) {
       next->started = true;
       detail::fiber_control* f = next;
+      if (!idle.empty() && f->stack_size == stacks.default_size()) {
+        worker* w = idle.back();
+        idle.pop_back();
+        stacks.from_idle(w->canary == nullptr);
+        w->task = f;
+        f->canary = w->canary;
+        f->ctx = std::move(w->ctx);
+        break;
+      }
       try {
         f->ctx = context(std::allocator_arg, detail::loop_stack_allocator{&stacks, f, f->stack_size},
                          [this, f](context&& caller) { return fiber_main(f, std::move(caller)); });
@@ -478,8 +506,45 @@ struct event_loop::impl {
     transfer_to(next);
   }
 
+  // An idle worker: a context whose task ended, waiting on its own stack for the
+  // next task that starts (see the top of the file).
+  struct worker {
+    context ctx;                          // suspended, while idle
+    detail::fiber_control* task = nullptr;  // the task it is given
+    std::uintptr_t* canary = nullptr;     // its stack's (nullptr: guarded)
+  };
+  static constexpr std::size_t max_idle_workers = 1024;
+  std::vector<worker*> idle;
+
   context fiber_main(detail::fiber_control* f, context&& caller) {
     arrived(std::move(caller));
+    worker self;
+    for (;;) {
+      run_task(f);
+      self.canary = f->canary;
+      const bool reusable = f->stack_size == stacks.default_size();
+      finish(f);  // may free f
+      detail::fiber_control* next = startable(next_after_park());
+      current = next;
+      context& target = next ? next->ctx : scheduler;
+      if (!reusable || tearing_down || idle.size() >= max_idle_workers) {
+        // End; this fiber's stack is freed by whoever arrives.
+        save_slot = nullptr;
+        return std::move(target);
+      }
+      // Wait for a task to start on this stack. Destroying the loop destroys the
+      // context here: the forced unwind leaves through this frame.
+      idle.push_back(&self);
+      stacks.to_idle(self.canary == nullptr);
+      self.task = nullptr;
+      save_slot = &self.ctx;
+      arrived(std::move(target).resume());
+      f = self.task;
+    }
+  }
+
+  // Runs f's body on the running fiber and records how it ended.
+  void run_task(detail::fiber_control* f) {
     detail::eh_state::clear(eh_globals);
     if (f->cancel_pending) {
       // Cancelled before it ever ran: the body never starts.
@@ -501,13 +566,6 @@ struct event_loop::impl {
       }
     }
     check_canary(f);
-    finish(f);
-    // Switch to what runs next; this fiber's stack is freed by whoever arrives.
-    detail::fiber_control* next = startable(next_after_park());
-    current = next;
-    switcher = nullptr;
-    switcher_is_scheduler = false;
-    return next ? std::move(next->ctx) : std::move(scheduler);
   }
 
   // Takes `f` off the list of fibers alive.
@@ -709,6 +767,16 @@ event_loop::~event_loop() {
     }
     detail::release(f);
   }
+  // Idle workers: their contexts unwind out of fiber_main and free their stacks.
+  while (!L.idle.empty()) {
+    impl::worker* w = L.idle.back();
+    L.idle.pop_back();
+    L.stacks.from_idle(w->canary == nullptr);
+    context c = std::move(w->ctx);
+    const detail::eh_state eh = detail::eh_state::take();
+    c = context{};
+    eh.restore();
+  }
 }
 
 event_loop* event_loop::current() noexcept { return running_loop ? running_loop->owner : nullptr; }
@@ -747,6 +815,68 @@ std::size_t event_loop::unguarded_stacks() const noexcept { return impl_->stacks
 // ---- detail: tasks ----------------------------------------------------------------
 
 namespace detail {
+
+namespace {
+// Freed task blocks of up to max_size bytes, kept per thread by size class (64
+// bytes apart), at most max_count per class; the rest go back to the heap. A block
+// freed on another thread than allocated it joins that thread's cache: they all
+// come from ::operator new.
+class task_block_cache {
+ public:
+  static constexpr std::size_t granule = 64;
+  static constexpr std::size_t classes = 8;  // up to 512 bytes
+  static constexpr std::size_t max_count = 256;
+
+  ~task_block_cache() {
+    for (std::size_t c = 0; c < classes; ++c)
+      while (node* n = free_[c]) {
+        free_[c] = n->next;
+        ::operator delete(static_cast<void*>(n), (c + 1) * granule);
+      }
+  }
+  static std::size_t size_class(std::size_t size) noexcept { return (size - 1) / granule; }
+  void* take(std::size_t c) noexcept {
+    node* n = free_[c];
+    if (n) {
+      free_[c] = n->next;
+      --count_[c];
+    }
+    return n;
+  }
+  bool give(void* p, std::size_t c) noexcept {
+    if (count_[c] >= max_count) return false;
+    node* n = static_cast<node*>(p);
+    n->next = free_[c];
+    free_[c] = n;
+    ++count_[c];
+    return true;
+  }
+
+ private:
+  struct node {
+    node* next;
+  };
+  node* free_[classes] = {};
+  std::size_t count_[classes] = {};
+};
+thread_local task_block_cache task_blocks;
+}  // namespace
+
+void* fiber_control::operator new(std::size_t size) {
+  if (size == 0 || size > task_block_cache::granule * task_block_cache::classes) return ::operator new(size);
+  const std::size_t c = task_block_cache::size_class(size);
+  if (void* p = task_blocks.take(c)) return p;
+  return ::operator new((c + 1) * task_block_cache::granule);
+}
+
+void fiber_control::operator delete(void* p, std::size_t size) noexcept {
+  if (size == 0 || size > task_block_cache::granule * task_block_cache::classes) {
+    ::operator delete(p, size);
+    return;
+  }
+  const std::size_t c = task_block_cache::size_class(size);
+  if (!task_blocks.give(p, c)) ::operator delete(p, (c + 1) * task_block_cache::granule);
+}
 
 void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
   const std::size_t stack_size = opts.stack_size;
@@ -816,51 +946,15 @@ void require_fiber(const char* operation) {
   }
 }
 
-int park(waiter* waiters, std::size_t count, clock::time_point deadline) {
-  event_loop::impl* L = running_loop;
-  fiber_control* self = L ? L->current : nullptr;
-  auto unlink_all = [&] {
-    for (std::size_t i = 0; i < count; ++i)
-      if (waiters[i].queue) waiters[i].queue->remove(waiters[i]);
-  };
-  if (!self) {
-    unlink_all();
-    require_fiber("fiber: a blocking operation");
-  }
-  if (L->tearing_down) {
-    unlink_all();
-    throw error("fiber: a blocking operation while its event_loop is being destroyed");
-  }
-  const bool shielded = self->park_shielded;
-  if (!shielded && self->cancel_pending) {
-    self->cancel_pending = false;
-    unlink_all();
-    throw cancelled{};
-  }
-  bool by_scope = false;
-  if (!shielded && self->scope_deadline <= deadline) {
-    deadline = self->scope_deadline;
-    by_scope = deadline != no_deadline;
-  }
-  // A deadline already past ends the wait at once; but a plain sleep (nothing to
-  // wait for) still goes through the timers, so that sleepers wake in deadline
-  // order even when one is late to fall asleep.
-  if (deadline != no_deadline && (count > 0 || by_scope) && deadline <= clock::now()) {
-    unlink_all();
-    if (by_scope) throw timed_out{};
-    return park_timeout;
-  }
-  for (std::size_t i = 0; i < count; ++i) {
-    waiters[i].fiber = self;
-    waiters[i].index = static_cast<int>(i);
-  }
-  self->park_waiters = waiters;
-  self->park_count = count;
-  self->parked = true;
-  self->park_reason = reason_pending;
-  self->park_by_scope = by_scope;
-  if (deadline != no_deadline) L->timer_add(self, deadline);
-  L->switch_away();
+namespace {
+
+void unlink_all(waiter* waiters, std::size_t count) noexcept {
+  for (std::size_t i = 0; i < count; ++i)
+    if (waiters[i].queue) waiters[i].queue->remove(waiters[i]);
+}
+
+// How a park that did not end by a wake ends: a result, or an exception.
+[[gnu::noinline]] int park_outcome(fiber_control* self) {
   switch (self->park_reason) {
     case reason_woken:
       return self->park_result;
@@ -875,10 +969,97 @@ int park(waiter* waiters, std::size_t count, clock::time_point deadline) {
   }
 }
 
+// Every park but the common one (a fiber of a running loop, nothing pending, no
+// deadline of its own or of a scope): checks, pending cancellation, deadlines.
+[[gnu::noinline]] int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline,
+                                const char* operation) {
+  event_loop::impl* L = running_loop;
+  fiber_control* self = L ? L->current : nullptr;
+  if (!self) {
+    unlink_all(waiters, count);
+    require_fiber(operation ? operation : "fiber: a blocking operation");
+  }
+  if (L->tearing_down) {
+    unlink_all(waiters, count);
+    throw error("fiber: a blocking operation while its event_loop is being destroyed");
+  }
+  const bool shielded = self->park_shielded;
+  if (!shielded && self->cancel_pending) {
+    self->cancel_pending = false;
+    unlink_all(waiters, count);
+    throw cancelled{};
+  }
+  bool by_scope = false;
+  if (!shielded && self->scope_deadline <= deadline) {
+    deadline = self->scope_deadline;
+    by_scope = deadline != no_deadline;
+  }
+  // A deadline already past ends the wait at once; but a plain sleep (nothing to
+  // wait for) still goes through the timers, so that sleepers wake in deadline
+  // order even when one is late to fall asleep.
+  if (deadline != no_deadline && (count > 0 || by_scope) && deadline <= clock::now()) {
+    unlink_all(waiters, count);
+    if (by_scope) throw timed_out{};
+    return park_timeout;
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    waiters[i].fiber = self;
+    waiters[i].index = static_cast<int>(i);
+  }
+  self->park_waiters = waiters;
+  self->park_count = count;
+  self->parked = true;
+  self->park_reason = reason_pending;
+  self->park_by_scope = by_scope;
+  if (deadline != no_deadline) L->timer_add(self, deadline);
+  L->switch_away();
+  return park_outcome(self);
+}
+
+// Out of line, so that wake()'s common case needs no saved registers.
+[[gnu::noinline]] void wake_slow(event_loop::impl& L, fiber_control* f, int index) noexcept {
+  L.end_park(f, reason_woken, index);
+}
+
+}  // namespace
+
+int park(waiter* waiters, std::size_t count, clock::time_point deadline, const char* operation) {
+  event_loop::impl* L = running_loop;
+  fiber_control* self = L ? L->current : nullptr;
+  // The common case, kept short: a wait with no deadline and nothing pending.
+  if (!self || L->tearing_down || self->cancel_pending || deadline != no_deadline ||
+      self->scope_deadline != no_deadline) [[unlikely]]
+    return park_slow(waiters, count, deadline, operation);
+  for (std::size_t i = 0; i < count; ++i) {
+    waiters[i].fiber = self;
+    waiters[i].index = static_cast<int>(i);
+  }
+  self->park_waiters = waiters;
+  self->park_count = count;
+  self->parked = true;
+  self->park_reason = reason_pending;
+  self->park_by_scope = false;
+  L->switch_away();
+  if (self->park_reason == reason_woken) [[likely]]
+    return self->park_result;
+  return park_outcome(self);
+}
+
 void wake(waiter& w) noexcept {
   fiber_control* f = w.fiber;
   if (w.queue) w.queue->remove(w);
-  f->loop->internals().end_park(f, reason_woken, w.index);
+  event_loop::impl& L = f->loop->internals();
+  if (f->park_count == 1 && f->timer_slot == static_cast<std::size_t>(-1)) [[likely]] {
+    // Its only waiter is w, now unlinked, and no timer runs: just make it ready.
+    f->park_waiters = nullptr;
+    f->park_count = 0;
+    f->parked = false;
+    f->park_reason = reason_woken;
+    f->park_result = w.index;
+    L.make_ready(f);
+    return;
+  }
+  wake_slow(L, f, w.index);
 }
 
 bool join(fiber_control* f, clock::time_point deadline) {

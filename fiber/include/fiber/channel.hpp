@@ -217,11 +217,10 @@ class channel {
   std::optional<T> recv() {
     std::optional<T> out;
     if (poll_recv(out) == not_ready) {
-      if (!detail::running()) detail::require_fiber("fiber::channel::recv");
       detail::waiter w;
       w.slot = &out;
       recvq_.push_back(w);
-      detail::park(&w, 1, detail::no_deadline);
+      detail::park(&w, 1, detail::no_deadline, "fiber::channel::recv");
     }
     return out;
   }
@@ -323,7 +322,6 @@ class channel {
   template <class U>
   bool send_wait(U&& v, clock::time_point deadline, const char* operation) {
     if (offer(std::forward<U>(v), operation)) return true;
-    if (!detail::running()) detail::require_fiber(operation);
     if constexpr (std::is_lvalue_reference_v<U>) {
       T copy(v);  // a parked sender's value must be movable by the receiver
       return park_send(copy, deadline, operation);
@@ -336,7 +334,7 @@ class channel {
     detail::waiter w;
     w.slot = &v;
     sendq_.push_back(w);
-    if (detail::park(&w, 1, deadline) == detail::park_timeout) return false;
+    if (detail::park(&w, 1, deadline, operation) == detail::park_timeout) return false;
     if (!w.slot) detail::throw_channel_closed(operation);
     return true;
   }
@@ -348,11 +346,10 @@ class channel {
       r.status = p == got_value ? channel_status::ok : channel_status::closed;
       return r;
     }
-    if (!detail::running()) detail::require_fiber(operation);
     detail::waiter w;
     w.slot = &r.value;
     recvq_.push_back(w);
-    if (detail::park(&w, 1, deadline) == detail::park_timeout)
+    if (detail::park(&w, 1, deadline, operation) == detail::park_timeout)
       r.status = channel_status::timeout;
     else
       r.status = r.value ? channel_status::ok : channel_status::closed;

@@ -87,6 +87,15 @@ struct fiber_control {
   fiber_control& operator=(const fiber_control&) = delete;
   virtual ~fiber_control() = default;
 
+  // Task blocks are recycled through a small per-thread cache (event_loop.cpp):
+  // a spawn + join then costs no malloc/free in the steady state.
+  static void* operator new(std::size_t size);
+  static void operator delete(void* p, std::size_t size) noexcept;
+  static void* operator new(std::size_t size, std::align_val_t al) { return ::operator new(size, al); }
+  static void operator delete(void* p, std::size_t size, std::align_val_t al) noexcept {
+    ::operator delete(p, size, al);
+  }
+
   // Runs the body and stores its outcome (value or exception). Called once, on the
   // fiber's own stack.
   virtual void run_body() = 0;

@@ -100,9 +100,11 @@ inline constexpr int park_timeout = -1;
 // fiber::cancelled if the running task is cancelled (a pending cancellation is
 // delivered before parking), and fiber::timed_out if the deadline of an enclosing
 // fiber::deadline_scope passes; in every case but a wake, park() unlinks the
-// waiters before returning or throwing. Throws fiber::error when not called from a
-// fiber of a running event_loop (it would block the thread forever).
-int park(waiter* waiters, std::size_t count, clock::time_point deadline = no_deadline);
+// waiters before returning or throwing. Throws fiber::error, naming `operation`,
+// when not called from a fiber of a running event_loop (it would block the
+// thread forever).
+int park(waiter* waiters, std::size_t count, clock::time_point deadline = no_deadline,
+         const char* operation = nullptr);
 
 // Ends the park of `w`'s fiber: it is woken with w's index and all its waiters are
 // unlinked (w included, if still linked). The fiber runs when the loop reaches it.
