@@ -754,3 +754,32 @@ TEST_CASE("loop: a loop destroyed with idle workers and suspended fibers frees t
   }
   CHECK(unwound);
 }
+
+TEST_CASE("loop: joining a task that has not started runs it next, and its end hands back to the joiner", "[loop]") {
+  std::vector<std::string> log;
+  fiber::run([&] {
+    auto a = fiber::spawn([&] { log.push_back("a"); });
+    auto b = fiber::spawn([&] { log.push_back("b"); });
+    b.join();  // b has not started: it runs now, before a
+    log.push_back("main");  // b's end hands the CPU straight back here
+    a.join();
+  });
+  CHECK(log == std::vector<std::string>{"b", "main", "a"});
+}
+
+TEST_CASE("loop: hand-offs do not starve the ready queue", "[loop]") {
+  // Every spawn + join here is two direct switches (to the task, back to the
+  // joiner); the fiber queued before them must still get its turn soon.
+  long rounds = 0;
+  fiber::run([&] {
+    bool other_ran = false;
+    auto other = fiber::spawn([&] { other_ran = true; });
+    while (!other_ran && rounds < 100000) {
+      fiber::spawn([] {}).join();
+      ++rounds;
+    }
+    other.join();
+  });
+  CHECK(rounds > 0);
+  CHECK(rounds < 1000);
+}

@@ -248,6 +248,7 @@ TEST_CASE("io: a reader parks and the other fibers run meanwhile", "[io]") {
       a.read_exact(&c, 1);
       log.push_back(std::string("reader got ") + c);
     });
+    fiber::this_fiber::yield();  // the reader starts and parks
     auto counter = fiber::spawn([&log] {
       for (int i = 0; i < 3; ++i) {
         log.push_back("tick " + std::to_string(i));

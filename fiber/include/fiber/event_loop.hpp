@@ -103,7 +103,8 @@ struct fiber_control {
   event_loop* loop = nullptr;
   std::size_t stack_size = 0;
   context ctx;                          // the suspended fiber (empty: running or not started)
-  fiber_control* ready_next = nullptr;  // ready-queue link
+  fiber_control* ready_next = nullptr;  // ready-queue links
+  fiber_control* ready_prev = nullptr;
   fiber_control* all_prev = nullptr;    // the loop's list of fibers alive
   fiber_control* all_next = nullptr;
   bool queued = false;                  // in the ready queue
