@@ -562,3 +562,47 @@ TEST_CASE("io: destroying a stream while a fiber is blocked on it aborts with a 
   CHECK(d.signal == SIGABRT);
   CHECK_THAT(d.stderr_text, Catch::Contains("destroyed while a fiber was blocked on it"));
 }
+
+TEST_CASE("io: after a short read: data and the end of stream in one edge, datagrams queued together", "[io]") {
+  // After a read that comes back short from a byte stream, the next read waits for
+  // a new edge first. That must neither miss an end of stream that came with the
+  // data, nor apply to datagrams, where a short read leaves the next one queued.
+  fiber::run([] {
+    SECTION("byte stream: data, then shutdown, before the reader looks") {
+      stream a, b;
+      std::tie(a, b) = socket_pair();
+      char buf[64];
+      auto reader = fiber::spawn([&] {
+        std::string got;
+        while (std::size_t n = a.read(buf, sizeof buf, 2s)) got.append(buf, n);
+        return got;
+      });
+      fiber::this_fiber::yield();  // the reader parks: registered now
+      b.write_all("x");
+      fiber::this_fiber::sleep_for(2ms);  // the reader takes "x" (short) and waits
+      b.write_all("yz");
+      b.shutdown_write();  // one edge for "yz" and the end
+      CHECK(reader.get() == "xyz");  // and the end of stream, without a timeout
+    }
+    SECTION("datagrams: two queued, each read is short") {
+      int fds[2];
+      REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) == 0);
+      stream a = stream::adopt(fds[0]), b = stream::adopt(fds[1]);
+      char buf[64];
+      auto reader = fiber::spawn([&] {
+        std::vector<std::string> got;
+        for (int i = 0; i < 3; ++i) {
+          const std::size_t n = a.read(buf, sizeof buf, 2s);
+          got.emplace_back(buf, n);
+        }
+        return got;
+      });
+      fiber::this_fiber::yield();  // the reader parks: registered now
+      b.write_all("one");
+      fiber::this_fiber::sleep_for(2ms);  // the reader takes "one" (short) and waits
+      b.write_all("two");
+      b.write_all("three");  // queued behind "two": no edge of its own after the read of "two"
+      CHECK(reader.get() == std::vector<std::string>{"one", "two", "three"});
+    }
+  });
+}

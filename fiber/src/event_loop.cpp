@@ -700,6 +700,7 @@ struct event_loop::impl {
         continue;
       }
       const std::uint32_t e = events[i].events;
+      if (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) h->hangup = true;
       if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
         if (h->readers.empty()) h->readable = true;
         while (detail::waiter* w = h->readers.front()) detail::wake(*w);
@@ -1211,7 +1212,7 @@ void io_register(io_handle& h) {
   if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, h.fd, &ev) != 0)
     throw std::system_error(errno, std::generic_category(), "fiber::io: epoll_ctl(ADD) of fd " + std::to_string(h.fd));
   h.registered = true;
-  h.readable = h.writable = false;
+  h.readable = h.writable = h.hangup = false;
 }
 
 void io_unregister(io_handle& h) noexcept {

@@ -23,6 +23,7 @@
 #  include <netinet/tcp.h>
 #  include <poll.h>
 #  include <sys/socket.h>
+#  include <sys/stat.h>
 #  include <sys/types.h>
 #  include <unistd.h>
 #  include <cerrno>
@@ -61,6 +62,13 @@ struct stream::state {
   sched::io_handle h;
   event_loop* loop = nullptr;  // the loop `h` is registered with
   kind fd_kind = kind::unknown;
+  // Whether a short read means the fd had no more to give (a byte stream: a
+  // SOCK_STREAM socket, a pipe), so that after one the next read waits for an
+  // edge first instead of trying a read that would say EAGAIN. Not for datagram
+  // sockets, where a short read is just a small datagram and more may be queued.
+  enum class drains : unsigned char { unknown, yes, no };
+  drains short_read_drains = drains::unknown;
+  bool drained = false;  // the last read was short: nothing left until the next edge
   // read_line(): bytes [begin, end) of buf are read and not yet consumed.
   std::unique_ptr<char[]> buf;
   std::size_t cap = 0;
@@ -137,10 +145,42 @@ void wait(stream::state& s, bool write, clock::time_point deadline, const char* 
   if (!sched::io_wait(s.h, write, deadline)) throw timeout_error(op);
 }
 
+bool short_read_drains(stream::state& s) noexcept {
+  using drains = stream::state::drains;
+  if (s.short_read_drains == drains::unknown) {
+    bool yes = false;
+    struct stat st;
+    if (::fstat(s.h.fd, &st) == 0) {
+      if (S_ISFIFO(st.st_mode)) {
+        yes = true;
+      } else if (S_ISSOCK(st.st_mode)) {
+        int type = 0;
+        socklen_t len = sizeof type;
+        yes = ::getsockopt(s.h.fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+      }
+    }
+    s.short_read_drains = yes ? drains::yes : drains::no;
+  }
+  return s.short_read_drains == drains::yes;
+}
+
+// Reads what is there, parking on EAGAIN. The fd is edge-triggered (io_register),
+// so once a read came back short from a byte stream, data that arrives later
+// raises a new edge: the next read waits for it before trying, which saves the
+// read that would fail with EAGAIN (one system call in three for an echo server).
+// Not once an edge has reported a hang-up or an error: it may have come with the
+// data just read, and then no edge follows for the end of stream still to read.
 std::size_t read_some(stream::state& s, void* buf, std::size_t n, clock::time_point deadline, const char* op) {
+  if (s.drained) {
+    s.drained = false;
+    if (!s.h.hangup) wait(s, false, deadline, op);
+  }
   for (;;) {
     const ssize_t r = ::read(s.h.fd, buf, n);
-    if (r >= 0) return static_cast<std::size_t>(r);
+    if (r >= 0) {
+      if (r > 0 && static_cast<std::size_t>(r) < n && s.h.registered && short_read_drains(s)) s.drained = true;
+      return static_cast<std::size_t>(r);
+    }
     const int e = errno;
     if (e == EAGAIN || e == EWOULDBLOCK)
       wait(s, false, deadline, op);
@@ -227,6 +267,7 @@ void stream::state::close() noexcept {
   ::close(h.fd);
   h.fd = -1;
   h.readable = h.writable = false;
+  drained = false;
   loop = nullptr;
 }
 
@@ -286,6 +327,7 @@ stream stream::adopt(int fd) {
 int stream::release() noexcept {
   if (!s_ || s_->h.fd < 0) return -1;
   sched::io_unregister(s_->h);
+  s_->drained = false;
   const int fd = std::exchange(s_->h.fd, -1);
   s_->loop = nullptr;
   return fd;

@@ -128,6 +128,7 @@ struct io_handle {
   wait_queue writers;
   bool readable = false;
   bool writable = false;
+  bool hangup = false;  // an edge said the peer hung up or the fd has an error (sticky)
   bool registered = false;
 };
 void io_register(io_handle& h);  // throws std::system_error
