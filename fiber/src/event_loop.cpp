@@ -21,7 +21,7 @@
 // build, and the stack it lands on is warm in the cache.
 #include "fiber/event_loop.hpp"
 
-#include "eh_state.hpp"
+#include "fiber/detail/eh_state.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -52,8 +52,6 @@
 
 namespace fiber {
 namespace detail {
-
-enum park_reason_t : int { reason_pending = 0, reason_woken, reason_timeout, reason_scope, reason_cancelled };
 
 constexpr std::uintptr_t canary_value = static_cast<std::uintptr_t>(0x5afe5afe5afe5afeULL);
 
@@ -244,7 +242,7 @@ struct loop_stack_allocator {
 
 // ---- the loop -------------------------------------------------------------------
 
-struct event_loop::impl {
+struct event_loop::impl : detail::loop_core {
   explicit impl(event_loop* self, options opts) : owner(self), stacks(opts.stack_size, opts.guarded_stacks) {
 #if FIBER_HAVE_EPOLL
     epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -276,14 +274,8 @@ struct event_loop::impl {
   event_loop* owner;
   detail::loop_stacks stacks;
 
-  // Scheduling.
-  detail::fiber_control* current = nullptr;   // the running fiber; nullptr: the scheduler
-  context* save_slot = nullptr;               // where the switcher's context goes (top of the file)
+  // Scheduling (the rest is in detail::loop_core, event_loop.hpp).
   context scheduler;                          // the scheduler, while a fiber runs
-  detail::fiber_control* ready_head = nullptr;
-  detail::fiber_control* ready_tail = nullptr;
-  detail::fiber_control* runnext = nullptr;   // see "ready queue" below
-  int direct_budget = 0;
   // Direct switches between two passes of the scheduler (timers, post(), IO). A
   // pass costs an epoll_wait when fibers wait for IO; 256 switches take a few
   // microseconds. It also bounds how long a chain of hand-offs (runnext) keeps the
@@ -291,9 +283,6 @@ struct event_loop::impl {
   // skynet (bench/) held 20,665 stacks at once with 64, 10,203 with 256.
   static constexpr int direct_switches = 256;
   bool running = false;
-  bool tearing_down = false;
-  // The running thread's C++ exception state (eh_state.hpp), set by schedule().
-  detail::eh_globals_layout* eh_globals = detail::eh_state::globals();
 
   // Every fiber alive (spawned, not ended).
   detail::fiber_control* all_head = nullptr;
@@ -319,17 +308,7 @@ struct event_loop::impl {
   // a task its joiner waits for). runnext goes first while the direct budget lasts;
   // the scheduler puts it back at the tail of the queue before it picks, so a chain
   // of hand-offs never keeps the queue waiting for more than one budget.
-  void make_ready(detail::fiber_control* f) noexcept {
-    if (f->queued) return;
-    f->queued = true;
-    f->ready_next = nullptr;
-    f->ready_prev = ready_tail;
-    if (ready_tail)
-      ready_tail->ready_next = f;
-    else
-      ready_head = f;
-    ready_tail = f;
-  }
+  // make_ready(), pop_ready() and next_after_park() are loop_core's.
   void make_ready_front(detail::fiber_control* f) noexcept {
     if (f->queued) return;
     f->queued = true;
@@ -367,19 +346,6 @@ struct event_loop::impl {
     }
     f->ready_prev = f->ready_next = nullptr;
     f->queued = false;
-  }
-  detail::fiber_control* pop_ready() noexcept {
-    detail::fiber_control* f = ready_head;
-    if (f) {
-      ready_head = f->ready_next;
-      if (ready_head)
-        ready_head->ready_prev = nullptr;
-      else
-        ready_tail = nullptr;
-      f->queued = false;
-      f->ready_next = nullptr;
-    }
-    return f;
   }
   bool any_ready() const noexcept { return ready_head || runnext; }
 
@@ -537,24 +503,6 @@ struct event_loop::impl {
       }
     }
     return next;
-  }
-
-  // The next flow to run after the running fiber parks: the next ready fiber while
-  // the direct budget lasts, else the scheduler.
-  detail::fiber_control* next_after_park() noexcept {
-    if (direct_budget > 0) {
-      if (detail::fiber_control* f = runnext) {
-        runnext = nullptr;
-        f->queued = false;
-        --direct_budget;
-        return f;
-      }
-      if (detail::fiber_control* f = pop_ready()) {
-        --direct_budget;
-        return f;
-      }
-    }
-    return nullptr;
   }
 
   void switch_away() {
@@ -735,17 +683,21 @@ struct event_loop::impl {
   void schedule(detail::fiber_control* until);
 };
 
+namespace detail {
+constinit thread_local loop_core* running_core = nullptr;
+}
+
 namespace {
-thread_local event_loop::impl* running_loop = nullptr;
+event_loop::impl* running_loop_impl() noexcept { return static_cast<event_loop::impl*>(detail::running_core); }
 }
 
 void event_loop::impl::schedule(detail::fiber_control* until) {
-  if (running_loop == this) throw error("fiber::event_loop::run: the loop is already running (called from one of its fibers?)");
-  if (running_loop) throw error("fiber::event_loop::run: another event_loop is running on this thread");
-  running_loop = this;
+  if (running_loop_impl() == this) throw error("fiber::event_loop::run: the loop is already running (called from one of its fibers?)");
+  if (running_loop_impl()) throw error("fiber::event_loop::run: another event_loop is running on this thread");
+  detail::running_core = this;
   eh_globals = detail::eh_state::globals();  // a loop may be run by another thread than made it
   struct restore {
-    ~restore() { running_loop = nullptr; }
+    ~restore() { detail::running_core = nullptr; }
   } restore_on_exit;
   // Keep `until` alive while we look at it.
   if (until) ++until->refs;
@@ -796,15 +748,15 @@ event_loop::~event_loop() {
       // unlock a fiber::mutex, which checks who calls). Restore what was running:
       // a loop may be destroyed inside a fiber of another loop.
       context c = std::move(f->ctx);
-      event_loop::impl* const saved_loop = running_loop;
+      event_loop::impl* const saved_loop = running_loop_impl();
       detail::fiber_control* const saved_current = L.current;
-      running_loop = impl_.get();
+      detail::running_core = impl_.get();
       L.current = f;
       const detail::eh_state eh = detail::eh_state::take();
       c = context{};  // unwinds the fiber's stack
       eh.restore();
       L.current = saved_current;
-      running_loop = saved_loop;
+      detail::running_core = saved_loop;
     }
     if (f->status == task_status::pending) {
       f->status = task_status::cancelled;
@@ -829,7 +781,7 @@ event_loop::~event_loop() {
   }
 }
 
-event_loop* event_loop::current() noexcept { return running_loop ? running_loop->owner : nullptr; }
+event_loop* event_loop::current() noexcept { return running_loop_impl() ? running_loop_impl()->owner : nullptr; }
 
 void event_loop::run() { impl_->schedule(nullptr); }
 void event_loop::run_until_done(detail::fiber_control* f) { impl_->schedule(f); }
@@ -936,6 +888,7 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
     throw error("fiber::spawn: the event_loop is being destroyed");
   }
   f->loop = &loop;
+  f->core = &L;
   f->stack_size = stack_size ? stack_size : L.stacks.default_size();
   if (f->stack_size < min_stack_size) {
     delete f;
@@ -947,7 +900,7 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
   if (L.all_head) L.all_head->all_prev = f;
   L.all_head = f;
   ++L.alive;
-  if (opts.eager && running_loop == &L && L.current) {
+  if (opts.eager && running_loop_impl() == &L && L.current) {
     // Run it now; the spawner is next (eager tasks).
     L.make_ready_front(L.current);
     L.transfer_to(f);
@@ -986,8 +939,6 @@ void throw_empty_task(const char* operation) {
   throw error(std::string("fiber::task::") + operation + ": the task handle is empty (moved from, or detached)");
 }
 
-fiber_control* running() noexcept { return running_loop ? running_loop->current : nullptr; }
-
 void require_fiber(const char* operation) {
   if (!running()) {
     throw error(std::string(operation) +
@@ -997,14 +948,14 @@ void require_fiber(const char* operation) {
 }
 
 namespace {
-
 void unlink_all(waiter* waiters, std::size_t count) noexcept {
   for (std::size_t i = 0; i < count; ++i)
     if (waiters[i].queue) waiters[i].queue->remove(waiters[i]);
 }
+}  // namespace
 
 // How a park that did not end by a wake ends: a result, or an exception.
-[[gnu::noinline]] int park_outcome(fiber_control* self) {
+int park_outcome(fiber_control* self) {
   switch (self->park_reason) {
     case reason_woken:
       return self->park_result;
@@ -1021,9 +972,8 @@ void unlink_all(waiter* waiters, std::size_t count) noexcept {
 
 // Every park but the common one (a fiber of a running loop, nothing pending, no
 // deadline of its own or of a scope): checks, pending cancellation, deadlines.
-[[gnu::noinline]] int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline,
-                                const char* operation) {
-  event_loop::impl* L = running_loop;
+int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, const char* operation) {
+  event_loop::impl* L = running_loop_impl();
   fiber_control* self = L ? L->current : nullptr;
   if (!self) {
     unlink_all(waiters, count);
@@ -1066,57 +1016,17 @@ void unlink_all(waiter* waiters, std::size_t count) noexcept {
   return park_outcome(self);
 }
 
-// Out of line, so that wake()'s common case needs no saved registers.
-[[gnu::noinline]] void wake_slow(event_loop::impl& L, fiber_control* f, int index) noexcept {
-  L.end_park(f, reason_woken, index);
+void wake_slow(fiber_control* f, int index) noexcept {
+  static_cast<event_loop::impl*>(f->core)->end_park(f, reason_woken, index);
 }
 
-}  // namespace
-
-int park(waiter* waiters, std::size_t count, clock::time_point deadline, const char* operation) {
-  event_loop::impl* L = running_loop;
-  fiber_control* self = L ? L->current : nullptr;
-  // The common case, kept short: a wait with no deadline and nothing pending.
-  if (!self || L->tearing_down || self->cancel_pending || deadline != no_deadline ||
-      self->scope_deadline != no_deadline) [[unlikely]]
-    return park_slow(waiters, count, deadline, operation);
-  for (std::size_t i = 0; i < count; ++i) {
-    waiters[i].fiber = self;
-    waiters[i].index = static_cast<int>(i);
-  }
-  self->park_waiters = waiters;
-  self->park_count = count;
-  self->parked = true;
-  self->park_reason = reason_pending;
-  self->park_by_scope = false;
-  L->switch_away();
-  if (self->park_reason == reason_woken) [[likely]]
-    return self->park_result;
-  return park_outcome(self);
-}
-
-void wake(waiter& w) noexcept {
-  fiber_control* f = w.fiber;
-  if (w.queue) w.queue->remove(w);
-  event_loop::impl& L = f->loop->internals();
-  if (f->park_count == 1 && f->timer_slot == static_cast<std::size_t>(-1)) [[likely]] {
-    // Its only waiter is w, now unlinked, and no timer runs: just make it ready.
-    f->park_waiters = nullptr;
-    f->park_count = 0;
-    f->parked = false;
-    f->park_reason = reason_woken;
-    f->park_result = w.index;
-    L.make_ready(f);
-    return;
-  }
-  wake_slow(L, f, w.index);
-}
+void transfer_slow(fiber_control* next) { static_cast<event_loop::impl*>(running_core)->transfer_to(next); }
 
 bool join(fiber_control* f, clock::time_point deadline) {
   if (f->status != task_status::pending) return true;
   if (f == running()) throw error("fiber::task::join: a task cannot wait for itself");
   // A task that has not started runs next: its joiner has nothing to do before it.
-  if (!f->started && f->queued && running_loop && f->loop == running_loop->owner) running_loop->make_next(f);
+  if (!f->started && f->queued && running_loop_impl() && f->loop == running_loop_impl()->owner) running_loop_impl()->make_next(f);
   waiter w;
   f->joiners.push_back(w);
   return park(&w, 1, deadline) != park_timeout;
@@ -1204,7 +1114,7 @@ void gather_all(fiber_control* const* fibers, std::size_t count) {
 
 #if FIBER_HAVE_EPOLL
 void io_register(io_handle& h) {
-  event_loop::impl* L = running_loop;
+  event_loop::impl* L = running_loop_impl();
   if (!L) throw_no_loop("fiber::io");
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -1218,7 +1128,7 @@ void io_register(io_handle& h) {
 void io_unregister(io_handle& h) noexcept {
   if (!h.registered) return;
   h.registered = false;
-  if (event_loop::impl* L = running_loop) epoll_ctl(L->epfd, EPOLL_CTL_DEL, h.fd, nullptr);
+  if (event_loop::impl* L = running_loop_impl()) epoll_ctl(L->epfd, EPOLL_CTL_DEL, h.fd, nullptr);
   while (waiter* w = h.readers.front()) wake(*w);
   while (waiter* w = h.writers.front()) wake(*w);
 }
@@ -1240,13 +1150,13 @@ bool io_wait(io_handle& h, bool write, clock::time_point deadline) {
   }
   waiter w;
   (write ? h.writers : h.readers).push_back(w);
-  io_wait_count count(running_loop);
+  io_wait_count count(running_loop_impl());
   return park(&w, 1, deadline) != park_timeout;
 }
 
 bool io_wait_fd(int fd, bool write, clock::time_point deadline) {
   require_fiber(write ? "fiber::io::wait_writable" : "fiber::io::wait_readable");
-  event_loop::impl* L = running_loop;
+  event_loop::impl* L = running_loop_impl();
   io_handle h;
   h.fd = fd;
   epoll_event ev{};
@@ -1278,7 +1188,7 @@ namespace this_fiber {
 
 void yield() {
   detail::require_fiber("fiber::this_fiber::yield");
-  event_loop::impl* L = running_loop;
+  event_loop::impl* L = running_loop_impl();
   detail::fiber_control* self = L->current;
   if (self->cancel_pending && !self->park_shielded) {
     self->cancel_pending = false;

@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "fiber/context.hpp"
+#include "fiber/detail/eh_state.hpp"
 #include "fiber/detail/scheduler.hpp"
 #include "fiber/error.hpp"
 #include "fiber/stack.hpp"
@@ -79,6 +80,7 @@ enum class task_status { pending, succeeded, failed, cancelled };
 namespace detail {
 
 class loop_stacks;
+struct loop_core;
 
 // What the loop knows of one fiber; a task<T>'s shared state derives from it.
 struct fiber_control {
@@ -101,6 +103,7 @@ struct fiber_control {
   virtual void run_body() = 0;
 
   event_loop* loop = nullptr;
+  loop_core* core = nullptr;            // loop's scheduling state (below)
   std::size_t stack_size = 0;
   context ctx;                          // the suspended fiber (empty: running or not started)
   fiber_control* ready_next = nullptr;  // ready-queue links
@@ -165,6 +168,142 @@ int join_any(fiber_control* const* fibers, std::size_t count, clock::time_point 
 [[noreturn]] void throw_no_loop(const char* operation);
 [[noreturn]] void throw_empty_task(const char* operation);
 void rethrow_outcome(fiber_control* f);
+
+// ---- the scheduler's fast paths ----
+//
+// park() and wake() (specified in scheduler.hpp) run inline in the primitives for
+// their common case (one waiter, no deadline, nothing pending, the next fiber
+// already started): a channel hand-off then makes no call into the library. All
+// else goes to event_loop.cpp.
+
+enum park_reason_t : int { reason_pending = 0, reason_woken, reason_timeout, reason_scope, reason_cancelled };
+
+// The scheduling state of a loop that the fast paths use; event_loop.cpp's loop
+// derives from it. See event_loop.cpp for the rules (ready queue, runnext, budget).
+struct loop_core {
+  fiber_control* current = nullptr;     // the running fiber; nullptr: the scheduler
+  fiber_control* ready_head = nullptr;  // the ready queue (doubly linked)
+  fiber_control* ready_tail = nullptr;
+  fiber_control* runnext = nullptr;     // the hand-off slot, ahead of the queue
+  context* save_slot = nullptr;         // where the switcher's context goes
+  int direct_budget = 0;                // direct switches left before the scheduler's turn
+  bool tearing_down = false;
+  eh_globals_layout* eh_globals = eh_state::globals();  // the running thread's
+
+  void make_ready(fiber_control* f) noexcept {
+    if (f->queued) return;
+    f->queued = true;
+    f->ready_next = nullptr;
+    f->ready_prev = ready_tail;
+    if (ready_tail)
+      ready_tail->ready_next = f;
+    else
+      ready_head = f;
+    ready_tail = f;
+  }
+  fiber_control* pop_ready() noexcept {
+    fiber_control* f = ready_head;
+    if (f) {
+      ready_head = f->ready_next;
+      if (ready_head)
+        ready_head->ready_prev = nullptr;
+      else
+        ready_tail = nullptr;
+      f->queued = false;
+      f->ready_next = nullptr;
+    }
+    return f;
+  }
+  // The next flow to run after the running fiber parks: runnext, else the head of
+  // the queue, while the direct budget lasts; else (nullptr) the scheduler.
+  fiber_control* next_after_park() noexcept {
+    if (direct_budget > 0) {
+      if (fiber_control* f = runnext) {
+        runnext = nullptr;
+        f->queued = false;
+        --direct_budget;
+        return f;
+      }
+      if (fiber_control* f = pop_ready()) {
+        --direct_budget;
+        return f;
+      }
+    }
+    return nullptr;
+  }
+};
+
+// The loop running on this thread (constinit: no TLS init wrapper on access).
+extern constinit thread_local loop_core* running_core;
+
+// Out of line: everything but the common cases.
+int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, const char* operation);
+int park_outcome(fiber_control* self);
+void transfer_slow(fiber_control* next);  // the running fiber switches to next (nullptr: the scheduler)
+void wake_slow(fiber_control* f, int index) noexcept;
+
+inline fiber_control* running() noexcept {
+  loop_core* L = running_core;
+  return L ? L->current : nullptr;
+}
+
+inline int park(waiter* waiters, std::size_t count, clock::time_point deadline = no_deadline,
+                const char* operation = nullptr) {
+  loop_core* const L = running_core;
+  fiber_control* const self = L ? L->current : nullptr;
+  if (count != 1 || !self || L->tearing_down || self->cancel_pending || deadline != no_deadline ||
+      self->scope_deadline != no_deadline) [[unlikely]]
+    return park_slow(waiters, count, deadline, operation);
+  waiters->fiber = self;
+  waiters->index = 0;
+  self->park_waiters = waiters;
+  self->park_count = 1;
+  self->parked = true;
+  self->park_reason = reason_pending;
+  self->park_by_scope = false;
+  fiber_control* const next = L->next_after_park();
+  if (!next || !next->started || self->canary) [[unlikely]] {
+    transfer_slow(next);  // the scheduler, a fiber to start, or a canary to check
+  } else {
+    L->current = next;
+    L->save_slot = &self->ctx;
+    // Our exceptions in flight stay ours (eh_state.hpp); a forced unwind (the loop
+    // destroyed while we are parked) keeps the one in flight counted.
+    struct keep_eh {
+      eh_globals_layout* g;
+      eh_state saved = eh_state::take(g);
+      bool resumed = false;
+      ~keep_eh() {
+        if (resumed)
+          saved.restore(g);
+        else
+          saved.restore_unwinding(g);
+      }
+    } eh{L->eh_globals};
+    context from = std::move(next->ctx).resume();
+    if (from) *L->save_slot = std::move(from);  // else the switcher was a fiber that ended
+    eh.resumed = true;
+  }
+  if (self->park_reason == reason_woken) [[likely]]
+    return self->park_result;
+  return park_outcome(self);
+}
+
+inline void wake(waiter& w) noexcept {
+  fiber_control* const f = w.fiber;
+  if (w.queue) w.queue->remove(w);
+  if (f->park_count == 1 && f->timer_slot == static_cast<std::size_t>(-1)) [[likely]] {
+    // Its only waiter is w, now unlinked, and no timer runs: just make it ready.
+    f->park_waiters = nullptr;
+    f->park_count = 0;
+    f->parked = false;
+    f->park_reason = reason_woken;
+    f->park_result = w.index;
+    f->core->make_ready(f);
+    return;
+  }
+  wake_slow(f, w.index);
+}
 
 template <class F, class... Args>
 auto bind_task(F&& fn, Args&&... args) {

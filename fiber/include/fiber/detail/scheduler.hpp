@@ -59,7 +59,6 @@ class wait_queue {
 
   bool empty() const noexcept { return head_ == nullptr; }
   waiter* front() const noexcept { return head_; }
-  std::size_t size() const noexcept { return size_; }
 
   void push_back(waiter& w) noexcept {
     w.queue = this;
@@ -70,7 +69,6 @@ class wait_queue {
     else
       head_ = &w;
     tail_ = &w;
-    ++size_;
   }
   waiter* pop_front() noexcept {
     waiter* w = head_;
@@ -82,36 +80,38 @@ class wait_queue {
     (w.next ? w.next->prev : tail_) = w.prev;
     w.prev = w.next = nullptr;
     w.queue = nullptr;
-    --size_;
   }
 
  private:
   waiter* head_ = nullptr;
   waiter* tail_ = nullptr;
-  std::size_t size_ = 0;
 };
 
 // What park() reports when it returns normally.
 inline constexpr int park_timeout = -1;
 
-// Parks the running fiber until one of `waiters[0..count)` is woken (returns its
-// index) or `deadline` passes (returns park_timeout). Each waiter must already be
-// linked in a queue; park() sets its `fiber` and `index` first. Throws
-// fiber::cancelled if the running task is cancelled (a pending cancellation is
-// delivered before parking), and fiber::timed_out if the deadline of an enclosing
-// fiber::deadline_scope passes; in every case but a wake, park() unlinks the
-// waiters before returning or throwing. Throws fiber::error, naming `operation`,
-// when not called from a fiber of a running event_loop (it would block the
-// thread forever).
-int park(waiter* waiters, std::size_t count, clock::time_point deadline = no_deadline,
-         const char* operation = nullptr);
-
-// Ends the park of `w`'s fiber: it is woken with w's index and all its waiters are
-// unlinked (w included, if still linked). The fiber runs when the loop reaches it.
-void wake(waiter& w) noexcept;
-
-// The running loop fiber, or nullptr when the caller is not one.
-fiber_control* running() noexcept;
+// park(), wake() and running() are defined inline in event_loop.hpp (their common
+// paths run inline in the primitives), after the loop's fiber bookkeeping:
+//
+// int park(waiter* waiters, std::size_t count, clock::time_point deadline = no_deadline,
+//          const char* operation = nullptr);
+//   Parks the running fiber until one of `waiters[0..count)` is woken (returns its
+//   index) or `deadline` passes (returns park_timeout). Each waiter must already be
+//   linked in a queue; park() sets its `fiber` and `index` first. Throws
+//   fiber::cancelled if the running task is cancelled (a pending cancellation is
+//   delivered before parking), and fiber::timed_out if the deadline of an enclosing
+//   fiber::deadline_scope passes; in every case but a wake, park() unlinks the
+//   waiters before returning or throwing. Throws fiber::error, naming `operation`,
+//   when not called from a fiber of a running event_loop (it would block the
+//   thread forever).
+//
+// void wake(waiter& w) noexcept;
+//   Ends the park of `w`'s fiber: it is woken with w's index and all its waiters
+//   are unlinked (w included, if still linked). The fiber runs when the loop
+//   reaches it.
+//
+// fiber_control* running() noexcept;
+//   The running loop fiber, or nullptr when the caller is not one.
 
 // Throws fiber::error, naming `operation`, unless the caller may park.
 void require_fiber(const char* operation);
