@@ -488,6 +488,7 @@ TEST_CASE("loop: post from another thread wakes a sleeping loop and runs on the 
     got = 1;
     alive.reset();  // let run() end
   });
+  const auto t0 = clk::now();  // before the thread starts: it posts 20 ms after
   std::thread other([&] {
     std::this_thread::sleep_for(20ms);  // the loop is asleep in poll by then
     loop.post([&] {
@@ -496,7 +497,6 @@ TEST_CASE("loop: post from another thread wakes a sleeping loop and runs on the 
       sem.release();
     });
   });
-  const auto t0 = clk::now();
   loop.run();
   other.join();
   REQUIRE(got == 1);

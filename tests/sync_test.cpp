@@ -116,6 +116,7 @@ TEST_CASE("sync: mutex timed lock never gives up early, and succeeds when handed
   fiber::run([] {
     fiber::mutex m;
     m.lock();
+    bool gave_up_twice = false;
     auto ts = start(1, [&](int) {
       const auto t0 = clk::now();
       REQUIRE_FALSE(m.try_lock_for(3ms));
@@ -123,10 +124,13 @@ TEST_CASE("sync: mutex timed lock never gives up early, and succeeds when handed
       const auto until = clk::now() + 2ms;
       REQUIRE_FALSE(m.try_lock_until(until));
       REQUIRE(clk::now() >= until);
+      gave_up_twice = true;
       REQUIRE(m.try_lock_for(10s));  // main unlocks meanwhile
       m.unlock();
     });
-    fiber::this_fiber::sleep_for(10ms);
+    // Unlock only once both timed attempts have given up (not after a fixed time:
+    // on a loaded machine they may take longer than it).
+    while (!gave_up_twice) fiber::this_fiber::sleep_for(1ms);
     m.unlock();
     join_all(ts);
     REQUIRE_FALSE(m.locked());
