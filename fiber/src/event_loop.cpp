@@ -460,19 +460,9 @@ struct event_loop::impl : detail::loop_core {
     context& target = next ? next->ctx : scheduler;
     // Our exceptions in flight stay ours (eh_state.hpp): a fiber may park in a
     // catch block while others throw and catch.
-    struct keep_eh {
-      detail::eh_globals_layout* g;
-      detail::eh_state saved = detail::eh_state::take(g);
-      bool resumed = false;
-      ~keep_eh() {
-        if (resumed)
-          saved.restore(g);
-        else
-          saved.restore_unwinding(g);  // forced unwinding (~event_loop)
-      }
-    } eh{eh_globals};
+    detail::eh_keeper eh(eh_globals);
     arrived(std::move(target).resume());
-    eh.resumed = true;
+    eh.resumed();
   }
 
   // `next`, given a context if it has not run yet. A fiber whose stack cannot be

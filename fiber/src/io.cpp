@@ -452,18 +452,35 @@ bool stream::wait_writable(clock::time_point deadline) {
 
 // ---- TCP ------------------------------------------------------------------------------
 
+namespace {
+// The state of a TCP socket this file made (listen, accept, connect): a byte
+// stream, so a short read means drained, and no fstat/getsockopt to learn it.
+std::unique_ptr<stream::state> tcp_state(int fd) {
+  auto s = std::make_unique<stream::state>(fd);
+  s->fd_kind = stream::state::kind::socket;
+  s->short_read_drains = stream::state::drains::yes;
+  return s;
+}
+
+// A non-blocking socket for `a`, or nullptr with the reason in `err`.
+std::unique_ptr<stream::state> open_socket(const addrinfo* a, int& err) {
+  const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+  if (fd < 0) {
+    err = errno;
+    return nullptr;
+  }
+  return tcp_state(fd);
+}
+}  // namespace
+
 listener listen(const std::string& host, std::uint16_t port, int backlog) {
   const std::string what = "fiber::io::listen " + host_port(host, port);
   addresses addrs(host, port, true, what);
   int err = EADDRNOTAVAIL;
   for (addrinfo* a = addrs.list; a; a = a->ai_next) {
-    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) {
-      err = errno;
-      continue;
-    }
-    auto s = std::make_unique<stream::state>(fd);
-    s->fd_kind = stream::state::kind::socket;
+    auto s = open_socket(a, err);
+    if (!s) continue;
+    const int fd = s->h.fd;
     const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, backlog) == 0) return listener(std::move(s));
@@ -478,10 +495,8 @@ stream listener::accept(clock::time_point deadline) {
   for (;;) {
     const int fd = ::accept4(s.h.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      auto c = std::make_unique<stream::state>(fd);
-      c->fd_kind = stream::state::kind::socket;
       set_nodelay(fd, true);
-      return stream(std::move(c));
+      return stream(tcp_state(fd));
     }
     switch (const int e = errno) {
       case EAGAIN:
@@ -524,13 +539,9 @@ stream connect(const std::string& host, std::uint16_t port, clock::time_point de
   addresses addrs(host, port, false, what);
   int err = EADDRNOTAVAIL;
   for (addrinfo* a = addrs.list; a; a = a->ai_next) {
-    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) {
-      err = errno;
-      continue;
-    }
-    auto s = std::make_unique<stream::state>(fd);
-    s->fd_kind = stream::state::kind::socket;
+    auto s = open_socket(a, err);
+    if (!s) continue;
+    const int fd = s->h.fd;
     if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
       err = errno;
       if (err != EINPROGRESS && err != EINTR) continue;  // the next address

@@ -272,22 +272,10 @@ inline int park(waiter* waiters, std::size_t count, clock::time_point deadline =
   } else {
     L->current = next;
     L->save_slot = &self->ctx;
-    // Our exceptions in flight stay ours (eh_state.hpp); a forced unwind (the loop
-    // destroyed while we are parked) keeps the one in flight counted.
-    struct keep_eh {
-      eh_globals_layout* g;
-      eh_state saved = eh_state::take(g);
-      bool resumed = false;
-      ~keep_eh() {
-        if (resumed)
-          saved.restore(g);
-        else
-          saved.restore_unwinding(g);
-      }
-    } eh{L->eh_globals};
+    eh_keeper eh(L->eh_globals);  // our exceptions in flight stay ours (eh_state.hpp)
     context from = std::move(next->ctx).resume();
     if (from) *L->save_slot = std::move(from);  // else the switcher was a fiber that ended
-    eh.resumed = true;
+    eh.resumed();
   }
   if (self->park_reason == reason_woken) [[likely]]
     return self->park_result;

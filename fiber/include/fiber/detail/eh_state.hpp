@@ -79,4 +79,27 @@ class eh_state {
   eh_globals_layout saved_{};
 };
 
+// Keeps the running flow's state across one switch: takes it off the thread when
+// made; gives it back when the flow is resumed (say so with resumed()), or, if the
+// switch throws instead (the suspended flow is destroyed: a forced unwind), gives it
+// back with the exception in flight still counted.
+class eh_keeper {
+ public:
+  explicit eh_keeper(eh_globals_layout* g) noexcept : g_(g), saved_(eh_state::take(g)) {}
+  eh_keeper(const eh_keeper&) = delete;
+  eh_keeper& operator=(const eh_keeper&) = delete;
+  ~eh_keeper() {
+    if (resumed_)
+      saved_.restore(g_);
+    else
+      saved_.restore_unwinding(g_);
+  }
+  void resumed() noexcept { resumed_ = true; }
+
+ private:
+  eh_globals_layout* g_;
+  eh_state saved_;
+  bool resumed_ = false;
+};
+
 }  // namespace fiber::detail
