@@ -783,3 +783,22 @@ TEST_CASE("loop: hand-offs do not starve the ready queue", "[loop]") {
   CHECK(rounds > 0);
   CHECK(rounds < 1000);
 }
+
+TEST_CASE("loop: after a budget of hand-offs, every fiber queued meanwhile runs before the chain goes on", "[loop]") {
+  // The scheduler's turn puts the hand-off fiber behind the queue: 20 queued
+  // fibers all run within about one budget of spawn + join rounds, not one budget
+  // each.
+  long rounds = 0;
+  fiber::run([&] {
+    int others_ran = 0;
+    std::vector<fiber::task<void>> others;
+    for (int i = 0; i < 20; ++i) others.push_back(fiber::spawn([&] { ++others_ran; }));
+    while (others_ran < 20 && rounds < 100000) {
+      fiber::spawn([] {}).join();
+      ++rounds;
+    }
+    for (auto& t : others) t.join();
+  });
+  CHECK(rounds > 0);
+  CHECK(rounds < 1000);
+}
