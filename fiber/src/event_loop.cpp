@@ -809,6 +809,16 @@ std::size_t event_loop::unguarded_stacks() const noexcept { return impl_->stacks
 namespace detail {
 
 namespace {
+// Sized deallocation where the compiler provides it (Clang enables it only with
+// -fsized-deallocation).
+inline void sized_delete(void* p, [[maybe_unused]] std::size_t size) noexcept {
+#if defined(__cpp_sized_deallocation)
+  ::operator delete(p, size);
+#else
+  ::operator delete(p);
+#endif
+}
+
 // Freed task blocks of up to max_size bytes, kept per thread by size class (64
 // bytes apart), at most max_count per class; the rest go back to the heap. A block
 // freed on another thread than allocated it joins that thread's cache: they all
@@ -823,7 +833,7 @@ class task_block_cache {
     for (std::size_t c = 0; c < classes; ++c)
       while (node* n = free_[c]) {
         free_[c] = n->next;
-        ::operator delete(static_cast<void*>(n), (c + 1) * granule);
+        sized_delete(static_cast<void*>(n), (c + 1) * granule);
       }
   }
   static std::size_t size_class(std::size_t size) noexcept { return (size - 1) / granule; }
@@ -863,11 +873,11 @@ void* fiber_control::operator new(std::size_t size) {
 
 void fiber_control::operator delete(void* p, std::size_t size) noexcept {
   if (size == 0 || size > task_block_cache::granule * task_block_cache::classes) {
-    ::operator delete(p, size);
+    sized_delete(p, size);
     return;
   }
   const std::size_t c = task_block_cache::size_class(size);
-  if (!task_blocks.give(p, c)) ::operator delete(p, (c + 1) * task_block_cache::granule);
+  if (!task_blocks.give(p, c)) sized_delete(p, (c + 1) * task_block_cache::granule);
 }
 
 void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {

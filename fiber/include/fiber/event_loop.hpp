@@ -99,9 +99,7 @@ struct fiber_control {
   static void* operator new(std::size_t size);
   static void operator delete(void* p, std::size_t size) noexcept;
   static void* operator new(std::size_t size, std::align_val_t al) { return ::operator new(size, al); }
-  static void operator delete(void* p, std::size_t size, std::align_val_t al) noexcept {
-    ::operator delete(p, size, al);
-  }
+  static void operator delete(void* p, std::size_t, std::align_val_t al) noexcept { ::operator delete(p, al); }
 
   // Runs the body and stores its outcome (value or exception). Called once, on the
   // fiber's own stack.
