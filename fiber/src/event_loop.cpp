@@ -196,9 +196,13 @@ class loop_stacks {
     munmap(p, bytes);
 #endif
   }
+  // Stacks lie end to end in a slab, each starting one word below a page
+  // boundary: a stack's canary is the last word of the page that holds the top of
+  // the stack below it. A fiber that stays shallow touches one page, not one at
+  // its top and another for its canary (a page fault and 4 KiB each).
   stack_memory carve(pool& p, std::size_t size) {
     if (p.slab_next == nullptr || static_cast<std::size_t>(p.slab_end - p.slab_next) < size) {
-      const std::size_t bytes = std::max(slab_bytes, size);
+      const std::size_t bytes = std::max(slab_bytes, size + page_size());
 #if defined(_WIN32)
       void* m = VirtualAlloc(nullptr, bytes, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
       if (!m) throw stack_allocation_error(size, ENOMEM);
@@ -207,8 +211,8 @@ class loop_stacks {
       if (m == MAP_FAILED) throw stack_allocation_error(size, errno);
 #endif
       slabs_.emplace_back(m, bytes);
-      p.slab_next = static_cast<char*>(m);
-      p.slab_end = p.slab_next + bytes;
+      p.slab_next = static_cast<char*>(m) + page_size() - sizeof(canary_value);
+      p.slab_end = static_cast<char*>(m) + bytes;
     }
     stack_memory s{p.slab_next, size};
     p.slab_next += size;
