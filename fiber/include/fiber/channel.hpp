@@ -187,8 +187,8 @@ class channel {
 
   // -- send --
 
-  void send(const T& v) { send_wait(v, detail::no_deadline, "fiber::channel::send"); }
-  void send(T&& v) { send_wait(std::move(v), detail::no_deadline, "fiber::channel::send"); }
+  FIBER_SWITCH_INLINE void send(const T& v) { send_wait(v, detail::no_deadline, "fiber::channel::send"); }
+  FIBER_SWITCH_INLINE void send(T&& v) { send_wait(std::move(v), detail::no_deadline, "fiber::channel::send"); }
 
   /// False if `deadline` passed first (then `v` is left as it was).
   bool send_until(const T& v, clock::time_point deadline) {
@@ -214,7 +214,7 @@ class channel {
   // -- receive --
 
   /// The next value; empty once the channel is closed and drained.
-  std::optional<T> recv() {
+  FIBER_SWITCH_INLINE std::optional<T> recv() {
     std::optional<T> out;
     if (poll_recv(out) == not_ready) {
       detail::waiter w;
@@ -320,7 +320,7 @@ class channel {
   }
 
   template <class U>
-  bool send_wait(U&& v, clock::time_point deadline, const char* operation) {
+  FIBER_SWITCH_INLINE bool send_wait(U&& v, clock::time_point deadline, const char* operation) {
     if (offer(std::forward<U>(v), operation)) return true;
     if constexpr (std::is_lvalue_reference_v<U>) {
       T copy(v);  // a parked sender's value must be movable by the receiver
@@ -330,7 +330,7 @@ class channel {
     }
   }
 
-  bool park_send(T& v, clock::time_point deadline, const char* operation) {
+  FIBER_SWITCH_INLINE bool park_send(T& v, clock::time_point deadline, const char* operation) {
     detail::waiter w;
     w.slot = &v;
     sendq_.push_back(w);

@@ -250,8 +250,8 @@ inline fiber_control* running() noexcept {
   return L ? L->current : nullptr;
 }
 
-inline int park(waiter* waiters, std::size_t count, clock::time_point deadline = no_deadline,
-                const char* operation = nullptr) {
+FIBER_SWITCH_INLINE int park(waiter* waiters, std::size_t count, clock::time_point deadline = no_deadline,
+                             const char* operation = nullptr) {
   loop_core* const L = running_core;
   fiber_control* const self = L ? L->current : nullptr;
   if (count != 1 || !self || L->tearing_down || self->cancel_pending || deadline != no_deadline ||

@@ -61,7 +61,7 @@ class generator {
     /// Suspends the body, handing `value` to whoever resumed it; returns the value
     /// sent by the next send() (nothing when Send = void). Throws what close() or
     /// throw_exception() raise at this point.
-    Send yield(Yield value) {
+    FIBER_SWITCH_INLINE Send yield(Yield value) {
       out_ = std::addressof(value);
       caller_ = std::move(caller_).resume();
       if (inject_) [[unlikely]]
@@ -140,7 +140,7 @@ class generator {
 
   /// Resumes the body, whose pending yield() returns `value`; returns what it
   /// yields next. Throws stop_iteration if the body has finished or finishes now.
-  Yield send(send_arg value)
+  FIBER_SWITCH_INLINE Yield send(send_arg value)
     requires(!std::is_void_v<Send>)
   {
     check_not_running("send");
@@ -151,7 +151,7 @@ class generator {
   }
 
   /// The next yielded value, starting the generator if needed (Python's next()).
-  Yield next()
+  FIBER_SWITCH_INLINE Yield next()
     requires(std::is_void_v<Send>)
   {
     check_not_running("next");
@@ -273,7 +273,7 @@ class generator {
 
   // Resumes the body. Returns true if it yielded, false if it returned; rethrows
   // what escaped it.
-  bool resume() {
+  FIBER_SWITCH_INLINE bool resume() {
     y_->escaped_ = &escaped_;
     fiber_ = std::move(fiber_).resume();
     if (fiber_) [[likely]]
@@ -283,7 +283,7 @@ class generator {
     return false;
   }
 
-  Yield resume_for_value() {
+  FIBER_SWITCH_INLINE Yield resume_for_value() {
     if (!resume()) throw stop_iteration("fiber::generator: the body returned instead of yielding");
     return std::move(*y_->out_);
   }
