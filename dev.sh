@@ -4,7 +4,10 @@
 #
 #   ./dev.sh demo    the seed's producer/consumer, then a short stackful-vs-stackless table
 #   ./dev.sh test    every test: native (static and shared), then cross-built for AArch64 under qemu
-#   ./dev.sh bench   every benchmark, one table with ratios to Boost.Context
+#   ./dev.sh bench   every benchmark, one table with ratios to Boost.Context, then
+#                    the stackful-vs-stackless comparison (GCC)
+#   ./dev.sh compare the stackful-vs-stackless comparison built with GCC and with
+#                    Clang: tables, JSON and charts (docs/stackful-vs-stackless.md)
 #   ./dev.sh cross [TARGET...]   only the cross-architecture part of `test`
 #                    (all targets, or the named ones: aarch64, i686, armhf, ...)
 #
@@ -152,8 +155,8 @@ cmd_demo() {
   build_release
   log "the seed's producer/consumer (examples/producer_consumer.cpp)"
   build/release/examples/producer_consumer
-  log "stackful vs stackless: one send/yield round trip (Google Benchmark, this machine, now)"
-  python3 bench/report.py build/release --filter 'generator/' --min-time 0.1
+  log "stackful vs stackless, short (the whole comparison: ./dev.sh compare; Google Benchmark, this machine, now)"
+  python3 bench/compare.py gcc=build/release --short --min-time 0.05
 }
 
 cmd_bench() {
@@ -163,12 +166,27 @@ cmd_bench() {
   (ensure_packages golang-go python3-matplotlib) || log "golang-go / python3-matplotlib not installed: their rows and the chart are skipped"
   python3 bench/report.py build/release --json build/release/bench.json --chart build/release/bench.png
   log "raw figures: build/release/bench.json, chart: build/release/bench.png"
+  log "stackful vs stackless (bench/compare.py; with Clang too: ./dev.sh compare)"
+  python3 bench/compare.py gcc=build/release --json build/release/compare.json --charts build/release
+}
+
+cmd_compare() {
+  build_release
+  ensure_packages clang
+  (ensure_packages python3-matplotlib) || log "python3-matplotlib not installed: no charts"
+  log "building the comparison with Clang"
+  configure_and_build build/compare-clang -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_BUILD_TYPE=Release -DFIBER_BUILD_BENCH=ON -DFIBER_BUILD_TESTS=OFF
+  python3 bench/compare.py gcc=build/release clang=build/compare-clang \
+    --json build/compare.json --charts build/compare-charts
+  log "raw figures: build/compare.json, charts: build/compare-charts/*.png"
 }
 
 case "${1:-}" in
   demo) cmd_demo ;;
   test) cmd_test ;;
   bench) cmd_bench ;;
+  compare) cmd_compare ;;
   cross) shift; cmd_cross "$@"; print_summary ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
