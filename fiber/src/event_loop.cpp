@@ -305,6 +305,7 @@ struct event_loop::impl : detail::loop_core {
   std::condition_variable post_cv;  // where there is no epoll
   std::deque<std::function<void()>> posted;
   std::atomic<bool> has_posted{false};
+  bool foreign_round = false;  // inside run_once: a yield always ends the fiber's turn
 
   // -- ready queue --
   // A fiber is ready (f->queued) when it is in the queue or in `runnext`: the one
@@ -612,19 +613,22 @@ struct event_loop::impl : detail::loop_core {
     return !batch.empty();
   }
 
-  // Waits for IO, a post, or the next timer; without blocking when `block` is false.
-  void poll(bool block) {
+  // Milliseconds until the first timer is due (0 if due), -1 if there is none.
+  int ms_to_next_timer() const {
+    if (timers.empty()) return -1;
+    auto d = timers.front()->timer_deadline - clock::now();
+    if (d <= clock::duration::zero()) return 0;
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(d).count();
+    return ms > 1000000 ? 1000000 : static_cast<int>(ms);
+  }
+
+  // Waits for IO, a post, or the next timer; without blocking when `block` is false;
+  // at most `cap_ms` milliseconds when that is not negative.
+  void poll(bool block, int cap_ms = -1) {
     int timeout_ms = 0;
     if (block) {
-      if (timers.empty()) {
-        timeout_ms = -1;
-      } else {
-        auto d = timers.front()->timer_deadline - clock::now();
-        if (d > clock::duration::zero()) {
-          auto ms = std::chrono::ceil<std::chrono::milliseconds>(d).count();
-          timeout_ms = ms > 1000000 ? 1000000 : static_cast<int>(ms);
-        }
-      }
+      timeout_ms = ms_to_next_timer();
+      if (cap_ms >= 0 && (timeout_ms < 0 || timeout_ms > cap_ms)) timeout_ms = cap_ms;
     }
 #if FIBER_HAVE_EPOLL
     epoll_event events[128];
@@ -675,6 +679,10 @@ struct event_loop::impl : detail::loop_core {
 
   // Runs until `until` has ended, or (until == nullptr) no fiber is alive.
   void schedule(detail::fiber_control* until);
+  // One round for a foreign main loop (event_loop::run_once).
+  std::size_t run_once(int timeout_ms);
+  // Makes this the running loop of the thread for the scope; throws if one runs.
+  struct running_scope;
 };
 
 namespace detail {
@@ -685,14 +693,21 @@ namespace {
 event_loop::impl* running_loop_impl() noexcept { return static_cast<event_loop::impl*>(detail::running_core); }
 }
 
+struct event_loop::impl::running_scope {
+  running_scope(impl& L, const char* operation) {
+    if (running_loop_impl() == &L)
+      throw error(std::string(operation) + ": the loop is already running (called from one of its fibers?)");
+    if (running_loop_impl()) throw error(std::string(operation) + ": another event_loop is running on this thread");
+    detail::running_core = &L;
+    L.eh_globals = detail::eh_state::globals();  // a loop may be run by another thread than made it
+  }
+  ~running_scope() { detail::running_core = nullptr; }
+  running_scope(const running_scope&) = delete;
+  running_scope& operator=(const running_scope&) = delete;
+};
+
 void event_loop::impl::schedule(detail::fiber_control* until) {
-  if (running_loop_impl() == this) throw error("fiber::event_loop::run: the loop is already running (called from one of its fibers?)");
-  if (running_loop_impl()) throw error("fiber::event_loop::run: another event_loop is running on this thread");
-  detail::running_core = this;
-  eh_globals = detail::eh_state::globals();  // a loop may be run by another thread than made it
-  struct restore {
-    ~restore() { detail::running_core = nullptr; }
-  } restore_on_exit;
+  running_scope running(*this, "fiber::event_loop::run");
   // Keep `until` alive while we look at it.
   if (until) ++until->refs;
   struct drop {
@@ -717,6 +732,35 @@ void event_loop::impl::schedule(detail::fiber_control* until) {
     if (timers.empty() && io_waiting == 0 && keep_alive.load() == 0 && !has_posted.load()) deadlock();
     poll(true);
   }
+}
+
+std::size_t event_loop::impl::run_once(int timeout_ms) {
+  running_scope running(*this, "fiber::event_loop::run_once");
+  struct round {
+    bool& flag;
+    explicit round(bool& f) : flag(f) { flag = true; }
+    ~round() { flag = false; }
+  } in_round(foreign_round);
+  run_posted();
+  fire_timers();
+  if (!any_ready()) {
+    if (timeout_ms != 0) poll(true, timeout_ms);
+    else if (io_waiting) poll(false);
+    run_posted();
+    fire_timers();
+  } else if (io_waiting) {
+    poll(false);
+  }
+  // Each fiber alive at the start gets at most one turn (a turn may run up to the
+  // direct-switch budget of others): a round always ends.
+  for (std::size_t turns = alive; turns > 0; --turns) {
+    demote_runnext();
+    detail::fiber_control* f = pop_ready();
+    if (!f) break;
+    direct_budget = direct_switches;
+    transfer_to(f);
+  }
+  return alive;
 }
 
 // ---- event_loop ---------------------------------------------------------------
@@ -778,6 +822,25 @@ event_loop::~event_loop() {
 event_loop* event_loop::current() noexcept { return running_loop_impl() ? running_loop_impl()->owner : nullptr; }
 
 void event_loop::run() { impl_->schedule(nullptr); }
+
+std::size_t event_loop::run_once(std::chrono::milliseconds timeout) {
+  const auto ms = timeout.count();
+  return impl_->run_once(ms < 0 ? -1 : ms > 1000000 ? 1000000 : static_cast<int>(ms));
+}
+
+int event_loop::native_handle() const noexcept {
+#if FIBER_HAVE_EPOLL
+  return impl_->epfd;
+#else
+  return -1;
+#endif
+}
+
+int event_loop::next_timeout_ms() const {
+  const impl& L = *impl_;
+  if (L.any_ready() || L.has_posted.load(std::memory_order_acquire)) return 0;
+  return L.ms_to_next_timer();
+}
 void event_loop::run_until_done(detail::fiber_control* f) { impl_->schedule(f); }
 
 void event_loop::cancel_all() {
@@ -1200,8 +1263,10 @@ void yield() {
   }
   // Nothing else ready: still go through the scheduler if it has timers, IO or
   // posted functions to look at, or a fiber that yields in a loop, waiting for a
-  // sleeper, would never let it wake.
-  if (!L->any_ready() && L->timers.empty() && L->io_waiting == 0 && !L->has_posted.load(std::memory_order_relaxed))
+  // sleeper, would never let it wake. Under run_once, always: the foreign main
+  // loop around it is work the loop cannot see.
+  if (!L->any_ready() && L->timers.empty() && L->io_waiting == 0 &&
+      !L->has_posted.load(std::memory_order_relaxed) && !L->foreign_round)
     return;
   const bool others_ready = L->any_ready();
   L->make_ready(self);

@@ -362,6 +362,23 @@ class event_loop {
     run_until_done(t.state_);
   }
 
+  /// For a foreign main loop (a poll() loop, glib, Qt, libuv): one round, then
+  /// return. Runs what was posted and the timers that are due; if no fiber is
+  /// ready, first waits up to `timeout` (negative: no limit) for IO, a post or the
+  /// next timer; then gives each fiber that is ready one turn. Returns the number
+  /// of fibers alive (0: nothing left to run). Never reports a deadlock: the
+  /// foreign loop may be what wakes the fibers. Throws fiber::error if this or
+  /// another loop is already running on the thread.
+  std::size_t run_once(std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  /// The loop's pollable descriptor (Linux: its epoll fd): readable when a fiber's
+  /// IO is ready or something was posted. Wait on it (with next_timeout_ms()) in
+  /// the foreign loop, then call run_once(0). -1 where there is none.
+  int native_handle() const noexcept;
+  /// How long the foreign loop may sleep before run_once has work: 0 if a fiber is
+  /// ready or something was posted, the time to the next timer (ms, rounded up),
+  /// or -1 if only IO or a post can wake a fiber.
+  int next_timeout_ms() const;
+
   /// Cancels every task alive (as task::cancel() does).
   void cancel_all();
 
