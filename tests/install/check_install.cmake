@@ -39,4 +39,11 @@ run(${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${libdir} ${WORK_DIR}/consumer-pc)
 if(NOT last_output STREQUAL "0 1 2 3 4 done\n")
   message(FATAL_ERROR "pkg-config consumer printed: ${last_output}")
 endif()
-message(STATUS "find_package and pkg-config consumers both built and ran")
+# A C99 program using fiber.h, compiled and linked as C through pkg-config
+# (--static: with a static libfiber, the C++ runtime comes from Libs.private).
+run(${CC} -std=c99 -Wall -Wextra -pedantic -Werror ${CONSUMER_DIR}/consumer.c ${flags} -o ${WORK_DIR}/consumer-c)
+run(${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${libdir} ${WORK_DIR}/consumer-c)
+if(NOT last_output STREQUAL "1 2 3 finished 6\n")
+  message(FATAL_ERROR "C pkg-config consumer printed: ${last_output}")
+endif()
+message(STATUS "find_package and pkg-config consumers (C++ and C) all built and ran")
