@@ -13,6 +13,7 @@
 #include <string>
 
 #include "fiber/channel.hpp"
+#include "fiber/detail/scheduler.hpp"
 #include "fiber/context.hpp"
 #include "fiber/error.hpp"
 #include "fiber/event_loop.hpp"
@@ -374,6 +375,14 @@ int fiber_sleep_ms(int64_t ms) {
   });
 }
 
+int fiber_sleep_ns(int64_t ns) {
+  if (!in_task("fiber_sleep_ns")) return FIBER_NO_LOOP;
+  return guarded("fiber_sleep_ns", [ns]() -> int {
+    fiber::this_fiber::sleep_for(std::chrono::nanoseconds(ns < 0 ? 0 : ns));
+    return FIBER_OK;
+  });
+}
+
 int fiber_in_task(void) { return fiber::this_fiber::in_fiber(); }
 
 // ---- channels -------------------------------------------------------------------
@@ -447,6 +456,8 @@ int fiber_chan_close(fiber_chan* ch) {
 }
 
 // ---- file descriptors -----------------------------------------------------------
+
+void fiber_fd_closing(int fd) { fiber::detail::io_fd_closing(fd); }
 
 int fiber_wait_fd(int fd, int events, int64_t timeout_ms, int* ready) {
   if (events != FIBER_READABLE && events != FIBER_WRITABLE)

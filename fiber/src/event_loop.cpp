@@ -36,6 +36,7 @@
 #include <unordered_map>
 
 #if defined(__linux__)
+#  include <fcntl.h>
 #  include <sys/epoll.h>
 #  include <sys/eventfd.h>
 #  include <sys/mman.h>
@@ -306,6 +307,7 @@ struct event_loop::impl : detail::loop_core {
   std::deque<std::function<void()>> posted;
   std::atomic<bool> has_posted{false};
   bool foreign_round = false;  // inside run_once: a yield always ends the fiber's turn
+  detail::io_handle* raw_waits = nullptr;  // the handles of io_wait_fd's waits in progress
 
   // -- ready queue --
   // A fiber is ready (f->queued) when it is in the queue or in `runnext`: the one
@@ -1229,22 +1231,55 @@ bool io_wait_fd(int fd, bool write, clock::time_point deadline) {
   epoll_event ev{};
   ev.events = (write ? EPOLLOUT : EPOLLIN | EPOLLRDHUP) | EPOLLONESHOT;
   ev.data.ptr = &h;
-  if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
-    throw std::system_error(errno, std::generic_category(), "fiber::io: epoll_ctl(ADD) of fd " + std::to_string(fd));
+  // epoll keys a registration by (fd, open file): a second fiber waiting on the
+  // same fd (one reads, one writes) registers a dup of it instead.
+  int registered_fd = fd;
+  if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (errno != EEXIST || (registered_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+        epoll_ctl(L->epfd, EPOLL_CTL_ADD, registered_fd, &ev) != 0) {
+      const int e = errno;
+      if (registered_fd != fd && registered_fd >= 0) ::close(registered_fd);
+      throw std::system_error(e, std::generic_category(), "fiber::io: epoll_ctl(ADD) of fd " + std::to_string(fd));
+    }
+  }
+  h.next_raw = L->raw_waits;
+  L->raw_waits = &h;
   struct remove {
-    int epfd, fd;
-    ~remove() { epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nullptr); }
-  } remove_on_exit{L->epfd, fd};
+    event_loop::impl* L;
+    io_handle* h;
+    int fd, registered_fd;
+    ~remove() {
+      epoll_ctl(L->epfd, EPOLL_CTL_DEL, registered_fd, nullptr);
+      if (registered_fd != fd) ::close(registered_fd);
+      for (io_handle** p = &L->raw_waits; *p; p = &(*p)->next_raw)
+        if (*p == h) {
+          *p = h->next_raw;
+          break;
+        }
+    }
+  } remove_on_exit{L, &h, fd, registered_fd};
   waiter w;
   (write ? h.writers : h.readers).push_back(w);
   io_wait_count count(L);
   return park(&w, 1, deadline) != park_timeout;
+}
+
+void io_fd_closing(int fd) noexcept {
+  event_loop::impl* L = running_loop_impl();
+  if (!L) return;
+  for (io_handle* h = L->raw_waits; h; h = h->next_raw) {
+    if (h->fd != fd) continue;
+    h->hangup = true;
+    while (waiter* w = h->readers.front()) wake(*w);
+    while (waiter* w = h->writers.front()) wake(*w);
+  }
 }
 #else
 void io_register(io_handle&) { throw error("fiber::io: not supported on this platform (no epoll)"); }
 void io_unregister(io_handle&) noexcept {}
 bool io_wait(io_handle&, bool, clock::time_point) { throw error("fiber::io: not supported on this platform (no epoll)"); }
 bool io_wait_fd(int, bool, clock::time_point) { throw error("fiber::io: not supported on this platform (no epoll)"); }
+void io_fd_closing(int) noexcept {}
 #endif
 
 }  // namespace detail

@@ -131,8 +131,9 @@ void fiber_task_release(fiber_task* t);
 
 /* From a task: lets the other ready tasks run, then continues. */
 int fiber_task_yield(void);
-/* From a task: parks it for at least ms milliseconds. */
+/* From a task: parks it for at least ms milliseconds (ns nanoseconds). */
 int fiber_sleep_ms(int64_t ms);
+int fiber_sleep_ns(int64_t ns);
 /* 1 inside a task of a running loop, else 0. */
 int fiber_in_task(void);
 
@@ -157,6 +158,11 @@ int fiber_chan_close(fiber_chan* ch);
 /* ---- waiting on file descriptors (Linux) ---- */
 
 enum { FIBER_READABLE = 1, FIBER_WRITABLE = 2 };
+/* Call before closing an fd that tasks of this thread's running loop may be
+ * waiting on in fiber_wait_fd: they wake (FIBER_OK), and their next call on the fd
+ * fails with EBADF. (epoll forgets a closed fd without a word.) libfiber_hook's
+ * close() calls it. */
+void fiber_fd_closing(int fd);
 /* From a task: parks until fd is readable (events = FIBER_READABLE) or writable
  * (FIBER_WRITABLE), or timeout_ms passes (FIBER_TIMEOUT; < 0: no limit). *ready
  * (may be NULL) receives the event that is ready, or 0. */

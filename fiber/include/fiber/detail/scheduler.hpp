@@ -130,6 +130,7 @@ struct io_handle {
   bool writable = false;
   bool hangup = false;  // an edge said the peer hung up or the fd has an error (sticky)
   bool registered = false;
+  io_handle* next_raw = nullptr;  // io_wait_fd's handles, listed by the loop
 };
 void io_register(io_handle& h);  // throws std::system_error
 void io_unregister(io_handle& h) noexcept;
@@ -137,8 +138,13 @@ void io_unregister(io_handle& h) noexcept;
 // Throws like park().
 bool io_wait(io_handle& h, bool write, clock::time_point deadline);
 // The same for an fd that has no io_handle: registered for this one wait only
-// (two system calls more). Throws std::system_error if epoll refuses the fd.
+// (two system calls more; three if another fiber waits on the same fd, which is
+// then registered through a dup). Throws std::system_error if epoll refuses the fd.
 bool io_wait_fd(int fd, bool write, clock::time_point deadline);
+// Wakes the fibers of the running loop in io_wait_fd on `fd` (it is about to be
+// closed: epoll would forget it silently); their waits return true and the retried
+// call fails with EBADF. Outside a running loop, nothing.
+void io_fd_closing(int fd) noexcept;
 
 }  // namespace detail
 }  // namespace fiber
