@@ -1,6 +1,7 @@
-# Runs PROGRAM (through EMULATOR when cross-compiling) and requires that its
-# standard output equals the file EXPECTED byte for byte.
-execute_process(COMMAND ${EMULATOR} ${PROGRAM}
+# Runs PROGRAM (through EMULATOR when cross-compiling; with the ;-separated
+# arguments ARGS) and requires that its standard output equals the file EXPECTED
+# byte for byte.
+execute_process(COMMAND ${EMULATOR} ${PROGRAM} ${ARGS}
   OUTPUT_VARIABLE actual
   RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
