@@ -179,6 +179,22 @@ int64_t socket_deadline(int fd, bool writing) {
   return now_ns() + static_cast<int64_t>(tv.tv_sec) * 1000000000 + static_cast<int64_t>(tv.tv_usec) * 1000;
 }
 
+// A socket timeout read only when a call first has to wait (one getsockopt),
+// measured from the start of the call.
+struct lazy_deadline {
+  int fd;
+  bool writing;
+  int64_t start = now_ns();
+  int64_t value = -1;
+  int64_t get() {
+    if (value < 0) {
+      value = socket_deadline(fd, writing);
+      if (value != no_deadline) value -= now_ns() - start;  // from the call's start
+    }
+    return value;
+  }
+};
+
 // Parks until fd is ready. 0, or -1 with errno: EAGAIN when the deadline passed,
 // EINTR when the task was cancelled, EIO for anything else (reported on stderr).
 int wait_ready(int fd, bool writing, int64_t deadline) {
@@ -225,7 +241,7 @@ bool is_stream_socket(int fd) {
 // ---- sockets ----
 
 ssize_t socket_recvmsg(int fd, msghdr* msg, int flags) {
-  const int64_t deadline = socket_deadline(fd, false);
+  lazy_deadline deadline{fd, false};
   const bool waitall = (flags & MSG_WAITALL) != 0;
   std::size_t want = 0;
   for (std::size_t i = 0; i < msg->msg_iovlen; ++i) want += msg->msg_iov[i].iov_len;
@@ -233,7 +249,7 @@ ssize_t socket_recvmsg(int fd, msghdr* msg, int flags) {
     for (;;) {
       const ssize_t r = libc().recvmsg(fd, msg, flags | MSG_DONTWAIT);
       if (r >= 0 || !would_block()) return r;
-      if (wait_ready(fd, false, deadline) != 0) return -1;
+      if (wait_ready(fd, false, deadline.get()) != 0) return -1;
     }
   }
   // MSG_WAITALL on a stream: gather until `want` bytes, EOF, or an error.
@@ -247,7 +263,7 @@ ssize_t socket_recvmsg(int fd, msghdr* msg, int flags) {
     if (r == 0) break;
     if (r < 0) {
       if (!would_block()) return got ? static_cast<ssize_t>(got) : -1;
-      if (wait_ready(fd, false, deadline) != 0) return got ? static_cast<ssize_t>(got) : -1;
+      if (wait_ready(fd, false, deadline.get()) != 0) return got ? static_cast<ssize_t>(got) : -1;
       continue;
     }
     got += static_cast<std::size_t>(r);
@@ -277,7 +293,7 @@ ssize_t socket_recv(int fd, void* buf, size_t n, int flags, sockaddr* from, sock
 
 // A blocking send writes everything on a stream socket: loop over partial sends.
 ssize_t socket_sendmsg(int fd, const msghdr* msg, int flags) {
-  const int64_t deadline = socket_deadline(fd, true);
+  lazy_deadline deadline{fd, true};
   std::vector<iovec> iov(msg->msg_iov, msg->msg_iov + msg->msg_iovlen);
   msghdr m = *msg;
   std::size_t want = 0, sent = 0, first = 0;
@@ -289,7 +305,7 @@ ssize_t socket_sendmsg(int fd, const msghdr* msg, int flags) {
     const ssize_t r = libc().sendmsg(fd, &m, flags | MSG_DONTWAIT);
     if (r < 0) {
       if (!would_block()) return sent ? static_cast<ssize_t>(sent) : -1;
-      if (wait_ready(fd, true, deadline) != 0) return sent ? static_cast<ssize_t>(sent) : -1;
+      if (wait_ready(fd, true, deadline.get()) != 0) return sent ? static_cast<ssize_t>(sent) : -1;
       continue;
     }
     sent += static_cast<std::size_t>(r);
@@ -568,12 +584,12 @@ ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
 
 int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
   if (classify(fd) != kind::socket) return libc().accept4(fd, addr, len, flags);
-  const int64_t deadline = socket_deadline(fd, false);
+  lazy_deadline deadline{fd, false};
   for (;;) {
     const int ready = ready_now(fd, false);
     if (ready > 0) return libc().accept4(fd, addr, len, flags);
     if (ready < 0 && errno != EINTR) return -1;
-    if (wait_ready(fd, false, deadline) != 0) return -1;
+    if (wait_ready(fd, false, deadline.get()) != 0) return -1;
   }
 }
 
