@@ -168,6 +168,8 @@ cmd_bench() {
   log "raw figures: build/release/bench.json, chart: build/release/bench.png"
   log "stackful vs stackless (bench/compare.py; with Clang too: ./dev.sh compare)"
   python3 bench/compare.py gcc=build/release --json build/release/compare.json --charts build/release
+  log "the hooked blocking echo server: fibers on one thread against one thread per client (bench/hook_echo.py)"
+  python3 bench/hook_echo.py build/release
 }
 
 cmd_compare() {
