@@ -11,7 +11,7 @@ and client (echo_client.c), run four ways.
 2 and 3 must print the same transcript as 1, serve every client at once (the
 server reports its peak) and run every handler on one thread.
 
-    run_hook_test.py --server S --linked-server S2 --client C --hook LIB [--emulator CMD...]
+    run_hook_test.py --server S --linked-server S2 --client C --hook LIB [-- EMULATOR ARGS...]
 """
 import argparse
 import os
@@ -69,9 +69,13 @@ def main():
     p.add_argument('--hook', required=True)
     p.add_argument('--clients', type=int, default=50)
     p.add_argument('--rounds', type=int, default=3)
-    p.add_argument('--emulator', nargs='*', default=[])
-    args = p.parse_args()
-    args.emulator = [a for a in args.emulator if a]
+    argv = sys.argv[1:]
+    emulator = []
+    if '--' in argv:  # the cross-compiling emulator and its options (e.g. qemu-aarch64 -L ...)
+        emulator = argv[argv.index('--') + 1:]
+        argv = argv[:argv.index('--')]
+    args = p.parse_args(argv)
+    args.emulator = [a for a in emulator if a]
 
     with tempfile.TemporaryDirectory() as workdir:
         reference, _ = run(args, args.server, 'threads', None, workdir)
