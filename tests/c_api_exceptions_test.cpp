@@ -11,6 +11,13 @@
 #include "fiber/event_loop.hpp"
 #include "fiber/fiber.h"
 
+#if defined(__linux__)
+#  include <poll.h>
+#  include <unistd.h>
+
+#  include "fiber/io.hpp"
+#endif
+
 namespace {
 void* throws_in_fiber(void*) { throw std::runtime_error("boom in a fiber"); }
 void* throws_in_task(void*) {
@@ -107,6 +114,51 @@ TEST_CASE("event_loop::run_once waits up to its timeout for a timer, and next_ti
   }
   CHECK(woke);
 }
+
+#if defined(__linux__)
+TEST_CASE("event_loop::run_once(0) collects a post, so native_handle() stops being readable", "[loop][run_once]") {
+  fiber::event_loop loop;
+  int ran = 0;
+  loop.post([&] { ++ran; });
+  pollfd p{loop.native_handle(), POLLIN, 0};
+  CHECK(::poll(&p, 1, 0) == 1);  // the post woke it
+  loop.run_once();
+  CHECK(ran == 1);
+  p.revents = 0;
+  CHECK(::poll(&p, 1, 0) == 0);  // nothing left: a foreign loop would not spin
+}
+#endif
+
+#if defined(__linux__)
+TEST_CASE("fiber_fd_closing: the woken waiter's cleanup leaves a new wait on the reused fd number alone", "[c_api]") {
+  fiber::event_loop loop;
+  int first[2], second[2] = {-1, -1};
+  REQUIRE(::pipe(first) == 0);
+  bool first_woke = false, second_got = false;
+  auto a = loop.spawn([&] { first_woke = fiber::io::wait_readable(first[0]); });
+  auto b = loop.spawn([&] {
+    fiber::this_fiber::yield();  // a is waiting now
+    const int number = first[0];
+    fiber_fd_closing(number);  // wakes a (it has not run yet)
+    ::close(number);
+    REQUIRE(::pipe(second) == 0);
+    CHECK(second[0] == number);  // the number is reused at once
+    auto w = fiber::spawn([&] {
+      fiber::this_fiber::sleep_for(std::chrono::milliseconds(20));
+      CHECK(::write(second[1], "x", 1) == 1);
+    });
+    // Registered before a runs its cleanup: that cleanup must not remove it.
+    second_got = fiber::io::wait_readable(second[0], fiber::clock::now() + std::chrono::seconds(5));
+    w.join();
+  });
+  loop.run();
+  CHECK(first_woke);
+  CHECK(second_got);
+  ::close(first[1]);
+  ::close(second[0]);
+  ::close(second[1]);
+}
+#endif
 
 TEST_CASE("event_loop::run_once from inside the running loop is an error", "[loop][run_once]") {
   fiber::event_loop loop;

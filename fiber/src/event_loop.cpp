@@ -745,14 +745,11 @@ std::size_t event_loop::impl::run_once(int timeout_ms) {
   } in_round(foreign_round);
   run_posted();
   fire_timers();
-  if (!any_ready()) {
-    if (timeout_ms != 0) poll(true, timeout_ms);
-    else if (io_waiting) poll(false);
-    run_posted();
-    fire_timers();
-  } else if (io_waiting) {
-    poll(false);
-  }
+  // Always collect what epoll has (a post's eventfd, edges on registered fds),
+  // or native_handle() would stay readable and the foreign loop would spin.
+  poll(!any_ready() && timeout_ms != 0, timeout_ms);
+  run_posted();
+  fire_timers();
   // Each fiber alive at the start gets at most one turn (a turn may run up to the
   // direct-switch budget of others): a round always ends.
   for (std::size_t turns = alive; turns > 0; --turns) {
@@ -1223,6 +1220,14 @@ bool io_wait(io_handle& h, bool write, clock::time_point deadline) {
   return park(&w, 1, deadline) != park_timeout;
 }
 
+// Takes an io_wait_fd registration out of epoll (and closes its dup), once.
+static void raw_unregister(int epfd, io_handle& h) noexcept {
+  if (h.raw_registered_fd < 0) return;
+  epoll_ctl(epfd, EPOLL_CTL_DEL, h.raw_registered_fd, nullptr);
+  if (h.raw_registered_fd != h.fd) ::close(h.raw_registered_fd);
+  h.raw_registered_fd = -1;
+}
+
 bool io_wait_fd(int fd, bool write, clock::time_point deadline) {
   require_fiber(write ? "fiber::io::wait_writable" : "fiber::io::wait_readable");
   event_loop::impl* L = running_loop_impl();
@@ -1242,22 +1247,21 @@ bool io_wait_fd(int fd, bool write, clock::time_point deadline) {
       throw std::system_error(e, std::generic_category(), "fiber::io: epoll_ctl(ADD) of fd " + std::to_string(fd));
     }
   }
+  h.raw_registered_fd = registered_fd;
   h.next_raw = L->raw_waits;
   L->raw_waits = &h;
   struct remove {
     event_loop::impl* L;
     io_handle* h;
-    int fd, registered_fd;
     ~remove() {
-      epoll_ctl(L->epfd, EPOLL_CTL_DEL, registered_fd, nullptr);
-      if (registered_fd != fd) ::close(registered_fd);
+      raw_unregister(L->epfd, *h);
       for (io_handle** p = &L->raw_waits; *p; p = &(*p)->next_raw)
         if (*p == h) {
           *p = h->next_raw;
           break;
         }
     }
-  } remove_on_exit{L, &h, fd, registered_fd};
+  } remove_on_exit{L, &h};
   waiter w;
   (write ? h.writers : h.readers).push_back(w);
   io_wait_count count(L);
@@ -1269,6 +1273,9 @@ void io_fd_closing(int fd) noexcept {
   if (!L) return;
   for (io_handle* h = L->raw_waits; h; h = h->next_raw) {
     if (h->fd != fd) continue;
+    // Out of epoll now, while fd is still open: once closed, its number may be
+    // reused (and registered by another wait) before the woken fiber runs.
+    raw_unregister(L->epfd, *h);
     h->hangup = true;
     while (waiter* w = h->readers.front()) wake(*w);
     while (waiter* w = h->writers.front()) wake(*w);

@@ -131,6 +131,7 @@ struct io_handle {
   bool hangup = false;  // an edge said the peer hung up or the fd has an error (sticky)
   bool registered = false;
   io_handle* next_raw = nullptr;  // io_wait_fd's handles, listed by the loop
+  int raw_registered_fd = -1;     // io_wait_fd: the fd (or dup) in epoll; -1 once removed
 };
 void io_register(io_handle& h);  // throws std::system_error
 void io_unregister(io_handle& h) noexcept;
