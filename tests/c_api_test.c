@@ -169,6 +169,36 @@ static void test_misuse_and_nesting(void) {
   fiber_destroy(f);
 }
 
+/* Two loop tasks, each inside a fiber_t whose body parks on the loop: each yield
+ * goes back to the task that resumed that fiber, whatever ran in between. */
+static void* parks_then_yields(void* arg) {
+  CHECK_STATUS(fiber_sleep_ms(I(arg)), FIBER_OK);
+  CHECK_STATUS(fiber_yield(arg, NULL), FIBER_CLOSED);
+  return NULL;
+}
+static void* task_in_fiber(void* arg) {
+  fiber_t* f = fiber_create(parks_then_yields, arg, 0);
+  void* out = NULL;
+  CHECK_STATUS(fiber_resume(f, NULL, &out), FIBER_OK);
+  CHECK(out == arg);
+  CHECK(fiber_self() == NULL); /* back in the task, outside any fiber_t */
+  fiber_destroy(f);
+  return out;
+}
+static void test_fibers_inside_tasks(void) {
+  fiber_loop* loop = fiber_loop_create();
+  fiber_task* slow = fiber_spawn(loop, task_in_fiber, P(40));
+  fiber_task* fast = fiber_spawn(loop, task_in_fiber, P(5));
+  void* r = NULL;
+  CHECK_STATUS(fiber_task_join(slow, &r), FIBER_OK);
+  CHECK(I(r) == 40);
+  CHECK_STATUS(fiber_task_join(fast, &r), FIBER_OK);
+  CHECK(I(r) == 5);
+  fiber_task_release(slow);
+  fiber_task_release(fast);
+  fiber_loop_destroy(loop);
+}
+
 /* ---- the event loop ---- */
 
 static char order[64];
@@ -380,6 +410,7 @@ int main(void) {
   test_fibers();
   test_close();
   test_misuse_and_nesting();
+  test_fibers_inside_tasks();
   test_loop_tasks();
   test_channels();
   test_cancel_and_deadlock();

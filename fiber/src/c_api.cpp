@@ -11,6 +11,8 @@
 #include <exception>
 #include <new>
 #include <string>
+#include <vector>
+#include <algorithm>
 
 #include "fiber/channel.hpp"
 #include "fiber/detail/scheduler.hpp"
@@ -60,9 +62,12 @@ bool in_task(const char* operation) {
   return false;
 }
 
+// The longest wait handed to the loop (about 31 years); longer ones are clamped.
+constexpr std::int64_t longest_wait_ms = 1000000000000;
+
 fiber::clock::time_point deadline_of(std::int64_t timeout_ms) {
   if (timeout_ms < 0) return fiber::clock::time_point::max();
-  return fiber::clock::now() + std::chrono::milliseconds(timeout_ms);
+  return fiber::clock::now() + std::chrono::milliseconds(std::min(timeout_ms, longest_wait_ms));
 }
 
 }  // namespace
@@ -80,14 +85,37 @@ struct fiber_s {
   void* out = nullptr;    // what the body yielded or returned
   state st = state::created;
   bool closing = false;
-  fiber_t* outer = nullptr;  // the fiber_t running when this one was resumed
+  const void* task = nullptr;  // while running: the loop task (or nullptr) that resumed it
   std::string escaped;       // what() of a C++ exception that left the body
   bool failed = false;
 };
 
 namespace {
-thread_local fiber_t* current_fiber = nullptr;
+// The fiber_t's running on this thread, innermost last. Several loop tasks may each
+// be inside a fiber_t and park in it, so "the current fiber" is the innermost one
+// resumed by the task running now (fiber::detail::running(); nullptr outside
+// tasks), not simply the last one resumed.
+thread_local std::vector<fiber_t*> running_fibers;
+
+const void* this_task() noexcept { return fiber::detail::running(); }
+
+fiber_t* current_fiber() noexcept {
+  const void* task = this_task();
+  for (auto it = running_fibers.rbegin(); it != running_fibers.rend(); ++it)
+    if ((*it)->task == task) return *it;
+  return nullptr;
 }
+
+// Switches into f (it must be created or suspended) until it yields or ends.
+void enter(fiber_t* f) {
+  f->task = this_task();
+  running_fibers.push_back(f);
+  f->st = fiber_s::state::running;
+  f->ctx = std::move(f->ctx).resume();
+  running_fibers.erase(std::find(running_fibers.begin(), running_fibers.end(), f));
+  if (f->st != fiber_s::state::finished) f->st = fiber_s::state::suspended;
+}
+}  // namespace
 
 extern "C" {
 
@@ -157,11 +185,7 @@ int fiber_resume(fiber_t* f, void* in, void** out) {
   }
   if (f->closing) return fail(FIBER_EINVAL, "fiber_resume: the fiber is being closed");
   f->in = in;
-  f->outer = current_fiber;
-  current_fiber = f;
-  f->st = fiber_s::state::running;
-  f->ctx = std::move(f->ctx).resume();
-  current_fiber = f->outer;
+  enter(f);
   if (out) *out = f->out;
   if (f->st == fiber_s::state::finished) {
     if (f->failed) {
@@ -170,12 +194,11 @@ int fiber_resume(fiber_t* f, void* in, void** out) {
     }
     return FIBER_FINISHED;
   }
-  f->st = fiber_s::state::suspended;
   return FIBER_OK;
 }
 
 int fiber_yield(void* out, void** in) {
-  fiber_t* f = current_fiber;
+  fiber_t* f = current_fiber();
   if (!f) return fail(FIBER_EINVAL, "fiber_yield: not called from inside a fiber_t");
   f->out = out;
   f->caller = std::move(f->caller).resume();
@@ -187,7 +210,7 @@ int fiber_yield(void* out, void** in) {
   return FIBER_OK;
 }
 
-fiber_t* fiber_self(void) { return current_fiber; }
+fiber_t* fiber_self(void) { return current_fiber(); }
 
 int fiber_close(fiber_t* f) {
   if (!f) return fail(FIBER_EINVAL, "fiber_close: the fiber is NULL");
@@ -204,13 +227,8 @@ int fiber_close(fiber_t* f) {
       break;
   }
   f->closing = true;
-  f->outer = current_fiber;
-  current_fiber = f;
-  f->st = fiber_s::state::running;
-  f->ctx = std::move(f->ctx).resume();
-  current_fiber = f->outer;
+  enter(f);
   if (f->st == fiber_s::state::finished) return FIBER_OK;
-  f->st = fiber_s::state::suspended;
   return fail(FIBER_EINVAL, "fiber_close: the body yielded again after fiber_yield returned FIBER_CLOSED");
 }
 
@@ -262,14 +280,22 @@ fiber_loop* fiber_loop_create(void) {
 
 void fiber_loop_destroy(fiber_loop* loop) {
   if (!loop) return;
+  if (fiber::event_loop::current() == &loop->loop) {
+    std::fprintf(stderr, "fiber_loop_destroy: called from a task of the loop being destroyed\n");
+    std::abort();
+  }
   // Tasks still alive are cancelled and run to their ends first, so a C task sees
   // FIBER_CANCELLED from its wait and returns, instead of having its frames unwound.
+  // Cancelled again each round, for code that retries after EINTR; after that,
+  // ~event_loop unwinds what is left. (Not possible from a task of another loop:
+  // this one cannot run there.)
   if (!fiber::event_loop::current()) {
     try {
-      loop->loop.cancel_all();
-      loop->loop.run();
+      for (int round = 0; round < 100 && loop->loop.alive() > 0; ++round) {
+        loop->loop.cancel_all();
+        loop->loop.run_once(std::chrono::milliseconds(10));
+      }
     } catch (...) {
-      // e.g. a task that waits again after its cancellation: ~event_loop unwinds it
     }
   }
   delete loop;
@@ -325,7 +351,13 @@ fiber_task* fiber_spawn(fiber_loop* loop, fiber_task_fn fn, void* arg) {
 int fiber_task_join(fiber_task* t, void** result) {
   if (!t) return fail(FIBER_EINVAL, "fiber_task_join: the task is NULL");
   return guarded("fiber_task_join", [&]() -> int {
-    if (!fiber::this_fiber::in_fiber()) t->loop->run_until(t->task);
+    if (t->task.status() == fiber::task_status::pending) {  // (an ended task's loop may be gone)
+      fiber::event_loop* running = fiber::event_loop::current();
+      if (!fiber::this_fiber::in_fiber())
+        t->loop->run_until(t->task);
+      else if (running != t->loop)
+        return fail(FIBER_EINVAL, "fiber_task_join: the task belongs to another loop than the joining task's");
+    }
     void* r = t->task.get();
     if (result) *result = r;
     return FIBER_OK;
@@ -370,7 +402,7 @@ int fiber_task_yield(void) {
 int fiber_sleep_ms(int64_t ms) {
   if (!in_task("fiber_sleep_ms")) return FIBER_NO_LOOP;
   return guarded("fiber_sleep_ms", [ms]() -> int {
-    fiber::this_fiber::sleep_for(std::chrono::milliseconds(ms < 0 ? 0 : ms));
+    fiber::this_fiber::sleep_until(deadline_of(ms < 0 ? 0 : ms));
     return FIBER_OK;
   });
 }
@@ -378,7 +410,8 @@ int fiber_sleep_ms(int64_t ms) {
 int fiber_sleep_ns(int64_t ns) {
   if (!in_task("fiber_sleep_ns")) return FIBER_NO_LOOP;
   return guarded("fiber_sleep_ns", [ns]() -> int {
-    fiber::this_fiber::sleep_for(std::chrono::nanoseconds(ns < 0 ? 0 : ns));
+    const std::int64_t longest_ns = longest_wait_ms * 1000000;
+    fiber::this_fiber::sleep_for(std::chrono::nanoseconds(ns < 0 ? 0 : std::min(ns, longest_ns)));
     return FIBER_OK;
   });
 }
