@@ -161,6 +161,13 @@ kind classify(int fd) {
 
 // A deadline in steady-clock nanoseconds; INT64_MAX: none.
 constexpr int64_t no_deadline = INT64_MAX;
+// The longest sleep handed to the loop (about 31 years): longer ones are clamped.
+constexpr int64_t longest_sleep_ns = 1000000000000000000;
+
+int64_t saturating_ns(int64_t seconds, int64_t nanos) {
+  if (seconds > longest_sleep_ns / 1000000000) return longest_sleep_ns;
+  return seconds * 1000000000 + nanos;
+}
 
 int64_t now_ns() {
   timespec ts;
@@ -245,7 +252,9 @@ ssize_t socket_recvmsg(int fd, msghdr* msg, int flags) {
   const bool waitall = (flags & MSG_WAITALL) != 0;
   std::size_t want = 0;
   for (std::size_t i = 0; i < msg->msg_iovlen; ++i) want += msg->msg_iov[i].iov_len;
-  if (!waitall || want == 0 || !is_stream_socket(fd)) {
+  // MSG_WAITALL is gathered below for plain data on a stream; with MSG_PEEK or
+  // ancillary data the first non-empty receive is returned as it is.
+  if (!waitall || want == 0 || (flags & MSG_PEEK) || msg->msg_controllen > 0 || !is_stream_socket(fd)) {
     for (;;) {
       const ssize_t r = libc().recvmsg(fd, msg, flags | MSG_DONTWAIT);
       if (r >= 0 || !would_block()) return r;
@@ -276,6 +285,7 @@ ssize_t socket_recvmsg(int fd, msghdr* msg, int flags) {
     }
   }
   msg->msg_flags = m.msg_flags;
+  msg->msg_namelen = m.msg_namelen;
   return static_cast<ssize_t>(got);
 }
 
@@ -322,8 +332,12 @@ ssize_t socket_sendmsg(int fd, const msghdr* msg, int flags) {
       left -= take;
       if (iov[first].iov_len == 0) ++first;
     }
-    // Only the first call names the destination (sendto on a connected stream
-    // ignores it anyway).
+    // The rest is plain data: ancillary data (SCM_RIGHTS...) and the address go
+    // with the first part only, or the peer would get them twice.
+    m.msg_control = nullptr;
+    m.msg_controllen = 0;
+    m.msg_name = nullptr;
+    m.msg_namelen = 0;
   }
 }
 
@@ -383,12 +397,8 @@ int fiber_poll(pollfd* fds, nfds_t nfds, int timeout_ms) {
   const int first = libc().poll(fds, nfds, 0);
   if (first != 0 || timeout_ms == 0) return first;
   const int64_t deadline = deadline_after_ms(timeout_ms);
-  if (nfds == 0) {
-    if (timeout_ms < 0) {
-      errno = EINVAL;  // would sleep forever with nothing to wake it
-      return -1;
-    }
-    const int rc = fib.sleep_ns(static_cast<int64_t>(timeout_ms) * 1000000);
+  if (nfds == 0) {  // a sleep; "forever" is as long as the loop can wait
+    const int rc = fib.sleep_ns(timeout_ms < 0 ? longest_sleep_ns : static_cast<int64_t>(timeout_ms) * 1000000);
     if (rc == FIBER_CANCELLED) {
       errno = EINTR;
       return -1;
@@ -401,16 +411,12 @@ int fiber_poll(pollfd* fds, nfds_t nfds, int timeout_ms) {
   for (nfds_t i = 0; i < nfds; ++i) {
     if (fds[i].fd < 0) continue;
     epoll_event ev{};
-    if (fds[i].events & (POLLIN | POLLPRI)) ev.events |= EPOLLIN | EPOLLPRI | EPOLLRDHUP;
-    if (fds[i].events & POLLOUT) ev.events |= EPOLLOUT;
+    ev.events = static_cast<std::uint16_t>(fds[i].events);  // POLL* and EPOLL* bits are the same on Linux
     ev.data.fd = fds[i].fd;
     if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i].fd, &ev) != 0 && errno == EEXIST) {
       // the same fd twice in the set: wait for the union of its events
       for (nfds_t j = 0; j < i; ++j)
-        if (fds[j].fd == fds[i].fd) {
-          if (fds[j].events & (POLLIN | POLLPRI)) ev.events |= EPOLLIN | EPOLLPRI | EPOLLRDHUP;
-          if (fds[j].events & POLLOUT) ev.events |= EPOLLOUT;
-        }
+        if (fds[j].fd == fds[i].fd) ev.events |= static_cast<std::uint16_t>(fds[j].events);
       epoll_ctl(ep, EPOLL_CTL_MOD, fds[i].fd, &ev);
     }
   }
@@ -430,17 +436,20 @@ int fiber_poll(pollfd* fds, nfds_t nfds, int timeout_ms) {
 }
 
 int fiber_select(int nfds, fd_set* r, fd_set* w, fd_set* e, timeval* timeout) {
-  if (nfds < 0 || nfds > FD_SETSIZE) {
+  if (nfds < 0) {
     errno = EINVAL;
     return -1;
   }
+  if (nfds > FD_SETSIZE) nfds = FD_SETSIZE;  // an fd_set holds no more
   int timeout_ms = -1;
   if (timeout) {
     if (timeout->tv_sec < 0 || timeout->tv_usec < 0 || timeout->tv_usec >= 1000000) {
       errno = EINVAL;
       return -1;
     }
-    const int64_t ms = static_cast<int64_t>(timeout->tv_sec) * 1000 + (timeout->tv_usec + 999) / 1000;
+    const int64_t ms = timeout->tv_sec > INT_MAX / 1000 ? INT_MAX
+                                                        : static_cast<int64_t>(timeout->tv_sec) * 1000 +
+                                                              (timeout->tv_usec + 999) / 1000;
     timeout_ms = ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
   }
   std::vector<pollfd> fds;
@@ -478,8 +487,7 @@ int fiber_select(int nfds, fd_set* r, fd_set* w, fd_set* e, timeval* timeout) {
     }
   }
   if (timeout) {  // Linux select leaves the time not slept in *timeout
-    int64_t left = static_cast<int64_t>(timeout->tv_sec) * 1000000000 + static_cast<int64_t>(timeout->tv_usec) * 1000 -
-                   (now_ns() - start);
+    int64_t left = saturating_ns(timeout->tv_sec, static_cast<int64_t>(timeout->tv_usec) * 1000) - (now_ns() - start);
     if (left < 0 || count > 0) left = count > 0 ? std::max<int64_t>(left, 0) : 0;
     timeout->tv_sec = left / 1000000000;
     timeout->tv_usec = (left % 1000000000) / 1000;
@@ -497,6 +505,7 @@ int fiber_sleep_for_ns(int64_t ns) { return fib.sleep_ns(ns) == FIBER_OK ? 0 : (
 extern "C" {
 
 ssize_t read(int fd, void* buf, size_t n) {
+  if (n == 0) return libc().read(fd, buf, n);  // never waits
   switch (classify(fd)) {
     case kind::socket: return socket_recv(fd, buf, n, 0, nullptr, nullptr);
     case kind::stream: return stream_read(fd, buf, n);
@@ -505,6 +514,7 @@ ssize_t read(int fd, void* buf, size_t n) {
 }
 
 ssize_t write(int fd, const void* buf, size_t n) {
+  if (n == 0) return libc().write(fd, buf, n);
   switch (classify(fd)) {
     case kind::socket: return socket_send(fd, buf, n, 0, nullptr, 0);
     case kind::stream: return stream_write(fd, buf, n);
@@ -543,6 +553,16 @@ ssize_t writev(int fd, const iovec* iov, int count) {
     return socket_sendmsg(fd, &m, 0);
   }
   std::size_t total = 0;
+  for (int i = 0; i < count; ++i) total += iov[i].iov_len;
+  if (total <= PIPE_BUF) {  // atomic on a pipe, as libc's writev: one call once there is room
+    for (;;) {
+      const int ready = ready_now(fd, true);
+      if (ready > 0) return libc().writev(fd, iov, count);
+      if (ready < 0 && errno != EINTR) return -1;
+      if (wait_ready(fd, true, no_deadline) != 0) return -1;
+    }
+  }
+  total = 0;
   for (int i = 0; i < count; ++i) {
     const ssize_t r = stream_write(fd, iov[i].iov_base, iov[i].iov_len);
     if (r < 0) return total ? static_cast<ssize_t>(total) : -1;
@@ -552,18 +572,21 @@ ssize_t writev(int fd, const iovec* iov, int count) {
   return static_cast<ssize_t>(total);
 }
 
+// Flags with which the kernel never waits (or that waiting cannot serve).
+constexpr int no_wait_flags = MSG_DONTWAIT | MSG_ERRQUEUE | MSG_OOB;
+
 ssize_t recv(int fd, void* buf, size_t n, int flags) {
-  if ((flags & MSG_DONTWAIT) || classify(fd) != kind::socket) return libc().recv(fd, buf, n, flags);
+  if ((flags & no_wait_flags) || classify(fd) != kind::socket) return libc().recv(fd, buf, n, flags);
   return socket_recv(fd, buf, n, flags, nullptr, nullptr);
 }
 
 ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* from, socklen_t* fromlen) {
-  if ((flags & MSG_DONTWAIT) || classify(fd) != kind::socket) return libc().recvfrom(fd, buf, n, flags, from, fromlen);
+  if ((flags & no_wait_flags) || classify(fd) != kind::socket) return libc().recvfrom(fd, buf, n, flags, from, fromlen);
   return socket_recv(fd, buf, n, flags, from, fromlen);
 }
 
 ssize_t recvmsg(int fd, msghdr* msg, int flags) {
-  if ((flags & MSG_DONTWAIT) || classify(fd) != kind::socket) return libc().recvmsg(fd, msg, flags);
+  if ((flags & no_wait_flags) || classify(fd) != kind::socket) return libc().recvmsg(fd, msg, flags);
   return socket_recvmsg(fd, msg, flags);
 }
 
@@ -602,8 +625,20 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
   if (classify(fd) != kind::socket) return libc().connect(fd, addr, len);
   const int fl = ::fcntl(fd, F_GETFL);
   ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-  const int r = libc().connect(fd, addr, len);
-  const int e = errno;
+  int r = libc().connect(fd, addr, len);
+  int e = errno;
+  if (r != 0 && e == EAGAIN && addr && addr->sa_family == AF_UNIX) {
+    // A full listen backlog: a blocking connect would wait for room, which no
+    // event announces; retry with a growing sleep (up to 10 ms), until SO_SNDTIMEO.
+    lazy_deadline deadline{fd, true};
+    int64_t nap = 100000;
+    while (r != 0 && e == EAGAIN) {
+      if (now_ns() + nap > deadline.get() || fiber_sleep_for_ns(nap) != 0) break;
+      nap = std::min<int64_t>(nap * 2, 10000000);
+      r = libc().connect(fd, addr, len);
+      e = errno;
+    }
+  }
   ::fcntl(fd, F_SETFL, fl);
   if (r == 0) return 0;
   if (e != EINPROGRESS) {
@@ -614,14 +649,21 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
     if (errno == EAGAIN) errno = EINPROGRESS;  // what a blocking connect says when SO_SNDTIMEO passes
     return -1;
   }
+  // Connected, or why not. The error is taken from a failing system call (a peek)
+  // rather than from SO_ERROR's value: qemu-user hands SO_ERROR through untranslated,
+  // which is wrong for guests whose errno numbers differ (MIPS, SPARC).
+  sockaddr_storage peer;
+  socklen_t plen = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0) return 0;
+  char c;
+  if (libc().recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+      errno != ENOTCONN)
+    return -1;  // errno: the connect's error (ECONNREFUSED, ETIMEDOUT, ...)
   int err = 0;
   socklen_t elen = sizeof err;
   if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) return -1;
-  if (err) {
-    errno = err;
-    return -1;
-  }
-  return 0;
+  errno = err ? err : ENOTCONN;
+  return -1;
 }
 
 int poll(pollfd* fds, nfds_t nfds, int timeout) {
@@ -637,8 +679,8 @@ int select(int nfds, fd_set* r, fd_set* w, fd_set* e, timeval* timeout) {
 unsigned sleep(unsigned seconds) {
   if (!in_task()) return libc().sleep(seconds);
   const int64_t start = now_ns();
-  if (fiber_sleep_for_ns(static_cast<int64_t>(seconds) * 1000000000) == 0) return 0;
-  const int64_t left = static_cast<int64_t>(seconds) * 1000000000 - (now_ns() - start);
+  if (fiber_sleep_for_ns(saturating_ns(seconds, 0)) == 0) return 0;
+  const int64_t left = saturating_ns(seconds, 0) - (now_ns() - start);
   return left > 0 ? static_cast<unsigned>((left + 999999999) / 1000000000) : 0;
 }
 
@@ -653,7 +695,7 @@ int nanosleep(const timespec* req, timespec* rem) {
     errno = EINVAL;
     return -1;
   }
-  const int64_t want = static_cast<int64_t>(req->tv_sec) * 1000000000 + req->tv_nsec;
+  const int64_t want = saturating_ns(req->tv_sec, req->tv_nsec);
   const int64_t start = now_ns();
   if (fiber_sleep_for_ns(want) == 0) return 0;
   if (rem) {
