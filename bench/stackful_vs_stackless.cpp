@@ -182,7 +182,7 @@ void verify() {
     expect_same("iterate (fiber)", plain, stackful);
     expect_same("iterate (stackless)", plain, stackless);
   }
-  for (int k = tree_min_k; k <= tree_max_k; k += 2) {
+  for (int k = tree_min_k; k <= tree_max_k; ++k) {
     svs::checksum plain, stackful, nested, delegating;
     svs::tree_plain(tree_of(k), plain);
     svs::tree_fiber(tree_of(k), stacks(), stackful);
@@ -218,7 +218,7 @@ void register_all() {
   RegisterBenchmark("iterate/stackless", iterate_stackless);
 
   auto depths = [](benchmark::internal::Benchmark* b) {
-    for (int k = tree_min_k; k <= tree_max_k; k += 2) b->Arg(k);
+    for (int k = tree_min_k; k <= tree_max_k; ++k) b->Arg(k);
   };
   RegisterBenchmark("tree/plain_recursion", tree_bench<walk_plain>)->Apply(depths);
   RegisterBenchmark("tree/fiber", tree_bench<walk_fiber>)->Apply(depths);
