@@ -73,6 +73,26 @@ inline void frame_delete(void* p, [[maybe_unused]] std::size_t n) noexcept {
 #endif
 }
 
+/// A coroutine handle that owns its frame: move-only, and destroys the frame with
+/// itself. Every type below holds one, so they are all move-only (rule of zero).
+template <class Promise>
+struct owned_handle : std::coroutine_handle<Promise> {
+  using base = std::coroutine_handle<Promise>;
+  owned_handle() = default;
+  explicit owned_handle(base h) noexcept : base(h) {}
+  owned_handle(owned_handle&& other) noexcept : base(other.release()) {}
+  owned_handle& operator=(owned_handle&& other) noexcept {
+    base h = other.release();
+    if (*this) this->destroy();
+    base::operator=(h);
+    return *this;
+  }
+  ~owned_handle() {
+    if (*this) this->destroy();
+  }
+  base release() noexcept { return std::exchange(static_cast<base&>(*this), base{}); }
+};
+
 #define STACKLESS_FRAME_ALLOCATION                                              \
   static void* operator new(std::size_t n) { return ::stackless::frame_new(n); } \
   static void operator delete(void* p, std::size_t n) noexcept { ::stackless::frame_delete(p, n); }
@@ -106,16 +126,6 @@ class generator {
     }
   };
 
-  generator(generator&& other) noexcept : h_(std::exchange(other.h_, nullptr)) {}
-  generator& operator=(generator&& other) noexcept {
-    std::swap(h_, other.h_);
-    return *this;
-  }
-  generator(const generator&) = delete;
-  generator& operator=(const generator&) = delete;
-  ~generator() {
-    if (h_) h_.destroy();
-  }
 
   /// Runs the body to its first co_yield and returns the value yielded.
   Yield start() { return resume_for_value(); }
@@ -140,14 +150,37 @@ class generator {
     return *p.out;
   }
 
-  handle h_;
+  owned_handle<promise_type> h_;
 };
 
 // ---- pull<T> ----
 
+/// The input iterator of pull and recursive_pull: Owner::advance(h) runs the body
+/// to its next value (in the root's promise).
+template <class Owner>
+class pull_iterator {
+ public:
+  using handle = typename Owner::handle;
+  using value_type = typename Owner::value_type;
+  using difference_type = std::ptrdiff_t;
+  pull_iterator& operator++() {
+    Owner::advance(h_);
+    return *this;
+  }
+  void operator++(int) { ++*this; }
+  const value_type& operator*() const noexcept { return *h_.promise().value; }
+  friend bool operator==(const pull_iterator& it, std::default_sentinel_t) noexcept { return it.h_.done(); }
+
+ private:
+  friend Owner;
+  explicit pull_iterator(handle h) : h_(h) {}
+  handle h_;
+};
+
 template <class T>
 class pull {
  public:
+  using value_type = T;
   struct promise_type {
     const T* value = nullptr;
     std::exception_ptr escaped;
@@ -164,33 +197,7 @@ class pull {
     STACKLESS_FRAME_ALLOCATION
   };
   using handle = std::coroutine_handle<promise_type>;
-
-  pull(pull&& other) noexcept : h_(std::exchange(other.h_, nullptr)) {}
-  pull& operator=(pull&& other) noexcept {
-    std::swap(h_, other.h_);
-    return *this;
-  }
-  ~pull() {
-    if (h_) h_.destroy();
-  }
-
-  class iterator {
-   public:
-    using value_type = T;
-    using difference_type = std::ptrdiff_t;
-    iterator& operator++() {
-      advance(h_);
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    const T& operator*() const noexcept { return *h_.promise().value; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return it.h_.done(); }
-
-   private:
-    friend class pull;
-    explicit iterator(handle h) : h_(h) {}
-    handle h_;
-  };
+  using iterator = pull_iterator<pull>;
 
   iterator begin() {
     if (!h_) throw std::logic_error("stackless::pull: moved from");
@@ -200,12 +207,13 @@ class pull {
   std::default_sentinel_t end() const noexcept { return {}; }
 
  private:
+  friend iterator;
   explicit pull(handle h) noexcept : h_(h) {}
   static void advance(handle h) {
     h.resume();
     if (h.promise().escaped) std::rethrow_exception(std::exchange(h.promise().escaped, nullptr));
   }
-  handle h_;
+  owned_handle<promise_type> h_;
 };
 
 // ---- recursive_pull<T> ----
@@ -226,6 +234,7 @@ elements_of_t<T> elements_of(recursive_pull<T>&& g) {
 template <class T>
 class recursive_pull {
  public:
+  using value_type = T;
   struct promise_type {
     // The outermost frame (the one the consumer holds) keeps the value being
     // yielded and the innermost frame running; each frame knows its parent.
@@ -276,33 +285,7 @@ class recursive_pull {
     STACKLESS_FRAME_ALLOCATION
   };
   using handle = std::coroutine_handle<promise_type>;
-
-  recursive_pull(recursive_pull&& other) noexcept : h_(std::exchange(other.h_, nullptr)) {}
-  recursive_pull& operator=(recursive_pull&& other) noexcept {
-    std::swap(h_, other.h_);
-    return *this;
-  }
-  ~recursive_pull() {
-    if (h_) h_.destroy();
-  }
-
-  class iterator {
-   public:
-    using value_type = T;
-    using difference_type = std::ptrdiff_t;
-    iterator& operator++() {
-      advance(h_);
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    const T& operator*() const noexcept { return *h_.promise().value; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return it.h_.done(); }
-
-   private:
-    friend class recursive_pull;
-    explicit iterator(handle h) : h_(h) {}
-    handle h_;
-  };
+  using iterator = pull_iterator<recursive_pull>;
 
   iterator begin() {
     if (!h_) throw std::logic_error("stackless::recursive_pull: moved from");
@@ -313,8 +296,7 @@ class recursive_pull {
   std::default_sentinel_t end() const noexcept { return {}; }
 
  private:
-  template <class U>
-  friend struct elements_of_t;
+  friend iterator;
   explicit recursive_pull(handle h) noexcept : h_(h) {}
   // Resumes the innermost frame; it runs until some frame yields a value or the
   // root ends. An exception escaping a nested frame is rethrown in its parent (at
@@ -323,7 +305,7 @@ class recursive_pull {
     root.promise().current.resume();
     if (root.promise().escaped) std::rethrow_exception(std::exchange(root.promise().escaped, nullptr));
   }
-  handle h_;
+  owned_handle<promise_type> h_;
 };
 
 // ---- task<T> ----
@@ -367,14 +349,6 @@ class task {
   };
   using handle = std::coroutine_handle<promise_type>;
 
-  task(task&& other) noexcept : h_(std::exchange(other.h_, nullptr)) {}
-  task& operator=(task&& other) noexcept {
-    std::swap(h_, other.h_);
-    return *this;
-  }
-  ~task() {
-    if (h_) h_.destroy();
-  }
 
   // co_await t: starts t (symmetric transfer) and resumes the awaiter when t ends.
   auto operator co_await() && noexcept {
@@ -405,11 +379,11 @@ class task {
     return h_.promise().take();
   }
 
-  handle release() noexcept { return std::exchange(h_, nullptr); }
+  handle release() noexcept { return h_.release(); }
 
  private:
   explicit task(handle h) noexcept : h_(h) {}
-  handle h_;
+  owned_handle<promise_type> h_;
 };
 
 // ---- loop, job, channel ----
@@ -516,14 +490,6 @@ class job {
   using handle = std::coroutine_handle<promise_type>;
 
   job() = default;
-  job(job&& other) noexcept : h_(std::exchange(other.h_, nullptr)) {}
-  job& operator=(job&& other) noexcept {
-    std::swap(h_, other.h_);
-    return *this;
-  }
-  ~job() {
-    if (h_) h_.destroy();
-  }
 
   /// Queues the job on `lp` (it runs when the loop reaches it).
   void spawn(loop& lp) {
@@ -549,7 +515,7 @@ class job {
 
  private:
   explicit job(handle h) noexcept : h_(h) {}
-  handle h_;
+  owned_handle<promise_type> h_;
 };
 
 /// An unbuffered channel, Go's rules without close: send parks until a receiver
