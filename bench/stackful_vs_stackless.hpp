@@ -411,6 +411,20 @@ inline long create_stackless_spawn_join(stackless::loop& lp, long n) {
 
 // ---- 7. seed ----
 
+/// The seed's producer without the prints, for either consumer: start, 5 sends;
+/// returns the replies received, joined.
+template <class Consumer>
+std::string seed_produce(Consumer& c) {
+  std::string replies;
+  c.start();
+  int n = 0;
+  while (n < 5) {
+    n = n + 1;
+    replies += c.send(n);
+  }
+  return replies;
+}
+
 /// The seed's consumer and producer without the prints; returns the replies the
 /// producer received, joined.
 template <class StackAllocator>
@@ -424,13 +438,7 @@ std::string seed_fiber(const StackAllocator& stacks) {
                    r = "200 OK";
                  }
                }};
-  std::string replies;
-  c.start();
-  int n = 0;
-  while (n < 5) {
-    n = n + 1;
-    replies += c.send(n);
-  }
+  std::string replies = seed_produce(c);
   c.close();
   return replies;
 }
@@ -446,15 +454,7 @@ inline stackless::generator<std::string, int> seed_consumer() {
 
 inline std::string seed_stackless() {
   auto c = seed_consumer();
-  std::string replies;
-  c.start();
-  int n = 0;
-  while (n < 5) {
-    n = n + 1;
-    replies += c.send(n);
-  }
-  // c.close(): destroying the suspended frame runs the destructors of its locals.
-  return replies;
+  return seed_produce(c);  // c.close(): destroying the frame runs its locals' destructors
 }
 
 }  // namespace svs
