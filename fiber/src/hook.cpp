@@ -351,24 +351,27 @@ ssize_t socket_send(int fd, const void* buf, size_t n, int flags, const sockaddr
   return socket_sendmsg(fd, &m, flags);
 }
 
-// ---- pipes, FIFOs, terminals ----
+// ---- pipes, FIFOs, terminals (and accept) ----
 
-ssize_t stream_read(int fd, void* buf, size_t n) {
+// For fds that have no non-blocking form of the call: waits until poll says fd
+// is ready, then makes the (blocking-mode) call, which then does not block.
+// -1 with errno if poll fails or the wait ends without readiness.
+template <class Call>
+auto when_ready(int fd, bool writing, lazy_deadline* deadline, Call call) -> decltype(call()) {
   for (;;) {
-    const int ready = ready_now(fd, false);
-    if (ready > 0) return libc().read(fd, buf, n);
+    const int ready = ready_now(fd, writing);
+    if (ready > 0) return call();
     if (ready < 0 && errno != EINTR) return -1;
-    if (wait_ready(fd, false, no_deadline) != 0) return -1;
+    if (wait_ready(fd, writing, deadline ? deadline->get() : no_deadline) != 0) return -1;
   }
 }
 
+ssize_t stream_read(int fd, void* buf, size_t n) {
+  return when_ready(fd, false, nullptr, [&] { return libc().read(fd, buf, n); });
+}
+
 ssize_t stream_readv(int fd, const iovec* iov, int count) {
-  for (;;) {
-    const int ready = ready_now(fd, false);
-    if (ready > 0) return libc().readv(fd, iov, count);
-    if (ready < 0 && errno != EINTR) return -1;
-    if (wait_ready(fd, false, no_deadline) != 0) return -1;
-  }
+  return when_ready(fd, false, nullptr, [&] { return libc().readv(fd, iov, count); });
 }
 
 // Writes everything, PIPE_BUF bytes at a time once poll says there is room (a
@@ -554,14 +557,8 @@ ssize_t writev(int fd, const iovec* iov, int count) {
   }
   std::size_t total = 0;
   for (int i = 0; i < count; ++i) total += iov[i].iov_len;
-  if (total <= PIPE_BUF) {  // atomic on a pipe, as libc's writev: one call once there is room
-    for (;;) {
-      const int ready = ready_now(fd, true);
-      if (ready > 0) return libc().writev(fd, iov, count);
-      if (ready < 0 && errno != EINTR) return -1;
-      if (wait_ready(fd, true, no_deadline) != 0) return -1;
-    }
-  }
+  if (total <= PIPE_BUF)  // atomic on a pipe, as libc's writev: one call once there is room
+    return when_ready(fd, true, nullptr, [&] { return libc().writev(fd, iov, count); });
   total = 0;
   for (int i = 0; i < count; ++i) {
     const ssize_t r = stream_write(fd, iov[i].iov_base, iov[i].iov_len);
@@ -607,18 +604,14 @@ ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
 
 int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
   if (classify(fd) != kind::socket) return libc().accept4(fd, addr, len, flags);
-  lazy_deadline deadline{fd, false};
-  for (;;) {
-    const int ready = ready_now(fd, false);
-    if (ready > 0) return libc().accept4(fd, addr, len, flags);
-    if (ready < 0 && errno != EINTR) return -1;
-    if (wait_ready(fd, false, deadline.get()) != 0) return -1;
-  }
+  lazy_deadline deadline{fd, false};  // accept honours SO_RCVTIMEO
+  return when_ready(fd, false, &deadline, [&] { return libc().accept4(fd, addr, len, flags); });
 }
 
 int accept(int fd, sockaddr* addr, socklen_t* len) {
   if (classify(fd) != kind::socket) return libc().accept(fd, addr, len);
-  return accept4(fd, addr, len, 0);
+  lazy_deadline deadline{fd, false};
+  return when_ready(fd, false, &deadline, [&] { return libc().accept(fd, addr, len); });
 }
 
 int connect(int fd, const sockaddr* addr, socklen_t len) {
