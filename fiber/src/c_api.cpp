@@ -306,9 +306,10 @@ int fiber_loop_run(fiber_loop* loop) {
   try {
     loop->loop.run();
     return FIBER_OK;
+  } catch (const fiber::deadlock_error& e) {
+    return fail(FIBER_DEADLOCK, e.what());
   } catch (const fiber::error& e) {
-    const bool deadlock = std::strstr(e.what(), "deadlock") != nullptr;
-    return fail(deadlock ? FIBER_DEADLOCK : FIBER_EINVAL, e.what());
+    return fail(FIBER_EINVAL, e.what());
   } catch (const std::exception& e) {
     return fail(FIBER_EXCEPTION, std::string("fiber_loop_run: ") + e.what());
   }

@@ -676,7 +676,7 @@ struct event_loop::impl : detail::loop_core {
                   "fiber::event_loop::run: deadlock: %zu fiber(s) parked and nothing can wake them (no timer, "
                   "no IO wait, no event_loop::keep_alive)",
                   alive);
-    throw error(msg);
+    throw deadlock_error(msg);
   }
 
   // Runs until `until` has ended, or (until == nullptr) no fiber is alive.

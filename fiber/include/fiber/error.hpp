@@ -15,6 +15,13 @@ class error : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
+/// event_loop::run: every fiber is parked and nothing (no timer, no IO wait, no
+/// keep_alive) could wake one. A fiber::error, with the count in what().
+class deadlock_error : public error {
+ public:
+  using error::error;
+};
+
 /// A stack could not be allocated. It is a std::bad_alloc, so code that handles
 /// exhausted memory handles it, and what() names the size and the reason.
 class stack_allocation_error : public std::bad_alloc {
