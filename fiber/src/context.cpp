@@ -89,7 +89,7 @@ context arrive_slow(void* from, void* data) {
 }
 
 void finish(record_base* self, context&& next) noexcept {
-  detail::switch_context(std::exchange(next.sp_, nullptr), self);
+  detail::tracked_switch<true>(std::exchange(next.sp_, nullptr), self);
   fatal("fiber: a fiber that had ended was resumed");
 }
 
@@ -100,7 +100,7 @@ namespace fiber {
 void context::destroy() noexcept {
   // Ask the fiber to unwind. It ends by switching back here, handing over its
   // record, which arrive() releases; what comes back is therefore empty.
-  void* from = detail::switch_context(std::exchange(sp_, nullptr), detail::unwind_request);
+  void* from = detail::tracked_switch(std::exchange(sp_, nullptr), detail::unwind_request);
   context back = detail::arrive(from);
   if (back) detail::fatal("fiber: a fiber being destroyed switched back without ending");
 }

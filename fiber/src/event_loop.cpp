@@ -465,11 +465,9 @@ struct event_loop::impl : detail::loop_core {
     current = next;
     save_slot = self ? &self->ctx : &scheduler;
     context& target = next ? next->ctx : scheduler;
-    // Our exceptions in flight stay ours (eh_state.hpp): a fiber may park in a
-    // catch block while others throw and catch.
-    detail::eh_keeper eh(eh_globals);
+    // resume() keeps our exceptions in flight ours (eh_state.hpp): a fiber may
+    // park in a catch block while others throw and catch.
     arrived(std::move(target).resume());
-    eh.resumed();
   }
 
   // `next`, given a context if it has not run yet. A fiber whose stack cannot be
@@ -789,9 +787,7 @@ event_loop::~event_loop() {
       detail::fiber_control* const saved_current = L.current;
       detail::running_core = impl_.get();
       L.current = f;
-      const detail::eh_state eh = detail::eh_state::take();
       c = context{};  // unwinds the fiber's stack
-      eh.restore();
       L.current = saved_current;
       detail::running_core = saved_loop;
     }
@@ -812,9 +808,7 @@ event_loop::~event_loop() {
     L.idle.pop_back();
     L.stacks.from_idle(w->canary == nullptr);
     context c = std::move(w->ctx);
-    const detail::eh_state eh = detail::eh_state::take();
     c = context{};
-    eh.restore();
   }
 }
 

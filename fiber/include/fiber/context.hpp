@@ -20,6 +20,7 @@
 //     (its destructors run) before the memory is released.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -29,8 +30,49 @@
 #include <type_traits>
 #include <utility>
 
+#include "fiber/detail/eh_state.hpp"
 #include "fiber/detail/switch.h"
 #include "fiber/error.hpp"
+
+// Which sanitizers this translation unit is built with. The library and the code
+// using it must agree (the switch path below is inline): build both with the same
+// -fsanitize flags.
+#if defined(__SANITIZE_ADDRESS__)
+#  define FIBER_ASAN 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define FIBER_ASAN 1
+#  endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#  define FIBER_TSAN 1
+#elif defined(__has_feature)
+#  if __has_feature(thread_sanitizer)
+#    define FIBER_TSAN 1
+#  endif
+#endif
+#ifndef FIBER_ASAN
+#  define FIBER_ASAN 0
+#endif
+#ifndef FIBER_TSAN
+#  define FIBER_TSAN 0
+#endif
+#define FIBER_SANITIZE (FIBER_ASAN || FIBER_TSAN)
+
+#if FIBER_ASAN
+extern "C" {
+void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, std::size_t size);
+void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, std::size_t* size_old);
+}
+#endif
+#if FIBER_TSAN
+extern "C" {
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void* fiber);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+}
+#endif
 
 // For the functions between user code and the switch: inlined, so that each side
 // of a switch returns through its own calls (an out-of-line call left pending
@@ -57,16 +99,147 @@ namespace detail {
 //   a record_base*   "I have ended; release my record and stack".
 inline void* const unwind_request = reinterpret_cast<void*>(std::uintptr_t{1});
 
-inline void* frame_data(void* sp) noexcept {
+inline void* raw_frame_data(void* sp) noexcept {
   void* data;
   std::memcpy(&data, static_cast<char*>(sp) + FIBER_FRAME_DATA, sizeof data);
   return data;
 }
 
-// Bookkeeping of one fiber, at the top of its stack.
+#if FIBER_SANITIZE
+// With a sanitizer, every suspended frame's data slot points at one of these, on
+// the suspended side's stack (or in a fresh fiber's record): the switching side
+// must tell the sanitizer the bounds (and TSan fiber) of the stack it switches to.
+struct san_frame {
+  void* data;          // what the suspending side passed
+  const void* bottom;  // its stack: lowest address and size
+  std::size_t size;
+  void* tsan_fiber;
+};
+inline void* frame_data(void* sp) noexcept { return static_cast<san_frame*>(raw_frame_data(sp))->data; }
+#else
+inline void* frame_data(void* sp) noexcept { return raw_frame_data(sp); }
+#endif
+
+/// What a fiber is doing, as debuggers and fiber::dump() see it.
+enum class fiber_state : std::uint8_t { created, running, suspended, ended };
+
+// Bookkeeping of one fiber, at the top of its stack. Besides `release`, what is
+// here serves debugging: the registry (registry.cpp) lists every live fiber for
+// tools/gdb/fiber.py, fiber::dump() and the stack-overflow handler, which read
+// these fields (keep the gdb script in step with their names).
 struct record_base {
   void (*release)(record_base*) noexcept;  // destroys the record and frees the stack
+  std::uint64_t id = 0;                    // unique in the process, from 1
+  void* stack_base = nullptr;              // usable stack: [stack_base, stack_base + stack_size)
+  std::size_t stack_size = 0;
+  void* saved_sp = nullptr;                // where it is suspended (state suspended or created)
+  const void* task = nullptr;              // the event_loop task it runs (fiber_control*), if any
+  std::uint32_t slot = UINT32_MAX;         // its entry in the registry
+  unsigned valgrind_stack = 0;             // VALGRIND_STACK_REGISTER's id
+  fiber_state state = fiber_state::created;
+  char name[32] = {};                      // NUL-terminated, truncated
+#if FIBER_SANITIZE
+  san_frame first{};                       // what a switch to the fresh fiber reads
+#endif
 };
+
+// Adds a made fiber to the registry (id, slot; sanitizer and Valgrind
+// registration); removes it as it is released. Never throw: a fiber the registry
+// has no room for is simply not listed.
+void registry_add(record_base* r) noexcept;
+void registry_remove(record_base* r) noexcept;
+
+// Per-thread switching state: which fiber runs (nullptr: the thread's own stack)
+// and where the C++ runtime keeps this thread's exception state. Initial-exec TLS
+// where the platform has it: its accesses go through the thread pointer each
+// time, so a flow resumed on another thread than it suspended on finds that
+// thread's state (tests/context_test.cpp checks it on every target).
+struct thread_state {
+  record_base* running = nullptr;
+  eh_globals_layout* eh = nullptr;
+#if FIBER_SANITIZE
+  const void* stack_bottom = nullptr;  // the thread's own stack
+  std::size_t stack_size = 0;
+#endif
+};
+#if defined(__ELF__)
+extern constinit thread_local thread_state tls_state [[gnu::tls_model("initial-exec")]];
+#else
+extern constinit thread_local thread_state tls_state;
+#endif
+thread_state* this_thread_state() noexcept;  // out of line: &tls_state, freshly computed
+#if FIBER_SANITIZE
+void thread_stack_bounds(thread_state& t) noexcept;  // fills stack_bottom/size
+#endif
+
+FIBER_SWITCH_INLINE eh_globals_layout* thread_eh(thread_state& t) noexcept {
+  eh_globals_layout* g = t.eh;
+  if (!g) [[unlikely]]
+    g = t.eh = eh_state::globals();
+  return g;
+}
+
+// Every switch C++ makes goes through here. Around the machine switch: the
+// running flow's C++ exception state is taken off the thread and given back when
+// it is resumed (eh_state.hpp), so each fiber has its own
+// std::uncaught_exceptions() and std::current_exception(); the registry learns
+// which fiber runs and where the others are suspended; and the sanitizers are told
+// of the stack change. `ending`: the running fiber ends with this switch.
+template <bool ending = false>
+FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
+  thread_state& t = tls_state;
+  record_base* const me = t.running;
+  eh_globals_layout* const g = thread_eh(t);
+  const eh_state saved = eh_state::take(g);
+  if (me) me->state = ending ? fiber_state::ended : fiber_state::suspended;
+#if FIBER_SANITIZE
+  san_frame mine{data, nullptr, 0, nullptr};
+  if (me) {
+    mine.bottom = me->stack_base;
+    mine.size = me->stack_size;
+  } else {
+    if (!t.stack_bottom) [[unlikely]]
+      thread_stack_bounds(t);
+    mine.bottom = t.stack_bottom;
+    mine.size = t.stack_size;
+  }
+  auto* const target = static_cast<san_frame*>(raw_frame_data(to));
+#  if FIBER_TSAN
+  mine.tsan_fiber = __tsan_get_current_fiber();
+  __tsan_switch_to_fiber(target->tsan_fiber, 0);
+#  endif
+#  if FIBER_ASAN
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(ending ? nullptr : &fake_stack, target->bottom, target->size);
+#  endif
+  void* const from = switch_context(to, &mine);
+#  if FIBER_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#  endif
+#else
+  void* const from = switch_context(to, data);
+#endif
+  // Resumed, perhaps on another thread.
+  thread_state& now = tls_state;
+  if (record_base* const prev = now.running) prev->saved_sp = from;  // who switched here
+  now.running = me;
+  if (me) me->state = fiber_state::running;
+  saved.restore(thread_eh(now));
+  return from;
+}
+
+// A fresh fiber's first code, on its own stack: the counterpart of the second half
+// of tracked_switch for a flow that did not switch away from anywhere.
+FIBER_SWITCH_INLINE void first_arrival(record_base* self, void* from) noexcept {
+#if FIBER_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+  thread_state& now = tls_state;
+  if (record_base* const prev = now.running) prev->saved_sp = from;
+  now.running = self;
+  self->state = fiber_state::running;
+  eh_state::clear(thread_eh(now));
+}
 
 [[noreturn]] void throw_empty_resume();
 [[noreturn]] void throw_stack_too_small(std::size_t size, std::size_t needed);
@@ -109,6 +282,7 @@ struct record final : record_base {
       : record_base{&release_impl}, fn(std::forward<Args>(args)...), allocator(std::move(a)), stack(s) {}
 
   static void release_impl(record_base* base) noexcept {
+    registry_remove(base);
     auto* self = static_cast<record*>(base);
     A a = std::move(self->allocator);
     stack_memory s = self->stack;
@@ -148,7 +322,18 @@ made_fiber<F, A> make_fiber(A a, Args&&... args) {
     a.deallocate(s);
     throw;
   }
-  return {fiber_prepare_context(r, &rec_t::entry, r, s.base), &r->fn};
+  void* const sp = fiber_prepare_context(r, &rec_t::entry, r, s.base);
+  r->stack_base = s.base;
+  r->stack_size = s.size;
+  r->saved_sp = sp;
+  registry_add(r);
+#if FIBER_SANITIZE
+  r->first.bottom = s.base;
+  r->first.size = s.size;
+  san_frame* const first = &r->first;
+  std::memcpy(static_cast<char*>(sp) + FIBER_FRAME_DATA, &first, sizeof first);
+#endif
+  return {sp, &r->fn};
 }
 
 }  // namespace detail
@@ -200,7 +385,7 @@ class context {
   /// that did so (empty if it was a fiber that ended). Throws fiber::error if empty.
   [[nodiscard]] FIBER_SWITCH_INLINE context resume() && {
     if (!sp_) [[unlikely]] detail::throw_empty_resume();
-    return detail::arrive(detail::switch_context(std::exchange(sp_, nullptr), nullptr));
+    return detail::arrive(detail::tracked_switch(std::exchange(sp_, nullptr), nullptr));
   }
 
   explicit operator bool() const noexcept { return sp_ != nullptr; }
@@ -236,10 +421,12 @@ void record<F, A>::entry(void* from, void* arg) noexcept {
   auto* self = static_cast<record*>(arg);
   context caller, next;
   if (frame_data(from) == unwind_request) {
+    first_arrival(self, from);
     next = context(from);  // destroyed before it ever ran: nothing to unwind
   } else {
     // Arriving here is like returning from a switch: if the resumer was a fiber
     // that just ended, its record is released and `caller` is empty.
+    first_arrival(self, from);
     caller = arrive(from);
     try {
       // `caller` lives outside the try block, so an entry that throws without

@@ -270,10 +270,9 @@ FIBER_SWITCH_INLINE int park(waiter* waiters, std::size_t count, clock::time_poi
   } else {
     L->current = next;
     L->save_slot = &self->ctx;
-    eh_keeper eh(L->eh_globals);  // our exceptions in flight stay ours (eh_state.hpp)
+    // (resume() keeps our exceptions in flight ours: context.hpp, eh_state.hpp.)
     context from = std::move(next->ctx).resume();
     if (from) *L->save_slot = std::move(from);  // else the switcher was a fiber that ended
-    eh.resumed();
   }
   if (self->park_reason == reason_woken) [[likely]]
     return self->park_result;

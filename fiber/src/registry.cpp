@@ -1,0 +1,181 @@
+// The registry of live fibers, for debugging: tools/gdb/fiber.py, fiber::dump()
+// and the stack-overflow handler list fibers from here.
+//
+// A table of slots, each holding one record_base* (or null), in chunks allocated
+// as the table grows and never freed. Making and releasing a fiber takes a slot
+// from, and gives it back to, a per-thread cache of free slot numbers, so neither
+// makes an atomic read-modify-write or takes a lock in the steady state; the cache
+// is refilled from (and spills to) a global free list under a mutex, 64 slots at a
+// time. Readers (a debugger with the process stopped, a signal handler about to
+// abort, dump()) scan slots [0, high_water) without locking: each slot is written
+// with one atomic store, so a reader sees a record or null, never half a pointer.
+// Records found while they are being made or released may show stale fields;
+// dump() documents that it is a diagnostic, not a synchronised snapshot.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <vector>
+
+#if defined(__linux__)
+#include <pthread.h>
+#endif
+#if __has_include(<valgrind/valgrind.h>) && !defined(_WIN32)
+#include <valgrind/valgrind.h>
+#define FIBER_HAVE_VALGRIND 1
+#else
+#define FIBER_HAVE_VALGRIND 0
+#endif
+
+#include "fiber/context.hpp"
+#include "registry.hpp"
+
+namespace fiber::detail {
+
+#if defined(__ELF__)
+constinit thread_local thread_state tls_state [[gnu::tls_model("initial-exec")]];
+#else
+constinit thread_local thread_state tls_state;
+#endif
+
+thread_state* this_thread_state() noexcept { return &tls_state; }
+
+#if FIBER_SANITIZE
+void thread_stack_bounds(thread_state& t) noexcept {
+#if defined(__linux__)
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* addr = nullptr;
+    std::size_t size = 0;
+    pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    t.stack_bottom = addr;
+    t.stack_size = size;
+    return;
+  }
+#endif
+  t.stack_bottom = nullptr;
+  t.stack_size = 0;
+}
+#endif
+
+namespace {
+
+constexpr std::uint32_t batch = 64;
+
+struct global_registry {
+  std::mutex mutex;
+  std::vector<std::uint32_t> free;  // slot numbers given back
+  std::uint64_t next_id = 1;
+};
+
+global_registry& global() {
+  static global_registry* g = new global_registry;  // never destroyed: fibers may outlive statics
+  return *g;
+}
+
+// The slot's address, allocating its chunk if needed (under the global mutex).
+std::atomic<record_base*>* slot_address(std::uint32_t slot) noexcept {
+  return &fiber_debug_registry.chunks[slot / registry_chunk_slots][slot % registry_chunk_slots];
+}
+
+// Reserves `count` more slots and ids for this thread. Returns false if the table
+// is full or a chunk cannot be allocated.
+struct thread_cache {
+  std::uint32_t slots[2 * batch];
+  std::uint32_t count = 0;
+  std::uint64_t next_id = 0;
+  std::uint64_t end_id = 0;
+
+  bool refill() noexcept {
+    global_registry& g = global();
+    std::lock_guard<std::mutex> lock(g.mutex);
+    while (count < batch && !g.free.empty()) {
+      slots[count++] = g.free.back();
+      g.free.pop_back();
+    }
+    while (count < batch) {
+      const std::uint32_t hw = fiber_debug_registry.high_water.load(std::memory_order_relaxed);
+      if (hw >= registry_max_chunks * registry_chunk_slots) break;
+      auto& chunk = fiber_debug_registry.chunks[hw / registry_chunk_slots];
+      if (!chunk) {
+        auto* c = new (std::nothrow) std::atomic<record_base*>[registry_chunk_slots];
+        if (!c) break;
+        for (std::uint32_t i = 0; i < registry_chunk_slots; ++i) c[i].store(nullptr, std::memory_order_relaxed);
+        chunk = c;
+      }
+      slots[count++] = hw;
+      fiber_debug_registry.high_water.store(hw + 1, std::memory_order_release);
+    }
+    return count > 0;
+  }
+  void spill(std::uint32_t keep) noexcept {
+    global_registry& g = global();
+    std::lock_guard<std::mutex> lock(g.mutex);
+    try {
+      while (count > keep) g.free.push_back(slots[--count]);
+    } catch (...) {
+      // Lost slots are only unused table entries.
+      count = keep;
+    }
+  }
+  std::uint64_t take_id() noexcept {
+    if (next_id == end_id) {
+      global_registry& g = global();
+      std::lock_guard<std::mutex> lock(g.mutex);
+      next_id = g.next_id;
+      g.next_id += batch;
+      end_id = next_id + batch;
+    }
+    return next_id++;
+  }
+  ~thread_cache() {
+    if (count) spill(0);
+  }
+};
+
+thread_local thread_cache cache;
+
+}  // namespace
+
+std::uint64_t new_fiber_id() noexcept { return cache.take_id(); }
+
+void registry_add(record_base* r) noexcept {
+  r->id = cache.take_id();
+#if FIBER_TSAN
+  r->first.tsan_fiber = __tsan_create_fiber(0);
+#endif
+#if FIBER_HAVE_VALGRIND
+  if (RUNNING_ON_VALGRIND)
+    r->valgrind_stack = VALGRIND_STACK_REGISTER(r->stack_base, static_cast<char*>(r->stack_base) + r->stack_size);
+#endif
+  if (cache.count == 0 && !cache.refill()) return;  // not listed
+  const std::uint32_t slot = cache.slots[--cache.count];
+  r->slot = slot;
+  slot_address(slot)->store(r, std::memory_order_release);
+}
+
+void registry_remove(record_base* r) noexcept {
+#if FIBER_TSAN
+  if (r->first.tsan_fiber) __tsan_destroy_fiber(r->first.tsan_fiber);
+#endif
+#if FIBER_HAVE_VALGRIND
+  if (r->valgrind_stack) VALGRIND_STACK_DEREGISTER(r->valgrind_stack);
+#endif
+  r->state = fiber_state::ended;
+  if (r->slot == UINT32_MAX) return;
+  slot_address(r->slot)->store(nullptr, std::memory_order_release);
+  if (cache.count == 2 * batch) cache.spill(batch);
+  cache.slots[cache.count++] = r->slot;
+  r->slot = UINT32_MAX;
+}
+
+}  // namespace fiber::detail
+
+// Outside any namespace, with C linkage: the name debuggers look up.
+extern "C" {
+fiber_debug_registry_t fiber_debug_registry = {};
+}

@@ -1,0 +1,39 @@
+// The registry's table (registry.cpp), for the library's readers of it: the
+// stack-overflow handler and fiber::dump(). tools/gdb/fiber.py reads the same
+// symbol, `fiber_debug_registry`, by name.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "fiber/context.hpp"
+
+namespace fiber::detail {
+inline constexpr std::uint32_t registry_chunk_slots = 4096;
+inline constexpr std::uint32_t registry_max_chunks = 4096;  // 16M fibers listed at once
+
+// A new fiber id (unique in the process, from 1), for a loop task.
+std::uint64_t new_fiber_id() noexcept;
+
+// Calls f(record_base*) for every listed fiber. Lock-free and async-signal-safe.
+template <class F>
+void for_each_fiber(F&& f) noexcept;
+}  // namespace fiber::detail
+
+extern "C" {
+struct fiber_debug_registry_t {
+  std::atomic<fiber::detail::record_base*>* chunks[fiber::detail::registry_max_chunks];
+  std::atomic<std::uint32_t> high_water;  // slots [0, high_water) may be in use
+};
+extern fiber_debug_registry_t fiber_debug_registry;
+}
+
+template <class F>
+void fiber::detail::for_each_fiber(F&& f) noexcept {
+  const std::uint32_t n = fiber_debug_registry.high_water.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    auto* chunk = fiber_debug_registry.chunks[i / registry_chunk_slots];
+    if (!chunk) break;
+    if (record_base* r = chunk[i % registry_chunk_slots].load(std::memory_order_acquire)) f(r);
+  }
+}
