@@ -179,3 +179,30 @@ void registry_remove(record_base* r) noexcept {
 extern "C" {
 fiber_debug_registry_t fiber_debug_registry = {};
 }
+
+#include <string>
+
+#include "fiber/debug.hpp"
+#include "fiber/error.hpp"
+
+namespace fiber::this_fiber {
+
+std::uint64_t id() noexcept {
+  const detail::record_base* r = detail::this_thread_state()->running;
+  return r ? r->id : 0;
+}
+
+std::string name() {
+  const detail::record_base* r = detail::this_thread_state()->running;
+  return r ? std::string(r->name) : std::string();
+}
+
+void set_name(std::string_view name) {
+  detail::record_base* r = detail::this_thread_state()->running;
+  if (!r) throw error("fiber::this_fiber::set_name(): not called from a fiber");
+  const std::size_t n = std::min(name.size(), sizeof r->name - 1);
+  std::memcpy(r->name, name.data(), n);
+  r->name[n] = '\0';
+}
+
+}  // namespace fiber::this_fiber
