@@ -43,6 +43,50 @@ constinit thread_local thread_state tls_state;
 
 thread_state* this_thread_state() noexcept { return &tls_state; }
 
+// overflow.cpp: the stack-overflow handler, armed by each thread's first fiber.
+#if defined(__ELF__)
+extern constinit thread_local bool overflow_armed [[gnu::tls_model("initial-exec")]];
+#else
+extern constinit thread_local bool overflow_armed;
+#endif
+void arm_overflow_handler() noexcept;
+
+namespace {
+std::mutex& threads_mutex() {
+  static std::mutex* m = new std::mutex;  // never destroyed: threads may outlive statics
+  return *m;
+}
+// Takes the thread off the list when it exits.
+struct thread_listing {
+  thread_state* listed = nullptr;
+  ~thread_listing() {
+    if (!listed) return;
+    std::lock_guard<std::mutex> lock(threads_mutex());
+    (listed->prev_thread ? listed->prev_thread->next_thread : fiber_debug_threads) = listed->next_thread;
+    if (listed->next_thread) listed->next_thread->prev_thread = listed->prev_thread;
+  }
+};
+thread_local thread_listing listing;
+}  // namespace
+
+eh_globals_layout* first_switch_on_thread(thread_state& t) noexcept {
+  {
+    std::lock_guard<std::mutex> lock(threads_mutex());
+    t.prev_thread = nullptr;
+    t.next_thread = fiber_debug_threads;
+    if (fiber_debug_threads) fiber_debug_threads->prev_thread = &t;
+    fiber_debug_threads = &t;
+  }
+  listing.listed = &t;
+  return t.eh = eh_state::globals();
+}
+
+bool is_running(const record_base* r) noexcept {
+  for (const thread_state* t = fiber_debug_threads; t; t = t->next_thread)
+    if (t->running == r) return true;
+  return false;
+}
+
 #if FIBER_SANITIZE
 void thread_stack_bounds(thread_state& t) noexcept {
 #if defined(__linux__)
@@ -144,6 +188,8 @@ thread_local thread_cache cache;
 std::uint64_t new_fiber_id() noexcept { return cache.take_id(); }
 
 void registry_add(record_base* r) noexcept {
+  if (!overflow_armed) [[unlikely]]
+    arm_overflow_handler();
   r->id = cache.take_id();
 #if FIBER_TSAN
   r->first.tsan_fiber = __tsan_create_fiber(0);
@@ -178,6 +224,7 @@ void registry_remove(record_base* r) noexcept {
 // Outside any namespace, with C linkage: the name debuggers look up.
 extern "C" {
 fiber_debug_registry_t fiber_debug_registry = {};
+fiber::detail::thread_state* fiber_debug_threads = nullptr;
 }
 
 #include <string>

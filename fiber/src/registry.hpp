@@ -12,6 +12,10 @@ namespace fiber::detail {
 inline constexpr std::uint32_t registry_chunk_slots = 4096;
 inline constexpr std::uint32_t registry_max_chunks = 4096;  // 16M fibers listed at once
 
+// Whether a thread runs `r` now (the state a record never stores). Reads the
+// thread list without its lock: a diagnostic.
+bool is_running(const record_base* r) noexcept;
+
 // A new fiber id (unique in the process, from 1), for a loop task.
 std::uint64_t new_fiber_id() noexcept;
 
@@ -26,6 +30,9 @@ struct fiber_debug_registry_t {
   std::atomic<std::uint32_t> high_water;  // slots [0, high_water) may be in use
 };
 extern fiber_debug_registry_t fiber_debug_registry;
+// Every thread that has switched, for debuggers: its thread_state (the running
+// fiber). Linked through next_thread.
+extern fiber::detail::thread_state* fiber_debug_threads;
 }
 
 template <class F>

@@ -120,7 +120,10 @@ inline void* frame_data(void* sp) noexcept { return static_cast<san_frame*>(raw_
 inline void* frame_data(void* sp) noexcept { return raw_frame_data(sp); }
 #endif
 
-/// What a fiber is doing, as debuggers and fiber::dump() see it.
+/// What a fiber is doing, as debuggers and fiber::dump() see it. A record holds
+/// created, suspended (started and not ended: running if a thread's
+/// thread_state::running points at it) or ended; running is never stored, so that
+/// a switch need not write it.
 enum class fiber_state : std::uint8_t { created, running, suspended, ended };
 
 // Bookkeeping of one fiber, at the top of its stack. Besides `release`, what is
@@ -132,7 +135,7 @@ struct record_base {
   std::uint64_t id = 0;                    // unique in the process, from 1
   void* stack_base = nullptr;              // usable stack: [stack_base, stack_base + stack_size)
   std::size_t stack_size = 0;
-  void* saved_sp = nullptr;                // where it is suspended (state suspended or created)
+  void* saved_sp = nullptr;                // where it is suspended, unless it runs
   const void* task = nullptr;              // the event_loop task it runs (fiber_control*), if any
   std::uint32_t slot = UINT32_MAX;         // its entry in the registry
   unsigned valgrind_stack = 0;             // VALGRIND_STACK_REGISTER's id
@@ -153,10 +156,14 @@ void registry_remove(record_base* r) noexcept;
 // and where the C++ runtime keeps this thread's exception state. Initial-exec TLS
 // where the platform has it: its accesses go through the thread pointer each
 // time, so a flow resumed on another thread than it suspended on finds that
-// thread's state (tests/context_test.cpp checks it on every target).
+// thread's state (tests/exception_state_test.cpp checks it on every target).
+// Every thread that switches is on a list (registry.cpp), so that debuggers and
+// dump() can tell which fibers run.
 struct thread_state {
   record_base* running = nullptr;
-  eh_globals_layout* eh = nullptr;
+  eh_globals_layout* eh = nullptr;  // set on the thread's first switch, with the listing
+  thread_state* next_thread = nullptr;
+  thread_state* prev_thread = nullptr;
 #if FIBER_SANITIZE
   const void* stack_bottom = nullptr;  // the thread's own stack
   std::size_t stack_size = 0;
@@ -168,6 +175,8 @@ extern constinit thread_local thread_state tls_state [[gnu::tls_model("initial-e
 extern constinit thread_local thread_state tls_state;
 #endif
 thread_state* this_thread_state() noexcept;  // out of line: &tls_state, freshly computed
+// A thread's first switch: finds its exception state and lists the thread.
+eh_globals_layout* first_switch_on_thread(thread_state& t) noexcept;
 #if FIBER_SANITIZE
 void thread_stack_bounds(thread_state& t) noexcept;  // fills stack_bottom/size
 #endif
@@ -175,7 +184,7 @@ void thread_stack_bounds(thread_state& t) noexcept;  // fills stack_bottom/size
 FIBER_SWITCH_INLINE eh_globals_layout* thread_eh(thread_state& t) noexcept {
   eh_globals_layout* g = t.eh;
   if (!g) [[unlikely]]
-    g = t.eh = eh_state::globals();
+    g = first_switch_on_thread(t);
   return g;
 }
 
@@ -190,8 +199,14 @@ FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
   thread_state& t = tls_state;
   record_base* const me = t.running;
   eh_globals_layout* const g = thread_eh(t);
-  const eh_state saved = eh_state::take(g);
-  if (me) me->state = ending ? fiber_state::ended : fiber_state::suspended;
+  // Nearly always no exception is being handled: then there is nothing to take
+  // and, because every flow takes its own state off the thread as it switches
+  // away, nothing to put back either (the thread's state is empty on arrival).
+  const bool handling = eh_state::any(g);
+  eh_state saved;
+  if (handling) [[unlikely]]
+    saved = eh_state::take(g);
+  if (ending) me->state = fiber_state::ended;
 #if FIBER_SANITIZE
   san_frame mine{data, nullptr, 0, nullptr};
   if (me) {
@@ -223,8 +238,8 @@ FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
   thread_state& now = tls_state;
   if (record_base* const prev = now.running) prev->saved_sp = from;  // who switched here
   now.running = me;
-  if (me) me->state = fiber_state::running;
-  saved.restore(thread_eh(now));
+  if (handling) [[unlikely]]
+    saved.restore(thread_eh(now));
   return from;
 }
 
@@ -237,7 +252,7 @@ FIBER_SWITCH_INLINE void first_arrival(record_base* self, void* from) noexcept {
   thread_state& now = tls_state;
   if (record_base* const prev = now.running) prev->saved_sp = from;
   now.running = self;
-  self->state = fiber_state::running;
+  self->state = fiber_state::suspended;  // started: running while a thread says so
   eh_state::clear(thread_eh(now));
 }
 

@@ -56,6 +56,15 @@ class eh_state {
 #endif
     *g = s;
   }
+  // Whether the thread has any exception state (a handler open, an exception in
+  // flight).
+  static bool any(const eh_globals_layout* g) noexcept {
+#if defined(__ARM_EABI__) && !defined(__ARM_DWARF_EH__)
+    return g->caught != nullptr || g->uncaught != 0 || g->propagating != nullptr;
+#else
+    return g->caught != nullptr || g->uncaught != 0;
+#endif
+  }
   // Starts a fresh flow with no exception state.
   static void clear(eh_globals_layout* g = globals()) noexcept { *g = eh_globals_layout{}; }
 
