@@ -21,7 +21,7 @@ ROOT=$(pwd)
 # hashed (debug info may then name the clone that filled the cache).
 export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1
 
-BASE_PACKAGES=(g++ cmake ninja-build ccache pkg-config python3 catch2)
+BASE_PACKAGES=(g++ cmake ninja-build ccache pkg-config python3 catch2 gdb)
 BACKEND_PACKAGES=(libboost-context-dev)
 BENCH_PACKAGES=(libbenchmark-dev libboost-context-dev libboost-fiber-dev)
 
