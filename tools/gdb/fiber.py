@@ -17,7 +17,8 @@
 #   - fiber_debug_threads (extern "C", if the library has it): the list of every
 #     thread's thread_state, whose `running` is the fiber the thread runs. A record
 #     does not store "running" (the switch would have to write it each time), so a
-#     fiber is running when a thread_state points at it.
+#     fiber is running when a thread_state points at it, or when a thread's stack
+#     pointer is inside its stack (which also tells which thread runs it).
 # Memory is read raw (gdb.Inferior.read_memory), so the layout of std::atomic does
 # not matter; with the library's debug info (it is built RelWithDebInfo) field
 # offsets come from the types, without it from the natural layout of record_base.
@@ -93,14 +94,25 @@ def _ptr_size():
     return gdb.lookup_type("void").pointer().sizeof
 
 
+_endian = None  # "little" or "big", asked once per command (see _begin)
+
+
+def _begin():
+    """Called at the start of each command: the target may have changed since."""
+    global _endian
+    _endian = "big" if "big endian" in gdb.execute("show endian", to_string=True) else "little"
+
+
+def _read_bytes(addr, size):
+    return bytes(gdb.selected_inferior().read_memory(addr, size))
+
+
+def _uint(raw, offset, size):
+    return int.from_bytes(raw[offset:offset + size], _endian)
+
+
 def _read_uint(addr, size):
-    mem = gdb.selected_inferior().read_memory(addr, size)
-    return int.from_bytes(bytes(mem), _byte_order())
-
-
-def _byte_order():
-    endian = gdb.execute("show endian", to_string=True)
-    return "big" if "big endian" in endian else "little"
+    return _uint(_read_bytes(addr, size), 0, size)
 
 
 def _read_ptr(addr):
@@ -171,22 +183,25 @@ class _RecordLayout:
         if missing:
             raise gdb.GdbError("fiber: record_base has no field %s: tools/gdb/fiber.py is out of step with "
                                "fiber/include/fiber/context.hpp" % ", ".join(missing))
+        self.size = max(self.offsets.values()) + max(self.name_size, 8)  # bytes read per record
 
 
 class Fiber:
     def __init__(self, address, layout):
         p = _ptr_size()
         o = layout.offsets
+        # One read for the whole record: there may be many fibers.
+        raw = _read_bytes(address, layout.size)
         self.address = address
-        self.id = _read_uint(address + o["id"], 8)
-        self.stack_base = _read_ptr(address + o["stack_base"])
-        self.stack_size = _read_uint(address + o["stack_size"], p)
-        self.saved_sp = _read_ptr(address + o["saved_sp"])
-        self.task = _read_ptr(address + o["task"])
-        state = _read_uint(address + o["state"], 1)
+        self.id = _uint(raw, o["id"], 8)
+        self.stack_base = _uint(raw, o["stack_base"], p)
+        self.stack_size = _uint(raw, o["stack_size"], p)
+        self.saved_sp = _uint(raw, o["saved_sp"], p)
+        self.task = _uint(raw, o["task"], p)
+        state = _uint(raw, o["state"], 1)
         self.state = _STATE_NAMES[state] if state < len(_STATE_NAMES) else "state %d" % state
-        raw = bytes(gdb.selected_inferior().read_memory(address + o["name"], layout.name_size))
-        self.name = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        name = raw[o["name"]:o["name"] + layout.name_size]
+        self.name = name.split(b"\0", 1)[0].decode("utf-8", "replace")
         self.thread = None  # the gdb thread running it, if any
 
     def contains(self, addr):
@@ -216,16 +231,17 @@ def _registry_fibers():
     high_water = _read_uint(base + high_water_at, 4)
     layout = _RecordLayout()
     fibers = []
-    for slot in range(high_water):
-        chunk_index = slot // chunk_slots
-        if chunk_index >= max_chunks:
-            break
+    # A chunk's slots in one read each: only up to high_water.
+    for chunk_index in range(min((high_water + chunk_slots - 1) // chunk_slots, max_chunks)):
         chunk = _read_ptr(base + chunk_index * p)
         if chunk == 0:
             break
-        record = _read_ptr(chunk + (slot % chunk_slots) * p)
-        if record:
-            fibers.append(Fiber(record, layout))
+        count = min(chunk_slots, high_water - chunk_index * chunk_slots)
+        raw = _read_bytes(chunk, count * p)
+        for i in range(count):
+            record = _uint(raw, i * p, p)
+            if record:
+                fibers.append(Fiber(record, layout))
     return fibers
 
 
@@ -272,17 +288,19 @@ def _thread_sps():
 
 def fibers():
     """Every live fiber, with its state, and for a running one the thread running it."""
+    _begin()
     result = _registry_fibers()
     running = _running_records()
     sps = _thread_sps()
     for f in result:
-        if f.address in running:
+        for thread, sp in sps:
+            if f.contains(sp):
+                f.thread = thread
+                break
+        # A thread's stack pointer inside its stack also says so (and is all there
+        # is without the library's debug info).
+        if f.address in running or f.thread is not None:
             f.state = "running"
-        if f.state == "running":
-            for thread, sp in sps:
-                if f.contains(sp):
-                    f.thread = thread
-                    break
     return result
 
 
@@ -334,6 +352,7 @@ if it has not started) and, for an event_loop task, the task."""
         super().__init__("info fibers", gdb.COMMAND_STATUS)
 
     def invoke(self, arg, from_tty):
+        _begin()
         listed = fibers()
         arch, _ = _arch()
         if not listed:
@@ -496,6 +515,7 @@ them) without resuming it. Other arguments go to `backtrace` (full, -N, N, ...).
         super().__init__("fiber bt", gdb.COMMAND_STACK)
 
     def invoke(self, arg, from_tty):
+        _begin()
         argv = arg.split(None, 1)
         if not argv:
             raise gdb.GdbError("usage: fiber bt ID|NAME [backtrace arguments]")
