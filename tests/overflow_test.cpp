@@ -195,7 +195,7 @@ bool skip_if_not_fresh(const fiber_test::death& d) {
 
 }  // namespace
 
-TEST_CASE("overflow: the first fiber installs the handler; each thread making fibers gets an alternate stack") {
+TEST_CASE("overflow: the first fiber installs the handler, and each thread making fibers gets an alternate stack") {
   auto d = fiber_test::run_in_child([] {
     set_action(SIGSEGV, SIG_DFL);
     stack_t main_before;
