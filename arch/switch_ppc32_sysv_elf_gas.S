@@ -241,6 +241,19 @@ SYM(fiber_switch_context):
     mtcrf   0x10, %r0               /* cheaper than a multi-field mtcrf */
     mtcrf   0x08, %r0
     lwz     %r0, FIBER_FRAME_PC(%r1)
+    /* Restored: unwinders must no longer look for them in the frame being freed,
+     * which is below r1 once it moves up, where a signal handler's frame may land
+     * before the branch. (LR stays where it is: in the caller's frame.) */
+    .irp    n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .cfi_restore \n
+    .cfi_restore 32 + \n
+    .endr
+#if FIBER_PPC_VMX == 1
+    .irp    n, 20,21,22,23,24,25,26,27,28,29,30,31
+    .cfi_restore 77 + \n
+    .endr
+#endif
+    .cfi_restore DW_CR2
     addi    %r1, %r1, FIBER_FRAME_SIZE
     .cfi_def_cfa_offset 0
 #if FIBER_SWITCH_WITH_RET
