@@ -215,8 +215,9 @@ void chain(int sig, siginfo_t* info, void* ucontext) noexcept {
   }
   if (prev.sa_flags & SA_RESETHAND) set_default(sig);
   const chaining outer = in_chain;
-  volatile char here = 0;  // this frame's place on the stack
-  in_chain = {info, reinterpret_cast<std::uintptr_t>(&here)};
+  // This frame's place on the stack (the frame address, not a local's: under ASan
+  // locals may live on a fake stack elsewhere).
+  in_chain = {info, reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0))};
   if (prev.sa_flags & SA_SIGINFO)
     prev.sa_sigaction(sig, info, ucontext);
   else
@@ -226,8 +227,7 @@ void chain(int sig, siginfo_t* info, void* ucontext) noexcept {
 
 void on_fault(int sig, siginfo_t* info, void* ucontext) {
   const int saved_errno = errno;
-  volatile char here = 0;
-  if (in_chain.info == info && reinterpret_cast<std::uintptr_t>(&here) < in_chain.frame) {
+  if (in_chain.info == info && reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)) < in_chain.frame) {
     // Called back, with our own arguments, by the handler we chained to: a loop.
     set_default(sig);
     errno = saved_errno;
