@@ -100,8 +100,10 @@
 #define FIBER_CAT(a, b) FIBER_CAT2(a, b)
 #define SYM(name) FIBER_CAT(name, FIBER_ASM_SUFFIX)
 
-/* DWARF register numbers: %o7 = 15 (the return-address column), %fp = 30, %i7 = 31. */
+/* DWARF register numbers: %o7 = 15 (the return-address column), %l3 = 19, %fp = 30,
+ * %i7 = 31. */
 #define DW_O7 15
+#define DW_L3 19
 #define DW_FP 30
 #define DW_I7 31
 
@@ -157,9 +159,13 @@ SYM(fiber_switch_context):
     add     %sp, FIBER_STACK_BIAS, %l7      /* from: our frame's real address */
     sub     %i0, FIBER_STACK_BIAS, %sp
     /* The target's caller's %sp and return address. The CFI above (CFA = %fp + bias,
-     * window saved, return address in %i7) now describes the target's caller. */
+     * window saved, return address in %i7) then describes the target's caller; in
+     * between, for one instruction, the CFA is already the target's and its return
+     * address still in %l3. */
     mov     %l2, %fp
+    .cfi_register DW_O7, DW_L3
     mov     %l3, %i7
+    .cfi_register DW_O7, DW_I7
 #if FIBER_SWITCH_WITH_RET
     ret
      restore %l7, %g0, %o0          /* fills the target's window from %fp + 2047; from in %o0 */
