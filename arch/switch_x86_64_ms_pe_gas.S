@@ -89,15 +89,20 @@
  * RtlDispatchException, RtlUnwindEx and RtlVirtualUnwind-based walkers (libgcc's
  * _Unwind_Backtrace, RtlCaptureStackBackTrace) stop.
  *
- * Unwind information is SEH (.pdata/.xdata, from the .seh_* directives), which is
- * what both the system and libgcc use on x64 Windows. It describes
- * fiber_switch_context's prologue; after the stack pointer moves, the frame being
- * unwound is the target's, which has the same layout, so the information stays
- * true. The exception is the last instructions, from `addq` to the `jmp`: Windows'
- * epilogue recognition accepts only `ret` (or a direct jmp) at the end, so with the
- * default indirect jump a sampling profiler or debugger stopping exactly there gets
- * a wrong caller. No exception or backtrace can start there (nothing is called),
- * and FIBER_SWITCH_WITH_RET=1 makes it exact.
+ * Unwind information comes twice. SEH (.pdata/.xdata, from the .seh_* directives)
+ * is what the system and libgcc use on x64 Windows: exceptions, _Unwind_Backtrace,
+ * RtlCaptureStackBackTrace. It describes fiber_switch_context's prologue; after
+ * the stack pointer moves, the frame being unwound is the target's, which has the
+ * same layout, so the information stays true. The exception is the last
+ * instructions, from `addq` to the `jmp`: Windows' epilogue recognition accepts
+ * only `ret` (or a direct jmp) at the end, so with the default indirect jump a
+ * sampling profiler stopping exactly there gets a wrong caller. No exception or
+ * backtrace can start there (nothing is called), and FIBER_SWITCH_WITH_RET=1
+ * makes it exact. DWARF CFI (.cfi_*, in .debug_frame, as GCC emits it on this
+ * target with -g) serves debuggers: gdb prefers it to SEH where a function has
+ * both. It is exact at every instruction, epilogue included, and in
+ * fiber_trampoline it marks the return address undefined, which ends gdb's walk
+ * cleanly instead of at the null return address.
  *
  * FIBER_SHARED_FP_ENV=1 leaves MXCSR and the x87 control word alone: faster, but
  * a rounding-mode or flush-to-zero change made in one fiber is then seen by every
@@ -126,6 +131,23 @@
 
 #define XMM_SLOT(n) (FIBER_FRAME_XMM6 + 16 * ((n) - 6))
 
+/* A push, for both unwind formats. */
+#define PUSH(reg) pushq reg; .seh_pushreg reg; .cfi_adjust_cfa_offset 8; .cfi_rel_offset reg, 0
+/* A pop in an epilogue: SEH needs no directive there, DWARF one per change. */
+#define POP(reg) popq reg; .cfi_adjust_cfa_offset -8; .cfi_restore reg
+/* xmm<n> to its slot, for both formats. */
+#define SAVE_XMM(n) movaps %xmm##n, XMM_SLOT(n)(%rsp); .seh_savexmm %xmm##n, XMM_SLOT(n); \
+                    .cfi_rel_offset %xmm##n, XMM_SLOT(n)
+
+/* .cfi_startproc, with the return address in rip's column (16) and at CFA - 8, as
+ * in GCC's own .debug_frame on this target. GNU as 2.40 makes column 32 the return
+ * address column of PE x86-64 CIEs (saved at CFA - 8); in the psABI numbering that
+ * gdb reads, 32 is xmm15, which this file saves too. The two lines after
+ * .cfi_startproc undo that (and change nothing where the assembler does not do it). */
+#define CFI_STARTPROC .cfi_startproc; .cfi_return_column %rip; .cfi_offset %rip, -8; \
+                      .cfi_same_value %xmm15
+
+    .cfi_sections .debug_frame
     .text
 
 /* void* fiber_switch_context(void* to [rcx], void* data [rdx]) -> from [rax] */
@@ -133,44 +155,28 @@
     .p2align 4
 SYM(fiber_switch_context):
     .seh_proc SYM(fiber_switch_context)
-    pushq   %rbp
-    .seh_pushreg %rbp
-    pushq   %rbx
-    .seh_pushreg %rbx
-    pushq   %rdi
-    .seh_pushreg %rdi
-    pushq   %rsi
-    .seh_pushreg %rsi
-    pushq   %r12
-    .seh_pushreg %r12
-    pushq   %r13
-    .seh_pushreg %r13
-    pushq   %r14
-    .seh_pushreg %r14
-    pushq   %r15
-    .seh_pushreg %r15
+    CFI_STARTPROC
+    PUSH(%rbp)
+    PUSH(%rbx)
+    PUSH(%rdi)
+    PUSH(%rsi)
+    PUSH(%r12)
+    PUSH(%r13)
+    PUSH(%r14)
+    PUSH(%r15)
     subq    $FIBER_FRAME_R15, %rsp
     .seh_stackalloc FIBER_FRAME_R15
-    movaps  %xmm6, XMM_SLOT(6)(%rsp)
-    .seh_savexmm %xmm6, XMM_SLOT(6)
-    movaps  %xmm7, XMM_SLOT(7)(%rsp)
-    .seh_savexmm %xmm7, XMM_SLOT(7)
-    movaps  %xmm8, XMM_SLOT(8)(%rsp)
-    .seh_savexmm %xmm8, XMM_SLOT(8)
-    movaps  %xmm9, XMM_SLOT(9)(%rsp)
-    .seh_savexmm %xmm9, XMM_SLOT(9)
-    movaps  %xmm10, XMM_SLOT(10)(%rsp)
-    .seh_savexmm %xmm10, XMM_SLOT(10)
-    movaps  %xmm11, XMM_SLOT(11)(%rsp)
-    .seh_savexmm %xmm11, XMM_SLOT(11)
-    movaps  %xmm12, XMM_SLOT(12)(%rsp)
-    .seh_savexmm %xmm12, XMM_SLOT(12)
-    movaps  %xmm13, XMM_SLOT(13)(%rsp)
-    .seh_savexmm %xmm13, XMM_SLOT(13)
-    movaps  %xmm14, XMM_SLOT(14)(%rsp)
-    .seh_savexmm %xmm14, XMM_SLOT(14)
-    movaps  %xmm15, XMM_SLOT(15)(%rsp)
-    .seh_savexmm %xmm15, XMM_SLOT(15)
+    .cfi_adjust_cfa_offset FIBER_FRAME_R15
+    SAVE_XMM(6)
+    SAVE_XMM(7)
+    SAVE_XMM(8)
+    SAVE_XMM(9)
+    SAVE_XMM(10)
+    SAVE_XMM(11)
+    SAVE_XMM(12)
+    SAVE_XMM(13)
+    SAVE_XMM(14)
+    SAVE_XMM(15)
     .seh_endprologue
 #if !FIBER_SHARED_FP_ENV
     stmxcsr FIBER_FRAME_MXCSR(%rsp)
@@ -229,23 +235,39 @@ SYM(fiber_switch_context):
     movaps  XMM_SLOT(13)(%rsp), %xmm13
     movaps  XMM_SLOT(14)(%rsp), %xmm14
     movaps  XMM_SLOT(15)(%rsp), %xmm15
+    /* Restored: DWARF readers must no longer look for them below rsp, where
+     * Windows may overwrite memory at any time (there is no red zone). */
+    .cfi_restore %xmm6
+    .cfi_restore %xmm7
+    .cfi_restore %xmm8
+    .cfi_restore %xmm9
+    .cfi_restore %xmm10
+    .cfi_restore %xmm11
+    .cfi_restore %xmm12
+    .cfi_restore %xmm13
+    .cfi_restore %xmm14
+    .cfi_restore %xmm15
     addq    $FIBER_FRAME_R15, %rsp
-    popq    %r15
-    popq    %r14
-    popq    %r13
-    popq    %r12
-    popq    %rsi
-    popq    %rdi
-    popq    %rbx
-    popq    %rbp
+    .cfi_adjust_cfa_offset -FIBER_FRAME_R15
+    POP(%r15)
+    POP(%r14)
+    POP(%r13)
+    POP(%r12)
+    POP(%rsi)
+    POP(%rdi)
+    POP(%rbx)
+    POP(%rbp)
 #if FIBER_SWITCH_WITH_RET
     ret
 #else
     /* The return address belongs to a different call than the one that brought us
      * here; an indirect jump leaves the return-stack predictor out of it. */
     popq    %rcx
+    .cfi_adjust_cfa_offset -8
+    .cfi_register %rip, %rcx
     jmpq    *%rcx
 #endif
+    .cfi_endproc
     .seh_endproc
 
 /* First code a fresh context runs, reached by the jump at the end of
@@ -265,16 +287,21 @@ SYM(fiber_switch_context):
     .p2align 4
 SYM(fiber_trampoline):
     .seh_proc SYM(fiber_trampoline)
-    pushq   %rbp
-    .seh_pushreg %rbp
+    CFI_STARTPROC
+    /* Nothing called this frame: for DWARF readers the walk ends here (the CFA,
+     * rsp + 48 in the body, is StackBase, as for SEH). */
+    .cfi_undefined %rip
+    PUSH(%rbp)
     subq    $32, %rsp
     .seh_stackalloc 32
+    .cfi_adjust_cfa_offset 32
     .seh_endprologue
 .Ltrampoline_body:
     movq    %rax, %rcx      /* from */
     movq    %rbx, %rdx      /* arg */
     callq   *%r12
     ud2                     /* entry never returns */
+    .cfi_endproc
     .seh_endproc
 
 /* void* fiber_prepare_context(void* stack_top [rcx], entry [rdx], void* arg [r8],
@@ -283,16 +310,14 @@ SYM(fiber_trampoline):
     .p2align 4
 SYM(fiber_prepare_context):
     .seh_proc SYM(fiber_prepare_context)
-    pushq   %rbx
-    .seh_pushreg %rbx
-    pushq   %rsi
-    .seh_pushreg %rsi
-    pushq   %rdi
-    .seh_pushreg %rdi
-    pushq   %r12
-    .seh_pushreg %r12
+    CFI_STARTPROC
+    PUSH(%rbx)
+    PUSH(%rsi)
+    PUSH(%rdi)
+    PUSH(%r12)
     subq    $40, %rsp               /* shadow space, and rsp 16-aligned at the call */
     .seh_stackalloc 40
+    .cfi_adjust_cfa_offset 40
     .seh_endprologue
     movq    %rcx, %rbx              /* stack_top */
     movq    %rdx, %rsi              /* entry */
@@ -346,9 +371,11 @@ SYM(fiber_prepare_context):
     movq    %rdx, %rax
 
     addq    $40, %rsp
-    popq    %r12
-    popq    %rdi
-    popq    %rsi
-    popq    %rbx
+    .cfi_adjust_cfa_offset -40
+    POP(%r12)
+    POP(%rdi)
+    POP(%rsi)
+    POP(%rbx)
     ret
+    .cfi_endproc
     .seh_endproc
