@@ -181,10 +181,15 @@ eh_globals_layout* first_switch_on_thread(thread_state& t) noexcept;
 void thread_stack_bounds(thread_state& t) noexcept;  // fills stack_bottom/size
 #endif
 
-FIBER_SWITCH_INLINE eh_globals_layout* thread_eh(thread_state& t) noexcept {
-  eh_globals_layout* g = t.eh;
+// The switch path names tls_state itself, never a reference to it: with
+// -fsanitize=null, GCC 12 checks such a reference (an initial-exec TLS address)
+// against null, and at -O2 can compile that check into a jump on stale flags that
+// always fails ("member access within null pointer of type 'struct thread_state'",
+// found by ./dev.sh asan). A variable named directly is not checked.
+FIBER_SWITCH_INLINE eh_globals_layout* thread_eh() noexcept {
+  eh_globals_layout* g = tls_state.eh;
   if (!g) [[unlikely]]
-    g = first_switch_on_thread(t);
+    g = first_switch_on_thread(tls_state);
   return g;
 }
 
@@ -196,9 +201,8 @@ FIBER_SWITCH_INLINE eh_globals_layout* thread_eh(thread_state& t) noexcept {
 // of the stack change. `ending`: the running fiber ends with this switch.
 template <bool ending = false>
 FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
-  thread_state& t = tls_state;
-  record_base* const me = t.running;
-  eh_globals_layout* const g = thread_eh(t);
+  record_base* const me = tls_state.running;
+  eh_globals_layout* const g = thread_eh();
   // Nearly always no exception is being handled: then there is nothing to take
   // and, because every flow takes its own state off the thread as it switches
   // away, nothing to put back either (the thread's state is empty on arrival).
@@ -208,15 +212,20 @@ FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
     saved = eh_state::take(g);
   if (ending) me->state = fiber_state::ended;
 #if FIBER_SANITIZE
-  san_frame mine{data, nullptr, 0, nullptr};
+  // An ending fiber leaves its frame in its record, which lives until the receiver
+  // has read `data`: a local may be on ASan's fake stack (detect_stack_use_after_return),
+  // and the ending switch frees that before the receiver runs.
+  san_frame local;
+  san_frame& mine = ending ? me->first : local;
+  mine = san_frame{data, nullptr, 0, nullptr};
   if (me) {
     mine.bottom = me->stack_base;
     mine.size = me->stack_size;
   } else {
-    if (!t.stack_bottom) [[unlikely]]
-      thread_stack_bounds(t);
-    mine.bottom = t.stack_bottom;
-    mine.size = t.stack_size;
+    if (!tls_state.stack_bottom) [[unlikely]]
+      thread_stack_bounds(tls_state);
+    mine.bottom = tls_state.stack_bottom;
+    mine.size = tls_state.stack_size;
   }
   auto* const target = static_cast<san_frame*>(raw_frame_data(to));
 #  if FIBER_TSAN
@@ -234,12 +243,11 @@ FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
 #else
   void* const from = switch_context(to, data);
 #endif
-  // Resumed, perhaps on another thread.
-  thread_state& now = tls_state;
-  if (record_base* const prev = now.running) prev->saved_sp = from;  // who switched here
-  now.running = me;
+  // Resumed, perhaps on another thread: tls_state is that thread's now.
+  if (record_base* const prev = tls_state.running) prev->saved_sp = from;  // who switched here
+  tls_state.running = me;
   if (handling) [[unlikely]]
-    saved.restore(thread_eh(now));
+    saved.restore(thread_eh());
   return from;
 }
 
@@ -249,11 +257,10 @@ FIBER_SWITCH_INLINE void first_arrival(record_base* self, void* from) noexcept {
 #if FIBER_ASAN
   __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
 #endif
-  thread_state& now = tls_state;
-  if (record_base* const prev = now.running) prev->saved_sp = from;
-  now.running = self;
+  if (record_base* const prev = tls_state.running) prev->saved_sp = from;
+  tls_state.running = self;
   self->state = fiber_state::suspended;  // started: running while a thread says so
-  eh_state::clear(thread_eh(now));
+  eh_state::clear(thread_eh());
 }
 
 [[noreturn]] void throw_empty_resume();
