@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
     setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (connect(fds[i], (struct sockaddr*)&a, sizeof a) != 0) {
       perror("echo_client: connect");
+      free(fds);
       return 1;
     }
   }
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
       n = snprintf(line, sizeof line, "round %06d client %04d\n", r, i);
       if (write(fds[i], line, (size_t)n) != n) {
         perror("echo_client: write");
+        free(fds);
         return 1;
       }
     }
@@ -71,6 +73,7 @@ int main(int argc, char** argv) {
       if (read_exact(fds[i], reply, (size_t)n) < 0) {
         fprintf(stderr, "echo_client: no reply on connection %d in round %d (%s): the server is not serving "
                         "the clients concurrently\n", i, r, errno == EAGAIN ? "timed out" : "closed");
+        free(fds);
         return 3;
       }
       ++messages;
