@@ -25,7 +25,7 @@
 #
 # `fiber bt` rebuilds the registers of the suspended frame from its saved stack
 # pointer, per the frame layout the switch assembly writes (arch/switch_*.S and
-# fiber/src/frame/*.h): x86_64 System V and AArch64. On a live process it selects
+# fiber/src/frame/*.h): x86_64 (System V and Windows) and AArch64. On a live process it selects
 # frame 0, sets those registers, runs `backtrace`, and sets them back (whatever
 # happens in between); on a core file, whose registers cannot be written, a Python
 # unwinder makes the fiber's frame the caller of frame 0 and a frame filter hides
@@ -74,6 +74,14 @@ _X86_64 = _Arch("x86_64", "rsp", "rip", 32 + 128, 24, {"rbp": 16}, 40)
 # data +0, fpcr +8, x19..x28 from +16, x29 +96, x30 (the resume pc) +104, d8..d15
 # from +112, frame 176 bytes. A fresh frame holds arg in x19 and entry in x20. (d8-d15
 # are left alone: only floating-point locals of the top frame would show them.)
+# x86_64 Windows (arch/switch_x86_64_ms_pe_gas.S, frame/x86_64_ms_pe_gas.h): a called
+# switch; r15 +216, r14 +224, r13 +232, r12 +240, rsi +248, rdi +256, rbx +264,
+# rbp +272, the return address +280, frame 288 bytes. A fresh frame holds arg in
+# rbx and entry in r12. (xmm6-xmm15, at +16, are left alone, as on AArch64.)
+_X86_64_WINDOWS = _Arch(
+    "x86_64 Windows", "rsp", "rip", 288, 280,
+    {"r15": 216, "r14": 224, "r13": 232, "r12": 240, "rsi": 248, "rdi": 256, "rbx": 264, "rbp": 272},
+    240)
 _AARCH64 = _Arch(
     "aarch64", "sp", "pc", 176, 104,
     dict([("x%d" % n, 16 + 8 * (n - 19)) for n in range(19, 29)] + [("x29", 96), ("x30", 104)]),
@@ -84,10 +92,33 @@ def _arch():
     name = gdb.selected_inferior().architecture().name() if hasattr(gdb.Inferior, "architecture") \
         else gdb.newest_frame().architecture().name()
     if name == "i386:x86-64":
-        return _X86_64, name
+        return (_X86_64_WINDOWS if _windows() else _X86_64), name
     if name.startswith("aarch64"):
         return _AARCH64, name
     return None, name
+
+
+def _switch_source():
+    """The file fiber_switch_context comes from (None without line info)."""
+    try:
+        pc = int(gdb.parse_and_eval("(unsigned long long)&fiber_switch_context"))
+    except gdb.error:
+        return None
+    sal = gdb.find_pc_line(pc)
+    return sal.symtab.filename if sal.symtab is not None else None
+
+
+def _windows():
+    """Whether the program is a Windows one. gdb's OS ABI says so, unless a remote
+    stub (wine's winedbg --gdb) claims otherwise; the switch's source file, or the
+    program's name, tells then."""
+    if re.search(r"currently \"(Windows|Cygwin)\"", gdb.execute("show osabi", to_string=True)):
+        return True
+    source = _switch_source()
+    if source is not None:
+        return "_ms_pe_" in source
+    program = gdb.current_progspace().filename or ""
+    return program.lower().endswith(".exe")
 
 
 def _ptr_size():
@@ -312,7 +343,7 @@ def _symbol_at(pc):
         return "%#x" % pc
     if text.startswith("No symbol"):
         return "%#x" % pc
-    return re.sub(r" in section \S+( of .*)?$", "", text)
+    return re.sub(r" in section \S+( of .*)?$", "", text.splitlines()[0])
 
 
 def _where(f, arch):
@@ -489,14 +520,10 @@ def _backtrace_with_unwinder(regs, bt_args):
 def _asm_backend():
     """Whether the switch is the library's assembly (arch/), whose frame layout this
     script knows, rather than the boost or ucontext fallback."""
-    try:
-        pc = int(gdb.parse_and_eval("(unsigned long long)&fiber_switch_context"))
-    except gdb.error:
-        return True
-    sal = gdb.find_pc_line(pc)
-    if sal.symtab is None:
+    source = _switch_source()
+    if source is None:
         return True  # no line info: assume the default backend
-    return "switch_" in sal.symtab.filename and sal.symtab.filename.endswith(".S")
+    return "switch_" in source and source.endswith(".S")
 
 
 class FiberPrefix(gdb.Command):
@@ -546,8 +573,8 @@ them) without resuming it. Other arguments go to `backtrace` (full, -N, N, ...).
             return
         arch, arch_name = _arch()
         if arch is None:
-            raise gdb.GdbError("fiber bt: not supported on %s (the frame layouts known here are x86_64 "
-                               "System V and AArch64)" % arch_name)
+            raise gdb.GdbError("fiber bt: not supported on %s (the frame layouts known here are x86_64, "
+                               "System V and Windows, and AArch64)" % arch_name)
         if not _asm_backend():
             raise gdb.GdbError("fiber bt: the program switches with the boost or ucontext backend; only the "
                                "assembly backend's frames are known here")
