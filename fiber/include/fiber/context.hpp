@@ -181,15 +181,29 @@ eh_globals_layout* first_switch_on_thread(thread_state& t) noexcept;
 void thread_stack_bounds(thread_state& t) noexcept;  // fills stack_bottom/size
 #endif
 
-// The switch path names tls_state itself, never a reference to it: with
-// -fsanitize=null, GCC 12 checks such a reference (an initial-exec TLS address)
-// against null, and at -O2 can compile that check into a jump on stale flags that
-// always fails ("member access within null pointer of type 'struct thread_state'",
-// found by ./dev.sh asan). A variable named directly is not checked.
-FIBER_SWITCH_INLINE eh_globals_layout* thread_eh() noexcept {
-  eh_globals_layout* g = tls_state.eh;
+// How the switch path reaches tls_state. A flow may be resumed on another thread
+// than it suspended on, so no thread-pointer value computed before a switch may be
+// used after it; but compilers treat the thread pointer as constant within a
+// function and reuse it (on AArch64 and Arm, the exception-state test that moves a
+// context between threads failed so). On x86 ELF every access to initial-exec TLS
+// goes through the segment register, which the switch leaves to each thread, so
+// the switch path names tls_state directly. Elsewhere it asks the library
+// (this_thread_state(), out of line) once before and once after each switch.
+// Named directly, never through a reference: with -fsanitize=null, GCC 12 checks
+// such a reference (an initial-exec TLS address) against null, and at -O2 can
+// compile that check into a jump on stale flags that always fails ("member access
+// within null pointer of type 'struct thread_state'", found by ./dev.sh asan).
+#if defined(__ELF__) && (defined(__x86_64__) || defined(__i386__))
+#  define FIBER_DETAIL_TLS_FETCH(p) ((void)(p))
+#  define FIBER_DETAIL_TLS(p) (::fiber::detail::tls_state)
+#else
+#  define FIBER_DETAIL_TLS_FETCH(p) ((p) = ::fiber::detail::this_thread_state())
+#  define FIBER_DETAIL_TLS(p) (*(p))
+#endif
+FIBER_SWITCH_INLINE eh_globals_layout* thread_eh([[maybe_unused]] thread_state* p) noexcept {
+  eh_globals_layout* g = FIBER_DETAIL_TLS(p).eh;
   if (!g) [[unlikely]]
-    g = first_switch_on_thread(tls_state);
+    g = first_switch_on_thread(FIBER_DETAIL_TLS(p));
   return g;
 }
 
@@ -201,8 +215,10 @@ FIBER_SWITCH_INLINE eh_globals_layout* thread_eh() noexcept {
 // of the stack change. `ending`: the running fiber ends with this switch.
 template <bool ending = false>
 FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
-  record_base* const me = tls_state.running;
-  eh_globals_layout* const g = thread_eh();
+  [[maybe_unused]] thread_state* ts = nullptr;
+  FIBER_DETAIL_TLS_FETCH(ts);
+  record_base* const me = FIBER_DETAIL_TLS(ts).running;
+  eh_globals_layout* const g = thread_eh(ts);
   // Nearly always no exception is being handled: then there is nothing to take
   // and, because every flow takes its own state off the thread as it switches
   // away, nothing to put back either (the thread's state is empty on arrival).
@@ -222,10 +238,10 @@ FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
     mine.bottom = me->stack_base;
     mine.size = me->stack_size;
   } else {
-    if (!tls_state.stack_bottom) [[unlikely]]
-      thread_stack_bounds(tls_state);
-    mine.bottom = tls_state.stack_bottom;
-    mine.size = tls_state.stack_size;
+    if (!FIBER_DETAIL_TLS(ts).stack_bottom) [[unlikely]]
+      thread_stack_bounds(FIBER_DETAIL_TLS(ts));
+    mine.bottom = FIBER_DETAIL_TLS(ts).stack_bottom;
+    mine.size = FIBER_DETAIL_TLS(ts).stack_size;
   }
   auto* const target = static_cast<san_frame*>(raw_frame_data(to));
 #  if FIBER_TSAN
@@ -244,10 +260,11 @@ FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
   void* const from = switch_context(to, data);
 #endif
   // Resumed, perhaps on another thread: tls_state is that thread's now.
-  if (record_base* const prev = tls_state.running) prev->saved_sp = from;  // who switched here
-  tls_state.running = me;
+  FIBER_DETAIL_TLS_FETCH(ts);
+  if (record_base* const prev = FIBER_DETAIL_TLS(ts).running) prev->saved_sp = from;  // who switched here
+  FIBER_DETAIL_TLS(ts).running = me;
   if (handling) [[unlikely]]
-    saved.restore(thread_eh());
+    saved.restore(thread_eh(ts));
   return from;
 }
 
@@ -257,10 +274,12 @@ FIBER_SWITCH_INLINE void first_arrival(record_base* self, void* from) noexcept {
 #if FIBER_ASAN
   __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
 #endif
-  if (record_base* const prev = tls_state.running) prev->saved_sp = from;
-  tls_state.running = self;
+  [[maybe_unused]] thread_state* ts = nullptr;
+  FIBER_DETAIL_TLS_FETCH(ts);
+  if (record_base* const prev = FIBER_DETAIL_TLS(ts).running) prev->saved_sp = from;
+  FIBER_DETAIL_TLS(ts).running = self;
   self->state = fiber_state::suspended;  // started: running while a thread says so
-  eh_state::clear(thread_eh());
+  eh_state::clear(thread_eh(ts));
 }
 
 [[noreturn]] void throw_empty_resume();
