@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "death.hpp"
+#include "fiber/debug.hpp"
 #include "fiber/event_loop.hpp"
 #include "fiber/sync.hpp"
 
@@ -801,4 +802,51 @@ TEST_CASE("loop: after a budget of hand-offs, every fiber queued meanwhile runs 
   });
   CHECK(rounds > 0);
   CHECK(rounds < 1000);
+}
+
+// ---- names and ids -----------------------------------------------------------------
+
+TEST_CASE("loop: a task has an id and a name: task::id(), spawn_options::name, this_fiber inside it", "[loop][debug]") {
+  REQUIRE(fiber::this_fiber::id() == 0);  // the thread's own stack
+  REQUIRE(fiber::this_fiber::name().empty());
+  std::uint64_t main_id = 0;
+  fiber::event_loop loop;
+  auto main = loop.spawn(fiber::spawn_options{.name = "main task"}, [&] {
+    main_id = fiber::this_fiber::id();
+    REQUIRE(fiber::this_fiber::name() == "main task");
+    std::vector<std::uint64_t> seen;
+    std::vector<std::string> names;
+    auto record = [&] {
+      seen.push_back(fiber::this_fiber::id());
+      names.push_back(fiber::this_fiber::name());
+    };
+    // Each task in turn runs on the same (reused) worker fiber: each has its own
+    // id and name all the same, and an unnamed one has none.
+    auto a = fiber::spawn(fiber::spawn_options{.name = std::string("alpha")}, record);
+    a.join();
+    auto b = fiber::spawn(record);
+    b.join();
+    auto c = fiber::spawn(fiber::spawn_options{.name = "a name much longer than thirty-one bytes"}, [&] {
+      record();
+      fiber::this_fiber::set_name("renamed");
+      REQUIRE(fiber::this_fiber::name() == "renamed");
+    });
+    c.join();
+    REQUIRE(seen == std::vector<std::uint64_t>{a.id(), b.id(), c.id()});
+    REQUIRE(names == std::vector<std::string>{"alpha", "", "a name much longer than thirty-"});
+    REQUIRE(names[2].size() == 31);
+    REQUIRE(a.id() != b.id());
+    REQUIRE(b.id() != c.id());
+    REQUIRE(a.id() != main_id);
+    // A task's id is known as soon as it is spawned, and stays after it ends.
+    auto late = fiber::spawn([] { return fiber::this_fiber::id(); });
+    const std::uint64_t late_id = late.id();
+    REQUIRE(late_id != 0);
+    REQUIRE(late.get() == late_id);
+    REQUIRE(late.id() == late_id);
+  });
+  REQUIRE(main.id() != 0);
+  loop.run();
+  main.get();
+  REQUIRE(main_id == main.id());
 }

@@ -22,6 +22,7 @@
 #include "fiber/event_loop.hpp"
 
 #include "fiber/detail/eh_state.hpp"
+#include "registry.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -518,8 +519,18 @@ struct event_loop::impl : detail::loop_core {
   context fiber_main(detail::fiber_control* f, context&& caller) {
     arrived(std::move(caller));
     worker self;
+    detail::record_base* const record = detail::tls_state.running;  // this fiber's
+    const std::uint64_t worker_id = record->id;
     for (;;) {
+      // While the task runs, the fiber has its id and name (this_fiber::id(),
+      // debuggers).
+      record->id = f->id;
+      if (f->name[0] || record->name[0]) std::memcpy(record->name, f->name, sizeof record->name);
+      record->task = f;
+      f->record = record;
       run_task(f);
+      record->task = nullptr;
+      f->record = nullptr;
       self.canary = f->canary;
       const bool reusable = f->stack_size == stacks.default_size();
       finish(f);  // may free f
@@ -536,6 +547,8 @@ struct event_loop::impl : detail::loop_core {
       idle.push_back(&self);
       stacks.to_idle(self.canary == nullptr);
       self.task = nullptr;
+      record->id = worker_id;
+      record->name[0] = '\0';
       save_slot = &self.ctx;
       arrived(std::move(target).resume());
       f = self.task;
@@ -947,6 +960,10 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
     delete f;
     throw error("fiber::spawn: the event_loop is being destroyed");
   }
+  f->id = new_fiber_id();
+  const std::size_t name_size = std::min(opts.name.size(), sizeof f->name - 1);
+  if (name_size) std::memcpy(f->name, opts.name.data(), name_size);
+  f->name[name_size] = '\0';
   f->loop = &loop;
   f->core = &L;
   f->stack_size = stack_size ? stack_size : L.stacks.default_size();

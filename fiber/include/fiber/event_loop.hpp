@@ -24,6 +24,10 @@
 //   ends hands over to its (first) joiner. Hand-offs are bounded (event_loop.cpp):
 //   every 256 direct switches the scheduler's turn comes and the queue's head runs.
 //
+// Debugging. A task has an id, unique in the process (task::id(), and
+// this_fiber::id() inside it), and may have a name (spawn_options::name,
+// this_fiber::set_name).
+//
 // Stacks. Loop fibers get their stacks from a per-loop pool and allocate one only
 // when they first run, so a task that is spawned and waits in the ready queue costs
 // one small heap block. A finished fiber's context waits on its stack (up to 1024
@@ -41,12 +45,14 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -122,6 +128,13 @@ struct fiber_control {
   wait_queue joiners;                   // fibers waiting for this one to end
   clock::time_point scope_deadline = no_deadline;  // innermost deadline_scope
   int refs = 1;                         // task handles (the loop holds its own while alive)
+
+  // For debugging: the task's fiber id, given at spawn (task::id(), and
+  // this_fiber::id() inside it); the fiber that runs it, while it runs; its
+  // spawn_options::name (NUL-terminated, set by submit()).
+  std::uint64_t id = 0;
+  record_base* record = nullptr;
+  char name[32];
 
   // Park bookkeeping (event_loop.cpp).
   waiter* park_waiters = nullptr;
@@ -315,6 +328,9 @@ struct spawn_options {
   /// at once. Ignored (the task is queued) when the spawner is not a fiber of the
   /// loop.
   bool eager = false;
+  /// The task's name, for debugging: fiber::this_fiber::name() inside it.
+  /// Copied; at most 31 bytes are kept.
+  std::string_view name{};
 };
 
 /// One event loop per thread: a ready queue, timers and (on Linux) an epoll
@@ -429,6 +445,11 @@ class task {
   ~task() { reset(); }
 
   explicit operator bool() const noexcept { return state_ != nullptr; }
+  /// The task's fiber id, unique in the process: fiber::this_fiber::id() inside it.
+  std::uint64_t id() const {
+    check("id");
+    return state_->id;
+  }
   task_status status() const {
     check("status");
     return state_->status;
