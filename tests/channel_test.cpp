@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -910,6 +911,46 @@ struct model {
 };
 
 }  // namespace
+
+TEST_CASE("channel: the deadlock report names each parked fiber and the channel operation it waits in", "[channel]") {
+  auto address = [](const void* p) {
+    std::ostringstream out;
+    out << "0x" << std::hex << reinterpret_cast<std::uintptr_t>(p);
+    return out.str();
+  };
+  channel<int> requests, replies, events, audit;
+  fiber::event_loop loop;
+  // The client sends a request nobody reads: the server waits for a reply instead.
+  auto client = loop.spawn(fiber::spawn_options{.name = "client"}, [&] { requests.send(1); });
+  auto server = loop.spawn(fiber::spawn_options{.name = "server"}, [&] { return replies.recv(); });
+  auto watcher = loop.spawn(fiber::spawn_options{.name = "watcher"}, [&] {
+    return fiber::select(fiber::on_recv(events, [](std::optional<int>) {}), fiber::on_send(audit, 2));
+  });
+  auto timed = loop.spawn([&] { return events.recv_for(1h); });  // a timer: no deadlock while it waits
+  loop.spawn([&] {
+    fiber::this_fiber::yield();
+    timed.cancel();
+  }).detach();
+  std::string what;
+  try {
+    loop.run();
+  } catch (const fiber::deadlock_error& e) {
+    what = e.what();
+  }
+  INFO(what);
+  REQUIRE_THAT(what, Catch::StartsWith("fiber::event_loop::run: deadlock: 3 fiber(s) parked"));
+  // Each parked task on a line: its id and name, the operation and the channel.
+  CHECK_THAT(what, Catch::Contains("\n  task " + std::to_string(client.id()) +
+                                   " \"client\": parked in fiber::channel::send on " + address(&requests) + "\n"));
+  CHECK_THAT(what, Catch::Contains("\n  task " + std::to_string(server.id()) +
+                                   " \"server\": parked in fiber::channel::recv on " + address(&replies) + "\n"));
+  CHECK_THAT(what, Catch::EndsWith("\n  task " + std::to_string(watcher.id()) +
+                                   " \"watcher\": parked in fiber::select on recv from " + address(&events) +
+                                   ", send to " + address(&audit)));
+  // The cancelled one is gone.
+  CHECK_THAT(what, !Catch::Contains("task " + std::to_string(timed.id())));
+  REQUIRE_THROWS_AS(timed.get(), fiber::cancelled);
+}
 
 TEST_CASE("channel: randomized model test (FIBER_MODEL_SEED, FIBER_MODEL_OPS)", "[channel]") {
   const std::uint64_t seed = env_u64("FIBER_MODEL_SEED", 0x5eed'c4a2);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "death.hpp"
+#include "fiber/channel.hpp"
 #include "fiber/debug.hpp"
 #include "fiber/event_loop.hpp"
 #include "fiber/sync.hpp"
@@ -44,6 +46,27 @@ struct rng {
 };
 
 constexpr std::size_t small_stack = 16 * 1024;
+
+std::string dump_text() {
+  std::ostringstream out;
+  fiber::dump(out);
+  return out.str();
+}
+
+// The line of fiber::dump()'s output that starts with `prefix` ("" if none).
+std::string line_starting(const std::string& text, const std::string& prefix) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(prefix, 0) == 0) return line;
+  return {};
+}
+
+// An address as fiber::dump() writes it.
+std::string hex_address(const void* p) {
+  std::ostringstream out;
+  out << "0x" << std::hex << reinterpret_cast<std::uintptr_t>(p);
+  return out.str();
+}
 
 }  // namespace
 
@@ -849,4 +872,55 @@ TEST_CASE("loop: a task has an id and a name: task::id(), spawn_options::name, t
   loop.run();
   main.get();
   REQUIRE(main_id == main.id());
+}
+
+TEST_CASE("loop: fiber::dump() shows each task's fiber, what it waits for, and the tasks not started", "[loop][debug]") {
+  fiber::channel<int> ch;
+  fiber::mutex m;
+  std::string text;
+  fiber::event_loop loop;
+  auto main = loop.spawn(fiber::spawn_options{.name = "dumper"}, [&] {
+    auto receiver = fiber::spawn(fiber::spawn_options{.name = "receiver"}, [&] { return ch.recv(); });
+    auto sleeper = fiber::spawn(fiber::spawn_options{.name = "sleeper"}, [] { fiber::this_fiber::sleep_for(1h); });
+    auto joiner = fiber::spawn(fiber::spawn_options{.name = "joiner"}, [&] { sleeper.join(); });
+    auto locker = fiber::spawn(fiber::spawn_options{.name = "locker"}, [&] { std::lock_guard<fiber::mutex> lk(m); });
+    m.lock();
+    fiber::this_fiber::yield();  // each of them parks
+    auto unstarted = fiber::spawn(fiber::spawn_options{.name = "not yet"}, [] {});
+    text = dump_text();
+    INFO(text);
+    CHECK_THAT(line_starting(text, "fiber " + std::to_string(fiber::this_fiber::id()) + " \"dumper\": running, stack 0x"),
+               Catch::Contains("event_loop task: running"));
+    CHECK_THAT(line_starting(text, "fiber " + std::to_string(receiver.id()) + " \"receiver\": suspended"),
+               Catch::EndsWith("event_loop task: parked in fiber::channel::recv on " + hex_address(&ch)));
+    CHECK_THAT(line_starting(text, "fiber " + std::to_string(sleeper.id()) + " \"sleeper\": suspended"),
+               Catch::Contains("parked in fiber::this_fiber::sleep, deadline in 3599") ||
+                   Catch::Contains("parked in fiber::this_fiber::sleep, deadline in 3600000 ms"));
+    CHECK_THAT(line_starting(text, "fiber " + std::to_string(joiner.id()) + " \"joiner\""),
+               Catch::EndsWith("parked in fiber::task::join on task " + std::to_string(sleeper.id()) + " \"sleeper\""));
+    CHECK_THAT(line_starting(text, "fiber " + std::to_string(locker.id()) + " \"locker\""),
+               Catch::EndsWith("parked in fiber::mutex::lock on " + hex_address(&m)));
+    // A stack range and size.
+    CHECK_THAT(line_starting(text, "fiber " + std::to_string(receiver.id())), Catch::Contains(" KiB)"));
+    // The loop: running here, with the task not started listed, also as ready to run.
+    const std::string loop_line = line_starting(text, "event_loop " + hex_address(&loop));
+    CHECK_THAT(loop_line, Catch::Contains("running on this thread") && Catch::Contains("6 task(s) alive"));
+    CHECK_THAT(text, Catch::Contains("  not started: task " + std::to_string(unstarted.id()) + " \"not yet\"\n"));
+    CHECK_THAT(text, Catch::Contains("  ready to run: task " + std::to_string(unstarted.id()) + " \"not yet\"\n"));
+    m.unlock();
+    ch.send(1);
+    sleeper.cancel();
+    REQUIRE(receiver.get() == 1);
+    REQUIRE_THROWS_AS(joiner.get(), fiber::cancelled);
+    locker.get();
+    unstarted.get();
+  });
+  loop.run();
+  main.get();
+  // Ended tasks are gone from the dump, and their worker fibers (kept for the next
+  // task) do not carry their ids on.
+  const std::string after = dump_text();
+  INFO(after);
+  CHECK_THAT(after, !Catch::Contains("\"receiver\"") && !Catch::Contains("fiber " + std::to_string(main.id()) + " "));
+  CHECK_THAT(line_starting(after, "event_loop " + hex_address(&loop)), Catch::Contains("not running, 0 task(s) alive"));
 }

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <tuple>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "death.hpp"
+#include "fiber/debug.hpp"
 #include "fiber/event_loop.hpp"
 #include "fiber/io.hpp"
 
@@ -605,4 +607,37 @@ TEST_CASE("io: after a short read: data and the end of stream in one edge, datag
       CHECK(reader.get() == std::vector<std::string>{"one", "two", "three"});
     }
   });
+}
+
+TEST_CASE("io: fiber::dump() names the fd a parked fiber waits on", "[io][debug]") {
+  auto [a, b] = socket_pair();
+  int raw[2];
+  REQUIRE(::pipe2(raw, O_CLOEXEC) == 0);
+  fiber::run([&, &a = a, &b = b] {
+    auto streamer = fiber::spawn(fiber::spawn_options{.name = "stream reader"}, [&] {
+      char c;
+      return a.read(&c, 1);
+    });
+    auto piper = fiber::spawn(fiber::spawn_options{.name = "pipe reader"}, [&] {
+      char c;
+      return fiber::io::read(raw[0], &c, 1, fiber::clock::now() + 1h);
+    });
+    fiber::this_fiber::yield();  // both park
+    std::ostringstream out;
+    fiber::dump(out);
+    const std::string text = out.str();
+    INFO(text);
+    CHECK_THAT(text, Catch::Contains("fiber " + std::to_string(streamer.id()) +
+                                     " \"stream reader\": suspended, stack ") &&
+                         Catch::Contains("event_loop task: parked in fiber::io::stream::read on fd " +
+                                         std::to_string(a.fd()) + "\n"));
+    CHECK_THAT(text, Catch::Contains("event_loop task: parked in fiber::io::read on fd " + std::to_string(raw[0]) +
+                                     ", deadline in 3"));
+    REQUIRE(b.write("x", 1) == 1);
+    REQUIRE(::write(raw[1], "y", 1) == 1);
+    REQUIRE(streamer.get() == 1);
+    REQUIRE(piper.get() == 1);
+  });
+  ::close(raw[0]);
+  ::close(raw[1]);
 }

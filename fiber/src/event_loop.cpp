@@ -32,6 +32,8 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <ostream>
+#include <sstream>
 #include <system_error>
 #include <typeinfo>
 #include <unordered_map>
@@ -288,7 +290,6 @@ struct event_loop::impl : detail::loop_core {
   // queue waiting, and with it how wide a recursive spawn-and-join tree grows:
   // skynet (bench/) held 20,665 stacks at once with 64, 10,203 with 256.
   static constexpr int direct_switches = 256;
-  bool running = false;
 
   // Every fiber alive (spawned, not ended).
   detail::fiber_control* all_head = nullptr;
@@ -512,6 +513,7 @@ struct event_loop::impl : detail::loop_core {
     context ctx;                          // suspended, while idle
     detail::fiber_control* task = nullptr;  // the task it is given
     std::uintptr_t* canary = nullptr;     // its stack's (nullptr: guarded)
+    detail::record_base* record = nullptr;  // its fiber's (for fiber::dump())
   };
   static constexpr std::size_t max_idle_workers = 1024;
   std::vector<worker*> idle;
@@ -521,9 +523,10 @@ struct event_loop::impl : detail::loop_core {
     worker self;
     detail::record_base* const record = detail::tls_state.running;  // this fiber's
     const std::uint64_t worker_id = record->id;
+    self.record = record;
     for (;;) {
       // While the task runs, the fiber has its id and name (this_fiber::id(),
-      // debuggers).
+      // fiber::dump(), debuggers).
       record->id = f->id;
       if (f->name[0] || record->name[0]) std::memcpy(record->name, f->name, sizeof record->name);
       record->task = f;
@@ -682,13 +685,30 @@ struct event_loop::impl : detail::loop_core {
   }
 
   [[noreturn]] void deadlock() {
-    char msg[256];
-    std::snprintf(msg, sizeof msg,
-                  "fiber::event_loop::run: deadlock: %zu fiber(s) parked and nothing can wake them (no timer, "
-                  "no IO wait, no event_loop::keep_alive)",
-                  alive);
-    throw deadlock_error(msg);
+    std::ostringstream msg;
+    msg << "fiber::event_loop::run: deadlock: " << alive
+        << " fiber(s) parked and nothing can wake them (no timer, no IO wait, no event_loop::keep_alive):";
+    list_tasks(msg, max_listed);
+    throw deadlock_error(msg.str());
   }
+
+  // Each task alive on a line of its own, oldest first: what it does or waits
+  // for. At most `limit` of them.
+  static constexpr std::size_t max_listed = 100;
+  void list_tasks(std::ostream& out, std::size_t limit) const {
+    std::vector<const detail::fiber_control*> tasks;
+    for (const detail::fiber_control* f = all_head; f; f = f->all_next) tasks.push_back(f);
+    std::size_t shown = 0;
+    for (auto it = tasks.rbegin(); it != tasks.rend() && shown < limit; ++it, ++shown) {
+      out << "\n  ";
+      detail::describe_task(out, **it);
+    }
+    if (shown < tasks.size()) out << "\n  ... and " << tasks.size() - shown << " more";
+  }
+
+  // The loops alive, for fiber::dump().
+  impl* loops_prev = nullptr;
+  impl* loops_next = nullptr;
 
   // Runs until `until` has ended, or (until == nullptr) no fiber is alive.
   void schedule(detail::fiber_control* until);
@@ -707,14 +727,19 @@ event_loop::impl* running_loop_impl() noexcept { return static_cast<event_loop::
 }
 
 struct event_loop::impl::running_scope {
-  running_scope(impl& L, const char* operation) {
+  running_scope(impl& L, const char* operation) : loop(L) {
     if (running_loop_impl() == &L)
       throw error(std::string(operation) + ": the loop is already running (called from one of its fibers?)");
     if (running_loop_impl()) throw error(std::string(operation) + ": another event_loop is running on this thread");
+    L.runner.store(&detail::tls_state, std::memory_order_release);
     detail::running_core = &L;
     L.eh_globals = detail::eh_state::globals();  // a loop may be run by another thread than made it
   }
-  ~running_scope() { detail::running_core = nullptr; }
+  ~running_scope() {
+    detail::running_core = nullptr;
+    loop.runner.store(nullptr, std::memory_order_release);
+  }
+  impl& loop;
   running_scope(const running_scope&) = delete;
   running_scope& operator=(const running_scope&) = delete;
 };
@@ -775,11 +800,35 @@ std::size_t event_loop::impl::run_once(int timeout_ms) {
 
 // ---- event_loop ---------------------------------------------------------------
 
+namespace {
+// Every event_loop alive, for fiber::dump(); never destroyed (loops may outlive statics).
+struct loop_list {
+  std::mutex mutex;
+  event_loop::impl* head = nullptr;
+};
+loop_list& loops() {
+  static loop_list* l = new loop_list;
+  return *l;
+}
+}  // namespace
+
 event_loop::event_loop() : event_loop(options{}) {}
-event_loop::event_loop(options opts) : impl_(std::make_unique<impl>(this, opts)) {}
+event_loop::event_loop(options opts) : impl_(std::make_unique<impl>(this, opts)) {
+  loop_list& l = loops();
+  std::lock_guard lock(l.mutex);
+  impl_->loops_next = l.head;
+  if (l.head) l.head->loops_prev = impl_.get();
+  l.head = impl_.get();
+}
 
 event_loop::~event_loop() {
   impl& L = *impl_;
+  {
+    loop_list& l = loops();
+    std::lock_guard lock(l.mutex);
+    (L.loops_prev ? L.loops_prev->loops_next : l.head) = L.loops_next;
+    if (L.loops_next) L.loops_next->loops_prev = L.loops_prev;
+  }
   L.tearing_down = true;
   // Fibers still alive: those never started just end; suspended ones are unwound
   // by destroying their context.
@@ -872,6 +921,53 @@ event_loop::keep_alive::~keep_alive() {
   --loop_.impl_->keep_alive;
   loop_.post([] {});  // let a loop that waits only for us notice
 }
+
+namespace detail {
+
+void dump_loops(std::ostream& out) {
+  loop_list& l = loops();
+  std::lock_guard lock(l.mutex);
+  for (const event_loop::impl* L = l.head; L; L = L->loops_next) {
+    out << "event_loop 0x" << std::hex << reinterpret_cast<std::uintptr_t>(L->owner) << std::dec << ": ";
+    const thread_state* const r = L->runner.load(std::memory_order_acquire);
+    out << (r == &tls_state ? "running on this thread" : r ? "running on another thread" : "not running") << ", "
+        << L->alive << " task(s) alive\n";
+    if (r && r != &tls_state) {
+      out << "  (its tasks are not listed: they belong to the thread running it)\n";
+      continue;
+    }
+    auto list = [&](const char* what, auto&& each) {
+      out << "  " << what << ":";
+      bool any = false;
+      each([&](const fiber_control* f) {
+        out << (any ? ", " : " ");
+        any = true;
+        write_task_ref(out, *f);
+      });
+      out << (any ? "\n" : " none\n");
+    };
+    list("not started", [&](auto&& emit) {
+      std::vector<const fiber_control*> fs;  // oldest first
+      for (const fiber_control* f = L->all_head; f; f = f->all_next)
+        if (!f->started) fs.push_back(f);
+      for (auto it = fs.rbegin(); it != fs.rend(); ++it) emit(*it);
+    });
+    list("ready to run", [&](auto&& emit) {
+      if (L->runnext) emit(L->runnext);
+      for (const fiber_control* f = L->ready_head; f; f = f->ready_next) emit(f);
+    });
+    if (!L->idle.empty()) {
+      // Fibers whose task ended, kept (with their stacks) for the next tasks.
+      constexpr std::size_t shown = 16;
+      out << "  idle workers (fibers kept for the next tasks): " << L->idle.size() << ":";
+      for (std::size_t i = 0; i < L->idle.size() && i < shown; ++i)
+        out << (i ? ", fiber " : " fiber ") << L->idle[i]->record->id;
+      out << (L->idle.size() > shown ? ", ...\n" : "\n");
+    }
+  }
+}
+
+}  // namespace detail
 
 std::size_t event_loop::alive() const noexcept { return impl_->alive; }
 std::size_t event_loop::guarded_stacks() const noexcept { return impl_->stacks.guarded_live; }
@@ -1049,12 +1145,14 @@ int park_outcome(fiber_control* self) {
 
 // Every park but the common one (a fiber of a running loop, nothing pending, no
 // deadline of its own or of a scope): checks, pending cancellation, deadlines.
-int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, const char* operation) {
+int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, const char* operation,
+              std::uintptr_t object) {
   event_loop::impl* L = running_loop_impl();
   fiber_control* self = L ? L->current : nullptr;
+  if (!operation) operation = "fiber: a blocking operation";
   if (!self) {
     unlink_all(waiters, count);
-    require_fiber(operation ? operation : "fiber: a blocking operation");
+    require_fiber(operation);
   }
   if (L->tearing_down) {
     unlink_all(waiters, count);
@@ -1083,6 +1181,8 @@ int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, co
     waiters[i].fiber = self;
     waiters[i].index = static_cast<int>(i);
   }
+  self->park_operation = operation;
+  self->park_object = object;
   self->park_waiters = waiters;
   self->park_count = count;
   self->parked = true;
@@ -1106,7 +1206,7 @@ bool join(fiber_control* f, clock::time_point deadline) {
   if (!f->started && f->queued && running_loop_impl() && f->loop == running_loop_impl()->owner) running_loop_impl()->make_next(f);
   waiter w;
   f->joiners.push_back(w);
-  return park(&w, 1, deadline) != park_timeout;
+  return park(&w, 1, deadline, "fiber::task::join", wait_on_task(f)) != park_timeout;
 }
 
 void join_shielded(fiber_control* const* fibers, std::size_t count) {
@@ -1120,7 +1220,7 @@ void join_shielded(fiber_control* const* fibers, std::size_t count) {
       waiter w;
       fibers[i]->joiners.push_back(w);
       try {
-        park(&w, 1, no_deadline);
+        park(&w, 1, no_deadline, "fiber::gather: waiting for the cancelled tasks to end", wait_on_task(fibers[i]));
       } catch (const forced_unwind&) {
         self->park_shielded = saved;
         throw;
@@ -1136,8 +1236,11 @@ int join_any(fiber_control* const* fibers, std::size_t count, clock::time_point 
     if (fibers[i]->status != task_status::pending) return static_cast<int>(i);
   if (count == 0) throw error("fiber::wait_any: no tasks to wait for");
   std::vector<waiter> ws(count);
-  for (std::size_t i = 0; i < count; ++i) fibers[i]->joiners.push_back(ws[i]);
-  return park(ws.data(), count, deadline);
+  for (std::size_t i = 0; i < count; ++i) {
+    ws[i].object = wait_on_task(fibers[i]);
+    fibers[i]->joiners.push_back(ws[i]);
+  }
+  return park(ws.data(), count, deadline, "fiber::wait_any");
 }
 
 void gather_all(fiber_control* const* fibers, std::size_t count) {
@@ -1168,13 +1271,16 @@ void gather_all(fiber_control* const* fibers, std::size_t count) {
     }
     if (which.empty()) return;
     ws.resize(which.size());
-    for (std::size_t k = 0; k < which.size(); ++k) fibers[which[k]]->joiners.push_back(ws[k]);
+    for (std::size_t k = 0; k < which.size(); ++k) {
+      ws[k].object = wait_on_task(fibers[which[k]]);
+      fibers[which[k]]->joiners.push_back(ws[k]);
+    }
     // cancel_rest() parks: not inside the handler, where another fiber's catch
     // would change what `throw;` rethrows (the thread's caught-exception stack is
     // shared by its fibers).
     std::exception_ptr failure;
     try {
-      first = which[static_cast<std::size_t>(park(ws.data(), ws.size(), no_deadline))];
+      first = which[static_cast<std::size_t>(park(ws.data(), ws.size(), no_deadline, "fiber::gather"))];
     } catch (const forced_unwind&) {
       throw;
     } catch (...) {
@@ -1218,8 +1324,9 @@ struct io_wait_count {
 };
 }  // namespace
 
-bool io_wait(io_handle& h, bool write, clock::time_point deadline) {
-  require_fiber(write ? "fiber::io: waiting to write" : "fiber::io: waiting to read");
+bool io_wait(io_handle& h, bool write, clock::time_point deadline, const char* operation) {
+  if (!operation) operation = write ? "fiber::io: waiting to write" : "fiber::io: waiting to read";
+  require_fiber(operation);
   bool& flag = write ? h.writable : h.readable;
   if (flag) {
     flag = false;
@@ -1228,7 +1335,7 @@ bool io_wait(io_handle& h, bool write, clock::time_point deadline) {
   waiter w;
   (write ? h.writers : h.readers).push_back(w);
   io_wait_count count(running_loop_impl());
-  return park(&w, 1, deadline) != park_timeout;
+  return park(&w, 1, deadline, operation, wait_on_fd(h.fd)) != park_timeout;
 }
 
 // Takes an io_wait_fd registration out of epoll (and closes its dup), once.
@@ -1239,8 +1346,9 @@ static void raw_unregister(int epfd, io_handle& h) noexcept {
   h.raw_registered_fd = -1;
 }
 
-bool io_wait_fd(int fd, bool write, clock::time_point deadline) {
-  require_fiber(write ? "fiber::io::wait_writable" : "fiber::io::wait_readable");
+bool io_wait_fd(int fd, bool write, clock::time_point deadline, const char* operation) {
+  if (!operation) operation = write ? "fiber::io::wait_writable" : "fiber::io::wait_readable";
+  require_fiber(operation);
   event_loop::impl* L = running_loop_impl();
   io_handle h;
   h.fd = fd;
@@ -1276,7 +1384,7 @@ bool io_wait_fd(int fd, bool write, clock::time_point deadline) {
   waiter w;
   (write ? h.writers : h.readers).push_back(w);
   io_wait_count count(L);
-  return park(&w, 1, deadline) != park_timeout;
+  return park(&w, 1, deadline, operation, wait_on_fd(fd)) != park_timeout;
 }
 
 void io_fd_closing(int fd) noexcept {
@@ -1295,8 +1403,12 @@ void io_fd_closing(int fd) noexcept {
 #else
 void io_register(io_handle&) { throw error("fiber::io: not supported on this platform (no epoll)"); }
 void io_unregister(io_handle&) noexcept {}
-bool io_wait(io_handle&, bool, clock::time_point) { throw error("fiber::io: not supported on this platform (no epoll)"); }
-bool io_wait_fd(int, bool, clock::time_point) { throw error("fiber::io: not supported on this platform (no epoll)"); }
+bool io_wait(io_handle&, bool, clock::time_point, const char*) {
+  throw error("fiber::io: not supported on this platform (no epoll)");
+}
+bool io_wait_fd(int, bool, clock::time_point, const char*) {
+  throw error("fiber::io: not supported on this platform (no epoll)");
+}
 void io_fd_closing(int) noexcept {}
 #endif
 
@@ -1329,8 +1441,8 @@ void yield() {
 }
 
 void sleep_until(clock::time_point deadline) {
-  detail::require_fiber("fiber::this_fiber::sleep_until");
-  detail::park(nullptr, 0, deadline);
+  detail::require_fiber("fiber::this_fiber::sleep");
+  detail::park(nullptr, 0, deadline, "fiber::this_fiber::sleep");
 }
 
 bool in_fiber() noexcept { return detail::running() != nullptr; }

@@ -142,7 +142,7 @@ void wait(stream::state& s, bool write, clock::time_point deadline, const char* 
   } else if (s.loop != event_loop::current()) {
     throw error(std::string(op) + ": the fd is registered with another event_loop");
   }
-  if (!sched::io_wait(s.h, write, deadline)) throw timeout_error(op);
+  if (!sched::io_wait(s.h, write, deadline, op)) throw timeout_error(op);
 }
 
 bool short_read_drains(stream::state& s) noexcept {
@@ -275,8 +275,12 @@ void stream::state::close() noexcept {
 
 void set_nonblocking(int fd) { make_nonblocking(fd, "fiber::io::set_nonblocking"); }
 
-bool wait_readable(int fd, clock::time_point deadline) { return sched::io_wait_fd(fd, false, deadline); }
-bool wait_writable(int fd, clock::time_point deadline) { return sched::io_wait_fd(fd, true, deadline); }
+bool wait_readable(int fd, clock::time_point deadline) {
+  return sched::io_wait_fd(fd, false, deadline, "fiber::io::wait_readable");
+}
+bool wait_writable(int fd, clock::time_point deadline) {
+  return sched::io_wait_fd(fd, true, deadline, "fiber::io::wait_writable");
+}
 
 namespace {
 // A raw-fd read or write: `sock` (recv/send with MSG_DONTWAIT) first; an fd that
@@ -295,7 +299,7 @@ std::size_t transfer_fd(int fd, bool writing, clock::time_point deadline, const 
     if (r >= 0) return static_cast<std::size_t>(r);
     const int e = errno;
     if (e == EAGAIN || e == EWOULDBLOCK) {
-      if (!sched::io_wait_fd(fd, writing, deadline)) throw timeout_error(op);
+      if (!sched::io_wait_fd(fd, writing, deadline, op)) throw timeout_error(op);
     } else if (e != EINTR) {
       throw_errno(e, op);
     }

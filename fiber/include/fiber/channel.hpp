@@ -220,7 +220,7 @@ class channel {
       detail::waiter w;
       w.slot = &out;
       recvq_.push_back(w);
-      detail::park(&w, 1, detail::no_deadline, "fiber::channel::recv");
+      detail::park(&w, 1, detail::no_deadline, "fiber::channel::recv", detail::wait_on(this));
     }
     return out;
   }
@@ -334,7 +334,7 @@ class channel {
     detail::waiter w;
     w.slot = &v;
     sendq_.push_back(w);
-    if (detail::park(&w, 1, deadline, operation) == detail::park_timeout) return false;
+    if (detail::park(&w, 1, deadline, operation, detail::wait_on(this)) == detail::park_timeout) return false;
     if (!w.slot) detail::throw_channel_closed(operation);
     return true;
   }
@@ -349,7 +349,7 @@ class channel {
     detail::waiter w;
     w.slot = &r.value;
     recvq_.push_back(w);
-    if (detail::park(&w, 1, deadline, operation) == detail::park_timeout)
+    if (detail::park(&w, 1, deadline, operation, detail::wait_on(this)) == detail::park_timeout)
       r.status = channel_status::timeout;
     else
       r.status = r.value ? channel_status::ok : channel_status::closed;
@@ -423,6 +423,7 @@ struct recv_case {
   void enqueue(waiter& w) noexcept {
     w.slot = &slot;
     w.sending = false;
+    w.object = wait_on(ch);
     ch->recvq_.push_back(w);
   }
   void finish() { fn(std::move(slot)); }
@@ -446,6 +447,7 @@ struct send_case {
   void enqueue(waiter& w) noexcept {
     w.slot = &ref();
     w.sending = true;
+    w.object = wait_on(ch);
     ch->sendq_.push_back(w);
   }
   void finish() { fn(); }
@@ -518,7 +520,7 @@ int select_impl(clock::time_point deadline, C&... cs) {
     visit_case(cases, pos[k], [&](auto& c) {
       if constexpr (!is_default_case_v<decltype(c)>) c.enqueue(ws[k]);
     }, seq{});
-  const int r = park(ws, m, deadline);
+  const int r = park(ws, m, deadline, "fiber::select");
   if (r == park_timeout) return -1;
   visit_case(cases, pos[r], [&](auto& c) {
     if constexpr (!is_default_case_v<decltype(c)>) c.complete(ws[r]);

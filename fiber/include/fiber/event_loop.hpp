@@ -26,7 +26,9 @@
 //
 // Debugging. A task has an id, unique in the process (task::id(), and
 // this_fiber::id() inside it), and may have a name (spawn_options::name,
-// this_fiber::set_name).
+// this_fiber::set_name). fiber::dump() (debug.hpp) shows what each task does or
+// waits for (the operation, and the channel, fd, task or deadline); run()'s
+// deadlock report (fiber::deadlock_error) lists each parked task the same way.
 //
 // Stacks. Loop fibers get their stacks from a per-loop pool and allocate one only
 // when they first run, so a task that is spawned and waits in the ready queue costs
@@ -43,11 +45,13 @@
 // (its get() rethrows it), whose message names the size and the limit hit.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -129,14 +133,18 @@ struct fiber_control {
   clock::time_point scope_deadline = no_deadline;  // innermost deadline_scope
   int refs = 1;                         // task handles (the loop holds its own while alive)
 
-  // For debugging: the task's fiber id, given at spawn (task::id(), and
-  // this_fiber::id() inside it); the fiber that runs it, while it runs; its
-  // spawn_options::name (NUL-terminated, set by submit()).
+  // For debugging (fiber::dump(), the deadlock report): the task's fiber id, given
+  // at spawn (task::id(), this_fiber::id() inside it); the fiber that runs it,
+  // while it runs; its spawn_options::name (NUL-terminated, set by submit()).
   std::uint64_t id = 0;
   record_base* record = nullptr;
   char name[32];
 
-  // Park bookkeeping (event_loop.cpp).
+  // Park bookkeeping (event_loop.cpp). park_operation and park_object say what a
+  // parked fiber waits for (park_object: see wait_on() in scheduler.hpp); they are
+  // meaningful only while `parked`.
+  const char* park_operation = nullptr;
+  std::uintptr_t park_object = 0;
   waiter* park_waiters = nullptr;
   std::size_t park_count = 0;
   int park_result = 0;
@@ -185,6 +193,15 @@ int join_any(fiber_control* const* fibers, std::size_t count, clock::time_point 
 [[noreturn]] void throw_empty_task(const char* operation);
 void rethrow_outcome(fiber_control* f);
 
+// fiber::dump() and the deadlock report. describe_wait: what `f` does or waits
+// for ("parked in fiber::channel::recv on 0x..., deadline in 12 ms"); describe_task:
+// the same after `task <id> "<name>": `. Both for the loop's thread only (dump.cpp).
+// dump_loops: every event_loop, with its tasks not started and ready (event_loop.cpp).
+void describe_wait(std::ostream& out, const fiber_control& f);
+void describe_task(std::ostream& out, const fiber_control& f);
+void write_task_ref(std::ostream& out, const fiber_control& f);  // task <id> "<name>"
+void dump_loops(std::ostream& out);
+
 // ---- the scheduler's fast paths ----
 //
 // park() and wake() (specified in scheduler.hpp) run inline in the primitives for
@@ -204,6 +221,9 @@ struct loop_core {
   context* save_slot = nullptr;         // where the switcher's context goes
   int direct_budget = 0;                // direct switches left before the scheduler's turn
   bool tearing_down = false;
+  // The thread running the loop (its tls_state), while run() or run_once() runs
+  // (fiber::dump() lists the tasks of the loops that run on the calling thread).
+  std::atomic<const thread_state*> runner{nullptr};
   eh_globals_layout* eh_globals = eh_state::globals();  // the running thread's
 
   void make_ready(fiber_control* f) noexcept {
@@ -252,8 +272,15 @@ struct loop_core {
 // The loop running on this thread (constinit: no TLS init wrapper on access).
 extern constinit thread_local loop_core* running_core;
 
+// Whether `core`'s loop runs on another thread than the caller's.
+inline bool runs_elsewhere(const loop_core* core) noexcept {
+  const thread_state* const r = core->runner.load(std::memory_order_relaxed);
+  return r && r != &tls_state;
+}
+
 // Out of line: everything but the common cases.
-int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, const char* operation);
+int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, const char* operation,
+              std::uintptr_t object);
 int park_outcome(fiber_control* self);
 void transfer_slow(fiber_control* next);  // the running fiber switches to next (nullptr: the scheduler)
 void wake_slow(fiber_control* f, int index) noexcept;
@@ -264,14 +291,16 @@ inline fiber_control* running() noexcept {
 }
 
 FIBER_SWITCH_INLINE int park(waiter* waiters, std::size_t count, clock::time_point deadline = no_deadline,
-                             const char* operation = nullptr) {
+                             const char* operation = nullptr, std::uintptr_t object = 0) {
   loop_core* const L = running_core;
   fiber_control* const self = L ? L->current : nullptr;
   if (count != 1 || !self || L->tearing_down || self->cancel_pending || deadline != no_deadline ||
       self->scope_deadline != no_deadline) [[unlikely]]
-    return park_slow(waiters, count, deadline, operation);
+    return park_slow(waiters, count, deadline, operation, object);
   waiters->fiber = self;
   waiters->index = 0;
+  self->park_operation = operation;  // for fiber::dump()
+  self->park_object = object;
   self->park_waiters = waiters;
   self->park_count = 1;
   self->parked = true;
@@ -328,8 +357,8 @@ struct spawn_options {
   /// at once. Ignored (the task is queued) when the spawner is not a fiber of the
   /// loop.
   bool eager = false;
-  /// The task's name, for debugging: fiber::this_fiber::name() inside it.
-  /// Copied; at most 31 bytes are kept.
+  /// The task's name, for debugging: fiber::this_fiber::name() inside it,
+  /// fiber::dump(), the deadlock report. Copied; at most 31 bytes are kept.
   std::string_view name{};
 };
 
@@ -445,7 +474,8 @@ class task {
   ~task() { reset(); }
 
   explicit operator bool() const noexcept { return state_ != nullptr; }
-  /// The task's fiber id, unique in the process: fiber::this_fiber::id() inside it.
+  /// The task's fiber id, unique in the process: fiber::this_fiber::id() inside
+  /// it, and the id fiber::dump() shows.
   std::uint64_t id() const {
     check("id");
     return state_->id;

@@ -166,7 +166,7 @@ class mutex {
     detail::waiter w;
     waiters_.push_back(w);
     // Woken only by unlock(), which made us the owner first.
-    return detail::park(&w, 1, deadline) != detail::park_timeout;
+    return detail::park(&w, 1, deadline, operation, detail::wait_on(this)) != detail::park_timeout;
   }
 
   detail::fiber_control* owner_ = nullptr;
@@ -232,7 +232,7 @@ class condition_variable {
     int r = 0;
     std::exception_ptr failure;
     try {
-      r = detail::park(&w, 1, deadline);
+      r = detail::park(&w, 1, deadline, operation, detail::wait_on(this));
     } catch (const detail::forced_unwind&) {
       // The loop is being destroyed: nothing can wait any more. Leave the
       // unique_lock without the mutex, so that its destructor does not unlock.
@@ -310,7 +310,7 @@ class semaphore {
     detail::waiter w;
     waiters_.push_back(w);
     // Woken only by release(), which kept the unit for us.
-    return detail::park(&w, 1, deadline) != detail::park_timeout;
+    return detail::park(&w, 1, deadline, operation, detail::wait_on(this)) != detail::park_timeout;
   }
 
   std::ptrdiff_t count_;
@@ -359,7 +359,7 @@ class wait_group {
     if (counter_ == 0) return true;
     detail::waiter w;
     waiters_.push_back(w);
-    return detail::park(&w, 1, deadline) != detail::park_timeout;
+    return detail::park(&w, 1, deadline, operation, detail::wait_on(this)) != detail::park_timeout;
   }
 
   std::ptrdiff_t counter_;

@@ -39,6 +39,17 @@ class wait_queue;
 
 inline constexpr clock::time_point no_deadline = clock::time_point::max();
 
+// What a parked fiber waits on, as fiber::dump() and the deadlock report show it:
+// an object's address (a channel, a mutex...), an fd, or a task it joins; the two
+// low bits tell which (the objects are pointer-aligned). 0: nothing in particular.
+inline std::uintptr_t wait_on(const void* object) noexcept { return reinterpret_cast<std::uintptr_t>(object); }
+inline std::uintptr_t wait_on_fd(int fd) noexcept {
+  return static_cast<std::uintptr_t>(static_cast<unsigned>(fd)) << 2 | 1u;
+}
+inline std::uintptr_t wait_on_task(const fiber_control* task) noexcept {
+  return reinterpret_cast<std::uintptr_t>(task) | 2u;
+}
+
 // One thing a parked fiber waits for. Lives on the parked fiber's stack.
 struct waiter {
   fiber_control* fiber = nullptr;  // set by park()
@@ -48,6 +59,9 @@ struct waiter {
   void* slot = nullptr;            // for the primitive: e.g. where a channel value goes
   int index = 0;                   // set by park(): position in the array it was given
   bool sending = false;            // for the primitive (select: a send case)
+  // For a park on several waiters (select, wait_any): what this one waits on
+  // (wait_on() above), for fiber::dump(). A park on one gives it to park().
+  std::uintptr_t object = 0;
 };
 
 // Intrusive FIFO of waiters.
@@ -94,7 +108,7 @@ inline constexpr int park_timeout = -1;
 // paths run inline in the primitives), after the loop's fiber bookkeeping:
 //
 // int park(waiter* waiters, std::size_t count, clock::time_point deadline = no_deadline,
-//          const char* operation = nullptr);
+//          const char* operation = nullptr, std::uintptr_t object = 0);
 //   Parks the running fiber until one of `waiters[0..count)` is woken (returns its
 //   index) or `deadline` passes (returns park_timeout). Each waiter must already be
 //   linked in a queue; park() sets its `fiber` and `index` first. Throws
@@ -103,7 +117,9 @@ inline constexpr int park_timeout = -1;
 //   fiber::deadline_scope passes; in every case but a wake, park() unlinks the
 //   waiters before returning or throwing. Throws fiber::error, naming `operation`,
 //   when not called from a fiber of a running event_loop (it would block the
-//   thread forever).
+//   thread forever). `operation` (a string that lives at least as long as the wait,
+//   e.g. "fiber::channel::recv") and `object` (wait_on() above) say what the fiber
+//   waits for, in fiber::dump() and the deadlock report.
 //
 // void wake(waiter& w) noexcept;
 //   Ends the park of `w`'s fiber: it is woken with w's index and all its waiters
@@ -136,12 +152,12 @@ struct io_handle {
 void io_register(io_handle& h);  // throws std::system_error
 void io_unregister(io_handle& h) noexcept;
 // Parks until h's fd is readable (write == false) or writable; false on timeout.
-// Throws like park().
-bool io_wait(io_handle& h, bool write, clock::time_point deadline);
+// Throws like park(); `operation` names the wait there and in fiber::dump().
+bool io_wait(io_handle& h, bool write, clock::time_point deadline, const char* operation = nullptr);
 // The same for an fd that has no io_handle: registered for this one wait only
 // (two system calls more; three if another fiber waits on the same fd, which is
 // then registered through a dup). Throws std::system_error if epoll refuses the fd.
-bool io_wait_fd(int fd, bool write, clock::time_point deadline);
+bool io_wait_fd(int fd, bool write, clock::time_point deadline, const char* operation = nullptr);
 // Wakes the fibers of the running loop in io_wait_fd on `fd` (it is about to be
 // closed: epoll would forget it silently); their waits return true and the retried
 // call fails with EBADF. Outside a running loop, nothing.
