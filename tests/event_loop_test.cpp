@@ -561,7 +561,10 @@ TEST_CASE("loop: run() from inside a fiber throws fiber::error, and the loop goe
   fiber::event_loop loop;
   auto t = loop.spawn([&] {
     REQUIRE_THROWS_AS(loop.run(), fiber::error);
+    REQUIRE_THROWS_WITH(loop.run(), Catch::StartsWith("fiber::event_loop::run: the loop is already running"));
+    REQUIRE_THROWS_WITH(loop.run_once(), Catch::StartsWith("fiber::event_loop::run_once: the loop is already running"));
     REQUIRE_THROWS_AS(fiber::run([] { return 1; }), fiber::error);  // a second loop on this thread
+    REQUIRE_THROWS_WITH(fiber::run([] { return 1; }), Catch::Contains("another event_loop is running on this thread"));
     REQUIRE(fiber::event_loop::current() == &loop);
     fiber::this_fiber::sleep_for(1ms);  // still a fiber of a running loop
     return 7;
@@ -584,6 +587,16 @@ TEST_CASE("loop: blocking operations outside a fiber throw fiber::error", "[loop
   REQUIRE(s.try_acquire());  // never blocks: fine anywhere
   fiber::wait_group wg(1);
   REQUIRE_THROWS_AS(wg.wait(), fiber::error);
+  // Each message names the operation and what was wrong.
+  const auto not_a_fiber = Catch::Contains(": not called from a fiber of a running event_loop");
+  REQUIRE_THROWS_WITH(fiber::this_fiber::sleep_for(1ms), Catch::StartsWith("fiber::this_fiber::sleep") && not_a_fiber);
+  REQUIRE_THROWS_WITH(fiber::this_fiber::yield(), Catch::StartsWith("fiber::this_fiber::yield") && not_a_fiber);
+  REQUIRE_THROWS_WITH(fiber::spawn([] {}), "fiber::spawn: no fiber::event_loop is running on this thread");
+  REQUIRE_THROWS_WITH(fiber::deadline_scope(1s), Catch::StartsWith("fiber::deadline_scope") && not_a_fiber);
+  REQUIRE_THROWS_WITH(m.lock(), Catch::StartsWith("fiber::mutex::lock") && not_a_fiber);
+  REQUIRE_THROWS_WITH(m.unlock(), "fiber::mutex::unlock: the mutex is not locked");
+  REQUIRE_THROWS_WITH(s.acquire(), Catch::StartsWith("fiber::semaphore::acquire") && not_a_fiber);
+  REQUIRE_THROWS_WITH(wg.wait(), Catch::StartsWith("fiber::wait_group::wait") && not_a_fiber);
 
   // Outside a fiber but inside run(): a posted function.
   fiber::event_loop loop;
@@ -601,6 +614,7 @@ TEST_CASE("loop: blocking operations outside a fiber throw fiber::error", "[loop
   fiber::event_loop idle;
   auto t = idle.spawn([] { return 1; });
   REQUIRE_THROWS_AS(t.join(), fiber::error);
+  REQUIRE_THROWS_WITH(t.get(), Catch::StartsWith("fiber::task::get") && not_a_fiber);
 }
 
 TEST_CASE("loop: 10^5 fibers alive at once on 16 KiB stacks", "[loop]") {

@@ -383,12 +383,27 @@ int fiber_task_cancel(fiber_task* t) {
 }
 
 int fiber_task_done(const fiber_task* t) {
-  return t && t->task.status() != fiber::task_status::pending;
+  if (!t) return 0;
+  try {
+    return t->task.status() != fiber::task_status::pending;
+  } catch (const fiber::error& e) {
+    // From another thread than the one running the task's loop: it has not ended
+    // as far as this thread can know.
+    fail(FIBER_EINVAL, std::string("fiber_task_done: ") + e.what());
+    return 0;
+  }
 }
 
 void fiber_task_release(fiber_task* t) {
   if (!t) return;
-  if (t->task.status() == fiber::task_status::pending) t->task.detach();
+  try {
+    if (t->task.status() == fiber::task_status::pending) t->task.detach();
+  } catch (const fiber::error& e) {
+    // The handle cannot be let go on this thread while the loop runs on another,
+    // and there is no status to return it with.
+    std::fprintf(stderr, "fiber_task_release: %s\n", e.what());
+    std::abort();
+  }
   delete t;
 }
 

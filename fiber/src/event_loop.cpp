@@ -729,9 +729,15 @@ event_loop::impl* running_loop_impl() noexcept { return static_cast<event_loop::
 struct event_loop::impl::running_scope {
   running_scope(impl& L, const char* operation) : loop(L) {
     if (running_loop_impl() == &L)
-      throw error(std::string(operation) + ": the loop is already running (called from one of its fibers?)");
+      throw error(std::string(operation) +
+                  ": the loop is already running on this thread (called from one of its fibers, or from a function "
+                  "it runs: a loop cannot run inside itself)");
     if (running_loop_impl()) throw error(std::string(operation) + ": another event_loop is running on this thread");
-    L.runner.store(&detail::tls_state, std::memory_order_release);
+    const detail::thread_state* expected = nullptr;
+    if (!L.runner.compare_exchange_strong(expected, &detail::tls_state, std::memory_order_acquire))
+      throw error(std::string(operation) +
+                  ": the loop is running on another thread (a loop runs on one thread at a time; other threads may "
+                  "only post() to it)");
     detail::running_core = &L;
     L.eh_globals = detail::eh_state::globals();  // a loop may be run by another thread than made it
   }
@@ -823,6 +829,14 @@ event_loop::event_loop(options opts) : impl_(std::make_unique<impl>(this, opts))
 
 event_loop::~event_loop() {
   impl& L = *impl_;
+  // Its run() is on some stack: the loop cannot go away under it.
+  if (const detail::thread_state* r = L.runner.load(std::memory_order_acquire)) {
+    detail::fatal(r == &detail::tls_state
+                      ? "fiber::event_loop::~event_loop: the loop is destroyed while it runs, from one of its own "
+                        "fibers or from a function it runs (destroy it after run() returns)"
+                      : "fiber::event_loop::~event_loop: the loop is destroyed on one thread while it runs on "
+                        "another (destroy it after run() returns)");
+  }
   {
     loop_list& l = loops();
     std::lock_guard lock(l.mutex);
@@ -899,6 +913,8 @@ int event_loop::next_timeout_ms() const {
 void event_loop::run_until_done(detail::fiber_control* f) { impl_->schedule(f); }
 
 void event_loop::cancel_all() {
+  if (detail::runs_elsewhere(impl_.get()))
+    throw error("fiber::event_loop::cancel_all: the loop runs on another thread (post() the call to it)");
   for (detail::fiber_control* f = impl_->all_head; f; f = f->all_next) detail::cancel(f);
 }
 
@@ -1056,6 +1072,12 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
     delete f;
     throw error("fiber::spawn: the event_loop is being destroyed");
   }
+  if (runs_elsewhere(&L)) {
+    delete f;
+    throw error(
+        "fiber::spawn: the event_loop runs on another thread (spawn from that thread, e.g. in a function given to "
+        "event_loop::post())");
+  }
   f->id = new_fiber_id();
   const std::size_t name_size = std::min(opts.name.size(), sizeof f->name - 1);
   if (name_size) std::memcpy(f->name, opts.name.data(), name_size);
@@ -1087,6 +1109,9 @@ void release(fiber_control* f) noexcept {
 }
 
 void release_handle(fiber_control* f) noexcept {
+  if (f->loop && runs_elsewhere(f->core))
+    fatal("fiber::task: the handle of a task was destroyed on another thread than the one running its event_loop "
+          "(a task handle belongs to its loop's thread while the loop runs)");
   if (f->status == task_status::pending) f->detached = true;
   release(f);
 }
@@ -1111,12 +1136,26 @@ void throw_no_loop(const char* operation) {
 void throw_empty_task(const char* operation) {
   throw error(std::string("fiber::task::") + operation + ": the task handle is empty (moved from, or detached)");
 }
+void throw_task_wrong_thread(const char* operation) {
+  throw error(std::string("fiber::task::") + operation +
+              ": called on another thread than the one running the task's event_loop (a task handle belongs to its "
+              "loop's thread while the loop runs; post() to it)");
+}
+
+void check_waker_slow(const loop_core* core, const char* operation) {
+  if (!runs_elsewhere(core)) return;  // its loop's thread, or a loop that runs nowhere
+  throw error(std::string(operation) +
+              (running_core ? ": a fiber of an event_loop running on another thread waits on it (it belongs to that "
+                              "loop's thread)"
+                            : ": not called from a fiber of a running event_loop, and a fiber of an event_loop "
+                              "running on another thread waits on it (it belongs to that loop's thread)"));
+}
 
 void require_fiber(const char* operation) {
   if (!running()) {
     throw error(std::string(operation) +
-                ": would block, and the caller is not a fiber of a running fiber::event_loop (it would block the "
-                "thread forever)");
+                ": not called from a fiber of a running event_loop (the caller is not a fiber: waiting here would "
+                "block its thread forever)");
   }
 }
 
@@ -1156,7 +1195,8 @@ int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, co
   }
   if (L->tearing_down) {
     unlink_all(waiters, count);
-    throw error("fiber: a blocking operation while its event_loop is being destroyed");
+    throw error(std::string(operation) +
+                ": called while its event_loop is being destroyed (it unwinds its fibers: nothing can wait now)");
   }
   const bool shielded = self->park_shielded;
   if (!shielded && self->cancel_pending) {
@@ -1199,14 +1239,29 @@ void wake_slow(fiber_control* f, int index) noexcept {
 
 void transfer_slow(fiber_control* next) { static_cast<event_loop::impl*>(running_core)->transfer_to(next); }
 
-bool join(fiber_control* f, clock::time_point deadline) {
+namespace {
+// Before waiting for `f` to end: throws fiber::error, naming `operation`, unless
+// the caller is a fiber of f's loop (so that something can run f meanwhile).
+void check_joinable(const fiber_control* f, const char* operation) {
+  if (f == running())
+    throw error(std::string(operation) + ": a task cannot wait for itself (it would never end: a deadlock)");
+  if (f->core != running_core) {
+    require_fiber(operation);
+    throw error(std::string(operation) +
+                ": the task belongs to another event_loop than the calling fiber's (that loop does not run while "
+                "this one does, so the wait could never end)");
+  }
+}
+}  // namespace
+
+bool join(fiber_control* f, clock::time_point deadline, const char* operation) {
   if (f->status != task_status::pending) return true;
-  if (f == running()) throw error("fiber::task::join: a task cannot wait for itself");
+  check_joinable(f, operation);
   // A task that has not started runs next: its joiner has nothing to do before it.
   if (!f->started && f->queued && running_loop_impl() && f->loop == running_loop_impl()->owner) running_loop_impl()->make_next(f);
   waiter w;
   f->joiners.push_back(w);
-  return park(&w, 1, deadline, "fiber::task::join", wait_on_task(f)) != park_timeout;
+  return park(&w, 1, deadline, operation, wait_on_task(f)) != park_timeout;
 }
 
 void join_shielded(fiber_control* const* fibers, std::size_t count) {
@@ -1235,6 +1290,7 @@ int join_any(fiber_control* const* fibers, std::size_t count, clock::time_point 
   for (std::size_t i = 0; i < count; ++i)
     if (fibers[i]->status != task_status::pending) return static_cast<int>(i);
   if (count == 0) throw error("fiber::wait_any: no tasks to wait for");
+  for (std::size_t i = 0; i < count; ++i) check_joinable(fibers[i], "fiber::wait_any");
   std::vector<waiter> ws(count);
   for (std::size_t i = 0; i < count; ++i) {
     ws[i].object = wait_on_task(fibers[i]);
@@ -1270,6 +1326,7 @@ void gather_all(fiber_control* const* fibers, std::size_t count) {
       if (s == task_status::pending) which.push_back(i);
     }
     if (which.empty()) return;
+    for (std::size_t k : which) check_joinable(fibers[k], "fiber::gather");
     ws.resize(which.size());
     for (std::size_t k = 0; k < which.size(); ++k) {
       ws[k].object = wait_on_task(fibers[which[k]]);

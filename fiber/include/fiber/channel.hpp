@@ -59,8 +59,11 @@
 //     the channel as if they had never been called (a send's value is not consumed).
 //     try_send/try_recv/close (and a select with a default case) never park and work
 //     anywhere on the loop's thread, even outside a fiber (e.g. from event_loop::post).
-//   - A channel belongs to one loop: use it from that loop's thread only. Do not destroy
-//     a channel that fibers wait on (if it happens, they are woken as by close()).
+//   - A channel belongs to one loop: use it from that loop's thread only. An operation
+//     that would hand a value to, take one from, or wake a fiber of a loop running on
+//     another thread throws fiber::error instead (other accesses from another thread
+//     cannot be told apart and are data races). Do not destroy a channel that fibers
+//     wait on (if it happens, they are woken as by close()).
 //
 // Cost: no allocation per operation. The buffer is allocated once, by the constructor;
 // waiters live on the parked fibers' stacks; select keeps its cases and waiters on the
@@ -216,7 +219,7 @@ class channel {
   /// The next value; empty once the channel is closed and drained.
   FIBER_SWITCH_INLINE std::optional<T> recv() {
     std::optional<T> out;
-    if (poll_recv(out) == not_ready) {
+    if (poll_recv(out, "fiber::channel::recv") == not_ready) {
       detail::waiter w;
       w.slot = &out;
       recvq_.push_back(w);
@@ -235,7 +238,7 @@ class channel {
   /// A value if one is ready now (buffered, or from a parked sender); else empty.
   std::optional<T> try_recv() {
     std::optional<T> out;
-    poll_recv(out);
+    poll_recv(out, "fiber::channel::try_recv");
     return out;
   }
 
@@ -245,6 +248,8 @@ class channel {
   /// channel_closed; buffered values stay for receivers. Closing twice throws.
   void close() {
     if (closed_) throw channel_closed("fiber::channel::close: the channel is already closed");
+    if (const detail::waiter* w = recvq_.front()) detail::check_waker(*w, "fiber::channel::close");
+    if (const detail::waiter* w = sendq_.front()) detail::check_waker(*w, "fiber::channel::close");
     closed_ = true;
     wake_all_closed();
   }
@@ -305,6 +310,7 @@ class channel {
   bool offer(U&& v, const char* operation) {
     if (closed_) detail::throw_channel_closed(operation);
     if (detail::waiter* w = recvq_.front()) {
+      detail::check_waker(*w, operation);  // before the value moves: a refused send leaves it
       static_cast<std::optional<T>*>(w->slot)->emplace(std::forward<U>(v));
       detail::wake(*w);
       return true;
@@ -341,7 +347,7 @@ class channel {
 
   recv_result<T> recv_wait(clock::time_point deadline, const char* operation) {
     recv_result<T> r;
-    const int p = poll_recv(r.value);
+    const int p = poll_recv(r.value, operation);
     if (p != not_ready) {
       r.status = p == got_value ? channel_status::ok : channel_status::closed;
       return r;
@@ -358,8 +364,11 @@ class channel {
 
   // Receives without waiting, into `out` (empty): from the buffer (refilled from the
   // first parked sender, keeping invariant 2), else straight from a parked sender.
-  int poll_recv(std::optional<T>& out) noexcept {
+  // Throws fiber::error, naming `operation`, before it changes anything, if that
+  // sender is a fiber of a loop running on another thread.
+  int poll_recv(std::optional<T>& out, const char* operation) {
     if (count_) {
+      if (const detail::waiter* w = sendq_.front()) detail::check_waker(*w, operation);
       out.emplace(std::move(buf_[head_]));
       pop_front_destroy();
       if (detail::waiter* w = sendq_.front()) {
@@ -372,6 +381,7 @@ class channel {
       return got_value;
     }
     if (detail::waiter* w = sendq_.front()) {
+      detail::check_waker(*w, operation);
       out.emplace(std::move(*static_cast<T*>(w->slot)));
       detail::wake(*w);
       return got_value;
@@ -419,7 +429,7 @@ struct recv_case {
   F fn;
   std::optional<T> slot{};
 
-  bool poll() noexcept { return ch->poll_recv(slot) != channel<T>::not_ready; }
+  bool poll() { return ch->poll_recv(slot, "fiber::select: a recv case") != channel<T>::not_ready; }
   void enqueue(waiter& w) noexcept {
     w.slot = &slot;
     w.sending = false;

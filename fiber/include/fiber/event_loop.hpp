@@ -183,14 +183,16 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts);
 void release(fiber_control* f) noexcept;
 void release_handle(fiber_control* f) noexcept;
 void cancel(fiber_control* f) noexcept;
-// Waits until `f` ends; timed. Returns false on timeout. Throws like park().
-bool join(fiber_control* f, clock::time_point deadline);
+// Waits until `f` ends; timed. Returns false on timeout. Throws like park(), and
+// fiber::error, naming `operation`, if the caller is `f` or not a fiber of f's loop.
+bool join(fiber_control* f, clock::time_point deadline, const char* operation);
 // Waits, ignoring cancellation and deadline scopes, until every fiber ends.
 void join_shielded(fiber_control* const* fibers, std::size_t count);
 // Waits until one of `fibers` has ended; returns its index, or -1 on timeout.
 int join_any(fiber_control* const* fibers, std::size_t count, clock::time_point deadline);
 [[noreturn]] void throw_no_loop(const char* operation);
 [[noreturn]] void throw_empty_task(const char* operation);
+[[noreturn]] void throw_task_wrong_thread(const char* operation);
 void rethrow_outcome(fiber_control* f);
 
 // fiber::dump() and the deadlock report. describe_wait: what `f` does or waits
@@ -221,8 +223,8 @@ struct loop_core {
   context* save_slot = nullptr;         // where the switcher's context goes
   int direct_budget = 0;                // direct switches left before the scheduler's turn
   bool tearing_down = false;
-  // The thread running the loop (its tls_state), while run() or run_once() runs
-  // (fiber::dump() lists the tasks of the loops that run on the calling thread).
+  // The thread running the loop (its tls_state), while run() or run_once() runs:
+  // what the checks against using the loop from other threads compare with.
   std::atomic<const thread_state*> runner{nullptr};
   eh_globals_layout* eh_globals = eh_state::globals();  // the running thread's
 
@@ -272,10 +274,32 @@ struct loop_core {
 // The loop running on this thread (constinit: no TLS init wrapper on access).
 extern constinit thread_local loop_core* running_core;
 
-// Whether `core`'s loop runs on another thread than the caller's.
+// Whether `core`'s loop runs on another thread than the caller's. (The caller's
+// thread state is asked for out of line: a fiber may have been resumed on another
+// thread since its function last read the thread pointer; context.hpp.)
 inline bool runs_elsewhere(const loop_core* core) noexcept {
   const thread_state* const r = core->runner.load(std::memory_order_relaxed);
-  return r && r != &tls_state;
+  return r && r != this_thread_state();
+}
+
+// Throws fiber::error, naming `operation`, if `f` is a task of a loop that runs on
+// another thread (a task handle belongs to its loop's thread while the loop runs).
+inline void check_thread(const fiber_control* f, const char* operation) {
+  // (The first test settles the common case, a fiber of the task's own loop;
+  // f->core is only read through once f->loop says the loop is still there.)
+  if (f->core != running_core && f->loop && runs_elsewhere(f->core)) [[unlikely]]
+    throw_task_wrong_thread(operation);
+}
+
+// Throws fiber::error, naming `operation`, unless the caller may wake the fiber
+// of `w` (a waiter found in a queue): it must be on the thread of w's loop, unless
+// that loop runs nowhere. For the primitives (channels...) that a fiber of another
+// thread could otherwise touch.
+void check_waker_slow(const loop_core* core, const char* operation);
+inline void check_waker(const waiter& w, const char* operation) {
+  const loop_core* const core = w.fiber->core;
+  if (core != running_core) [[unlikely]]
+    check_waker_slow(core, operation);
 }
 
 // Out of line: everything but the common cases.
@@ -363,7 +387,10 @@ struct spawn_options {
 };
 
 /// One event loop per thread: a ready queue, timers and (on Linux) an epoll
-/// reactor. Not movable. Only post() may be called from other threads.
+/// reactor. Not movable. Only post() (and keep_alive) may be used from other
+/// threads: while the loop runs, its other operations, its tasks' handles and the
+/// channels its fibers wait on throw fiber::error when used from another thread
+/// than the one running it (what is not checked is a data race).
 class event_loop {
  public:
   struct options {
@@ -373,7 +400,10 @@ class event_loop {
 
   event_loop();
   explicit event_loop(options opts);
-  /// Fibers still suspended are destroyed: their stacks unwind (forced unwinding).
+  /// Fibers still suspended are destroyed: their stacks unwind (forced unwinding),
+  /// and tasks that never started just end; all of them end cancelled. Destroying
+  /// a loop while it runs (from one of its fibers, or from another thread) ends
+  /// the process with a message.
   ~event_loop();
   event_loop(const event_loop&) = delete;
   event_loop& operator=(const event_loop&) = delete;
@@ -490,13 +520,13 @@ class task {
   /// if it was cancelled). A task that has not started yet runs next.
   void join() {
     check("join");
-    detail::join(state_, detail::no_deadline);
+    detail::join(state_, detail::no_deadline, "fiber::task::join");
     detail::rethrow_outcome(state_);
   }
   /// Waits at most until `deadline`; false if the task is still running then.
   bool join_until(clock::time_point deadline) {
     check("join_until");
-    if (!detail::join(state_, deadline)) return false;
+    if (!detail::join(state_, deadline, "fiber::task::join_until")) return false;
     detail::rethrow_outcome(state_);
     return true;
   }
@@ -506,7 +536,9 @@ class task {
   }
   /// Waits and returns the value (moved out: once), or rethrows.
   T get() {
-    join();
+    check("get");
+    detail::join(state_, detail::no_deadline, "fiber::task::get");
+    detail::rethrow_outcome(state_);
     if (!state_->value) throw error("fiber::task::get: the value was already taken");
     if constexpr (std::is_void_v<T>) {
       state_->value.reset();
@@ -544,6 +576,7 @@ class task {
   explicit task(detail::task_state<T>* s) noexcept : state_(s) {}
   void check(const char* op) const {
     if (!state_) detail::throw_empty_task(op);
+    detail::check_thread(state_, op);
   }
   void reset() noexcept {
     if (state_) detail::release_handle(std::exchange(state_, nullptr));

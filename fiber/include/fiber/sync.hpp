@@ -34,7 +34,8 @@
 //
 // Misuse is reported by throwing fiber::error: unlocking a mutex the caller does
 // not own, locking one it already owns, a wait_group counter going negative,
-// waiting (or locking) outside a fiber of a running event_loop.
+// waiting (or locking) outside a fiber of a running event_loop, a release() or
+// add() that would wake a fiber of a loop running on another thread.
 //
 // Not checked: a task must unlock what it locked before it ends; a primitive must
 // outlive its waiters.
@@ -288,6 +289,8 @@ class semaphore {
   /// callable outside fibers too (on the loop's thread, e.g. from event_loop::post).
   void release(std::ptrdiff_t n = 1) {
     if (n < 0) throw error("fiber::semaphore::release: negative count");
+    if (n > 0)
+      if (const detail::waiter* w = waiters_.front()) detail::check_waker(*w, "fiber::semaphore::release");
     while (n > 0) {
       detail::waiter* w = waiters_.pop_front();
       if (!w) break;
@@ -334,6 +337,8 @@ class wait_group {
     if (n < 0 && counter_ + n < 0)
       throw error("fiber::wait_group: the counter would become negative (" + std::to_string(counter_ + n) +
                   "): more done() than add()");
+    if (counter_ + n == 0)
+      if (const detail::waiter* w = waiters_.front()) detail::check_waker(*w, "fiber::wait_group::add");
     counter_ += n;
     if (counter_ == 0)
       while (detail::waiter* w = waiters_.front()) detail::wake(*w);
