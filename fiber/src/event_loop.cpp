@@ -1072,7 +1072,7 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
     delete f;
     throw error("fiber::spawn: the event_loop is being destroyed");
   }
-  if (runs_elsewhere(&L)) {
+  if (&L != running_core && runs_elsewhere(&L)) {  // (the first test: the common case, cheaply)
     delete f;
     throw error(
         "fiber::spawn: the event_loop runs on another thread (spawn from that thread, e.g. in a function given to "
