@@ -2,8 +2,8 @@
 // fiber::error (or, where nothing can be thrown, ends the process with a message),
 // naming the operation and what was wrong. The audit, and where each case is tested:
 //
-//   resuming a finished fiber: an empty context        context_test ("resuming an empty context")
-//   resuming a finished generator: stop_iteration      generator_test
+//   resuming a finished fiber: an empty context        context_test ("misuse: resuming an empty context")
+//   resuming a finished generator: stop_iteration      generator_test ("start runs to the first yield, ...")
 //   a generator resuming itself from its body          generator_test ("misuse is reported", "already executing")
 //     (a fiber::context cannot be resumed while it runs: its handle does not exist
 //     then; the empty-context error above is what resuming a used handle gives)
@@ -16,10 +16,10 @@
 //
 // and here, what is not tested elsewhere:
 //   a task handle, a loop, a channel or a semaphore used from another thread than
-//   the one running the loop; the same through the C API; a task joining itself;
-//   joining a task of another loop; destroying a loop while it runs (fatal, from
-//   its own fiber or from another thread); destroying a loop with live fibers
-//   (not misuse: they are unwound).
+//   the one running the loop (a handle destroyed there: fatal); the same through
+//   the C API; a task joining itself; joining a task of another loop; destroying a
+//   loop while it runs (fatal, from its own fiber or from another thread);
+//   destroying a loop with live fibers (not misuse: they are unwound).
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -289,6 +289,28 @@ TEST_CASE("misuse: destroying a loop while it runs on another thread ends the pr
   CHECK(d.signal == SIGABRT);
   CHECK_THAT(d.stderr_text, Catch::Contains("fiber::event_loop::~event_loop: the loop is destroyed on one thread "
                                             "while it runs on another"));
+}
+
+TEST_CASE("misuse: a task handle destroyed on another thread while its loop runs ends the process with a message",
+          "[misuse]") {
+  auto d = fiber_test::run_in_child([] {
+#ifndef _WIN32
+    std::signal(SIGABRT, SIG_DFL);
+#endif
+    fiber::event_loop loop;
+    std::atomic<bool> running{false};
+    auto sleeper = std::make_unique<fiber::task<void>>(loop.spawn([&] {
+      running = true;
+      fiber::this_fiber::sleep_for(1h);
+    }));
+    std::thread runner([&] { loop.run(); });
+    while (!running) std::this_thread::sleep_for(1ms);
+    sleeper.reset();  // cannot throw from a destructor: fatal
+    runner.join();
+  });
+  CHECK(d.signal == SIGABRT);
+  CHECK_THAT(d.stderr_text, Catch::Contains("fiber::task: the handle of a task was destroyed on another thread than "
+                                            "the one running its event_loop"));
 }
 
 TEST_CASE("misuse: a loop destroyed with live fibers unwinds them: suspended, ready and not started", "[misuse]") {
