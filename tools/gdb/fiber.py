@@ -25,11 +25,11 @@
 #
 # `fiber bt` rebuilds the registers of the suspended frame from its saved stack
 # pointer, per the frame layout the switch assembly writes (arch/switch_*.S and
-# fiber/src/frame/*.h): x86_64 (System V and Windows) and AArch64. On a live process it selects
-# frame 0, sets those registers, runs `backtrace`, and sets them back (whatever
-# happens in between); on a core file, whose registers cannot be written, a Python
-# unwinder makes the fiber's frame the caller of frame 0 and a frame filter hides
-# frame 0, so the fiber's frames are numbered from 1.
+# fiber/src/frame/*.h): x86_64 (System V and Windows) and AArch64. On a live
+# process it selects frame 0, sets those registers, runs `backtrace`, and sets them
+# back (whatever happens in between); on a core file, whose registers cannot be
+# written, a Python unwinder makes the fiber's frame the caller of frame 0 and a
+# frame filter hides frame 0, so the fiber's frames are numbered from 1.
 import re
 
 import gdb
@@ -365,13 +365,12 @@ def _where(f, arch):
 
 
 def _human_size(n):
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return "%d %s" % (n, unit) if n == int(n) else "%.1f %s" % (n, unit)
-        if n % 1024:
+    """64 KiB, 1 MiB, 12000 bytes: the largest unit that divides the size."""
+    for unit in ("bytes", "KiB", "MiB"):
+        if n < 1024 or n % 1024:
             return "%d %s" % (n, unit)
         n //= 1024
-    return "%d bytes" % n
+    return "%d GiB" % n
 
 
 class InfoFibers(gdb.Command):
