@@ -3,7 +3,15 @@
 # (once; idempotent), configures, builds and runs.
 #
 #   ./dev.sh demo    the seed's producer/consumer, then a short stackful-vs-stackless table
-#   ./dev.sh test    every test: native (static and shared), then cross-built for AArch64 under qemu
+#   ./dev.sh test    every test: native (static, shared, boost and ucontext backends),
+#                    then under ASan+UBSan, TSan and Valgrind memcheck (the three
+#                    modes below), then cross-built for 12 targets under qemu and wine
+#   ./dev.sh asan    the whole suite built with -fsanitize=address,undefined (build/asan;
+#                    ASAN_OPTIONS include detect_stack_use_after_return=1)
+#   ./dev.sh tsan    the whole suite built with -fsanitize=thread (build/tsan)
+#   ./dev.sh valgrind  build/native's tests, each program under valgrind memcheck
+#                    (errors and definite leaks fail; so does a stack switch
+#                    valgrind was not told of); generated CTest tree in build/valgrind
 #   ./dev.sh bench   every benchmark, one table with ratios to Boost.Context, then
 #                    the stackful-vs-stackless comparison (GCC)
 #   ./dev.sh compare the stackful-vs-stackless comparison built with GCC and with
@@ -24,6 +32,11 @@ export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1
 BASE_PACKAGES=(g++ cmake ninja-build ccache pkg-config python3 catch2 gdb)
 BACKEND_PACKAGES=(libboost-context-dev)
 BENCH_PACKAGES=(libbenchmark-dev libboost-context-dev libboost-fiber-dev)
+# valgrind also provides valgrind/valgrind.h, which the library compiles in when
+# present (fiber/src/registry.cpp registers each fiber's stack): it is installed
+# before build/native is configured, since build/native is what ./dev.sh valgrind
+# runs. (The sanitizer runtimes come with g++.)
+CHECK_PACKAGES=(valgrind)
 
 # Cross targets: name, CMake toolchain file (cmake/toolchains/), how its tests
 # run, Debian packages. Each runs the whole suite.
@@ -65,25 +78,35 @@ ensure_packages() {
 }
 
 # configure_and_build BUILD_DIR [cmake options...]
+# Wall time of the last configure_and_build, for the summary.
+LAST_BUILD_SECONDS=
 configure_and_build() {
   local dir=$1; shift
+  local start=$SECONDS
   mkdir -p "$(dirname "$dir")"
   cmake -S "$ROOT" -B "$dir" -G Ninja \
     -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache "$@" >"$dir.configure.log" 2>&1 \
     || { cat "$dir.configure.log"; return 1; }
   cmake --build "$dir"
+  LAST_BUILD_SECONDS=$((SECONDS - start))
 }
+
+minutes() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
 TOTAL_PASSED=0
 TOTAL_FAILED=0
 SUMMARY=()
 
-# run_ctest LABEL BUILD_DIR: runs the suite, records passed/failed for the summary.
+# run_ctest LABEL BUILD_DIR [TIMEOUT]: runs the suite (each test at most TIMEOUT
+# seconds, 300 by default), records passed/failed and wall times for the summary.
 run_ctest() {
-  local label=$1 dir=$2 out rc=0
+  local label=$1 dir=$2 timeout=${3:-300} out rc=0 start=$SECONDS times
   log "testing: $label"
-  out=$(cd "$dir" && ctest -j2 --timeout 300 --output-on-failure 2>&1) || rc=$?
+  out=$(cd "$dir" && ctest -j2 --timeout "$timeout" --output-on-failure 2>&1) || rc=$?
   printf '%s\n' "$out"
+  times="test $(minutes $((SECONDS - start)))"
+  [ -z "$LAST_BUILD_SECONDS" ] || times="build $(minutes "$LAST_BUILD_SECONDS"), $times"
+  LAST_BUILD_SECONDS=
   local line total failed
   line=$(printf '%s\n' "$out" | grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' | tail -1)
   if [ -z "$line" ]; then
@@ -95,7 +118,7 @@ run_ctest() {
   total=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
   TOTAL_PASSED=$((TOTAL_PASSED + total - failed))
   TOTAL_FAILED=$((TOTAL_FAILED + failed))
-  SUMMARY+=("$(printf '%-28s %4d passed, %d failed' "$label" $((total - failed)) "$failed")")
+  SUMMARY+=("$(printf '%-28s %4d passed, %d failed  (%s)' "$label" $((total - failed)) "$failed" "$times")")
 }
 
 cmd_cross() {
@@ -119,6 +142,161 @@ cmd_cross() {
   done
 }
 
+# ---- Sanitizers and Valgrind ----------------------------------------------------
+
+# sanitized_suite PRESET LABEL: builds build/PRESET with CMakePresets.json's preset
+# of that name (FIBER_SANITIZE=...) and runs its whole suite; tests/CMakeLists.txt
+# gives every test the sanitizers' options (ASAN_OPTIONS, UBSAN_OPTIONS, TSAN_OPTIONS).
+sanitized_suite() {
+  local preset=$1 label=$2
+  log "building with $label (build/$preset)"
+  if configure_and_build "build/$preset" --preset "$preset"; then
+    run_ctest "$label" "build/$preset"
+  else
+    SUMMARY+=("$(printf '%-28s BUILD FAILED' "$label")")
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+  fi
+}
+
+# The program every test of build/valgrind runs its programs through.
+write_memcheck_wrapper() {
+  cat >"$1" <<'EOF'
+#!/usr/bin/env bash
+# Written by dev.sh valgrind. Runs a program under valgrind memcheck:
+#   memcheck PROGRAM ARGS...             the program (and any fork of it);
+#   memcheck --children PROGRAM ARGS...  also the programs it runs, except the
+#       toolchain: compilers, linker, ninja, pkg-config, and cmake's configure,
+#       build and install steps (tests/install's script runs them).
+# Exit status: the program's, or 99 if memcheck found an error or a definite leak
+# in it or in a program it ran (--children), or if valgrind saw a stack switch it
+# was not told of (a fiber stack left unregistered: fiber/src/registry.cpp). The
+# errors of a forked copy of the program do not count: in this suite a fork is a
+# death test, whose child faults or aborts on purpose (tests/death.hpp). The logs
+# of a failed run are printed on stderr; those of a run that passes are deleted.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+logs=$(mktemp -d "$here/logs/run.XXXXXX")
+# --read-inline-info=no halves the start-up of a test program (each test starts
+# one); frames of inlined functions then go unnamed in reports, but keep their
+# file and line.
+opts=(--tool=memcheck --leak-check=full --errors-for-leak-kinds=definite
+      --num-callers=30 --read-inline-info=no "--log-file=$logs/%p.log")
+if [ "${1:-}" = --children ]; then
+  shift
+  opts+=(--trace-children=yes
+    "--trace-children-skip=*/c++,*/cc,*/g++*,*/gcc*,*/cc1*,*/collect2,*/ld,*/ld.*,*/as,*/ninja,*/pkg-config,*/pkgconf,*/ccache"
+    "--trace-children-skip-by-arg=--build,--install,-S")
+fi
+rc=0
+valgrind "${opts[@]}" "$@" || rc=$?
+# The program's own log is the one whose parent is this script; a fork's log
+# names the same command as its parent's, a program it ran (--children) another.
+top=$(grep -l "^==[0-9]*== Parent PID: $$\$" "$logs"/*.log 2>/dev/null | head -1)
+command_of() { grep -m1 "^==[0-9]*== Command: " "$1" | sed 's/^==[0-9]*== //'; }
+errors=0
+if [ -z "$top" ]; then
+  echo "memcheck: no valgrind log for the program" >&2
+  errors=1
+else
+  for f in "$logs"/*.log; do
+    [ "$f" = "$top" ] || [ "$(command_of "$f")" != "$(command_of "$top")" ] || continue
+    if grep -q "ERROR SUMMARY: [1-9]" "$f"; then errors=1; fi
+  done
+fi
+if grep -q "client switching stacks" "$logs"/*.log 2>/dev/null; then
+  echo "memcheck: valgrind saw a stack switch it was not told of. If every one is a" \
+    "switch to a fiber, build/native was compiled without valgrind/valgrind.h (a stale" \
+    "ccache entry? rebuild it with CCACHE_RECACHE=1)." >&2
+  errors=1
+fi
+[ "$errors" = 0 ] || rc=99
+if [ "$rc" -ne 0 ]; then
+  for f in "$logs"/*.log; do printf '%s\n' "--- $f" >&2; cat "$f" >&2; done
+else
+  rm -rf "$logs"
+fi
+exit "$rc"
+EOF
+  chmod +x "$1"
+}
+
+# valgrind_suite: every test of build/native, with the programs it runs under
+# valgrind memcheck. build/valgrind holds a CTest file generated from build/native's
+# (ctest --show-only=json-v1) in which each test runs through build/valgrind/memcheck:
+# a test program directly; an example whose output is compared, as the comparison
+# script's EMULATOR; the hook's servers and clients, as the emulator the hook test's
+# driver takes after `--`; the install test with --children, so the consumers it
+# builds run under memcheck too. The gdb test runs as it is: gdb drives its program
+# itself (a program under valgrind is debugged through vgdb instead).
+valgrind_suite() {
+  local native=build/native out=build/valgrind
+  log "valgrind memcheck over build/native's tests ($out)"
+  rm -rf "$out"
+  mkdir -p "$out/logs"
+  write_memcheck_wrapper "$out/memcheck"
+  (cd "$native" && ctest --show-only=json-v1) | python3 -c '
+import json, sys
+wrapper, native = sys.argv[1], sys.argv[2]
+def arg(v):
+    if isinstance(v, bool): v = "ON" if v else "OFF"
+    if isinstance(v, list): v = ";".join(str(x) for x in v)
+    v = str(v)
+    assert "]==]" not in v, v
+    return "[==[" + v + "]==]"
+def is_elf(path):
+    try:
+        with open(path, "rb") as f: return f.read(4) == b"\x7fELF"
+    except OSError: return False
+# Tests that cannot pass under valgrind, with the reason.
+skipped = {
+    "fp env: rounding mode and denormal flags per fiber": "valgrind does not emulate MXCSR flush-to-zero "
+        "and denormals-are-zero (\"Emulation warning: unsupported action: Setting %mxcsr.fz\"), so a fiber "
+        "cannot be seen keeping them",
+    "fp env: a new fiber starts with its creator": "the same: the state it checks includes MXCSR.FZ and DAZ",
+}
+print("# Generated by dev.sh valgrind from build/native: every test with its programs under valgrind memcheck.")
+for t in json.load(sys.stdin)["tests"]:
+    name, cmd = t["name"], list(t["command"])
+    wrapped = True
+    if cmd[0].startswith(native + "/") and is_elf(cmd[0]):
+        cmd = [wrapper] + cmd
+    elif any(c.startswith("-DEMULATOR=") for c in cmd):
+        cmd = ["-DEMULATOR=" + wrapper if c.startswith("-DEMULATOR=") else c for c in cmd]
+    elif cmd[-1] == "--" and any(c.endswith("run_hook_test.py") for c in cmd):
+        cmd = cmd + [wrapper]
+    elif any(c.endswith("check_install.cmake") for c in cmd):
+        cmd = [wrapper, "--children"] + cmd
+    elif any(c.endswith("run_gdb_test.py") for c in cmd):
+        wrapped = False
+    else:
+        sys.exit("dev.sh valgrind: no rule to run this test under valgrind: %s (%s)" % (name, " ".join(cmd)))
+    print("add_test(%s %s)" % (arg(name), " ".join(arg(c) for c in cmd)))
+    for p in t.get("properties", []):
+        value = p["value"]
+        if p["name"] == "TIMEOUT" and wrapped: value = value * 5
+        print("set_tests_properties(%s PROPERTIES %s %s)" % (arg(name), p["name"], arg(value)))
+    for pattern, reason in skipped.items():
+        if pattern in name:
+            print("# Skipped: %s." % reason)
+            print("set_tests_properties(%s PROPERTIES DISABLED TRUE)" % arg(name))
+' "$ROOT/$out/memcheck" "$ROOT/$native" >"$out/CTestTestfile.cmake"
+  LAST_BUILD_SECONDS=
+  run_ctest "$(uname -m) (valgrind memcheck)" "$out" 1500
+}
+
+cmd_sanitizers() {  # asan | tsan | valgrind
+  ensure_packages "${BASE_PACKAGES[@]}" "${CHECK_PACKAGES[@]}"
+  case $1 in
+    asan) sanitized_suite asan "$(uname -m) (ASan+UBSan)" ;;
+    tsan) sanitized_suite tsan "$(uname -m) (TSan)" ;;
+    valgrind)
+      log "building natively ($(uname -m))"
+      configure_and_build build/native
+      valgrind_suite ;;
+  esac
+  print_summary
+}
+
 print_summary() {
   log "summary"
   printf '%-28s %s\n' "target (runner, backend)" "tests"
@@ -128,7 +306,7 @@ print_summary() {
 }
 
 cmd_test() {
-  ensure_packages "${BASE_PACKAGES[@]}"
+  ensure_packages "${BASE_PACKAGES[@]}" "${CHECK_PACKAGES[@]}"
   log "building natively ($(uname -m))"
   configure_and_build build/native
   run_ctest "$(uname -m) (native, asm backend)" build/native
@@ -142,6 +320,9 @@ cmd_test() {
     configure_and_build "build/native-$backend" -DFIBER_BACKEND=$backend
     run_ctest "$(uname -m) (native, $backend)" "build/native-$backend"
   done
+  sanitized_suite asan "$(uname -m) (ASan+UBSan)"
+  sanitized_suite tsan "$(uname -m) (TSan)"
+  valgrind_suite
   cmd_cross
   print_summary
 }
@@ -187,8 +368,9 @@ cmd_compare() {
 case "${1:-}" in
   demo) cmd_demo ;;
   test) cmd_test ;;
+  asan|tsan|valgrind) cmd_sanitizers "$1" ;;
   bench) cmd_bench ;;
   compare) cmd_compare ;;
   cross) shift; cmd_cross "$@"; print_summary ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
