@@ -230,10 +230,11 @@ FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
 #if FIBER_SANITIZE
   // An ending fiber leaves its frame in its record, which lives until the receiver
   // has read `data`: a local may be on ASan's fake stack (detect_stack_use_after_return),
-  // and the ending switch frees that before the receiver runs.
-  san_frame local;
+  // and the ending switch frees that before the receiver runs. (The record's TSan
+  // fiber stays: registry_remove destroys it.)
+  san_frame local{};
   san_frame& mine = ending ? me->first : local;
-  mine = san_frame{data, nullptr, 0, nullptr};
+  mine.data = data;
   if (me) {
     mine.bottom = me->stack_base;
     mine.size = me->stack_size;
