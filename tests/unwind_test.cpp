@@ -26,10 +26,9 @@
 
 #include "fiber/config.h"
 #include "fiber/context.hpp"
+#include "fiber/debug.hpp"
 #include "fiber/generator.hpp"
 
-// The outermost frame of every fiber (arch/*.S; the fallback backends define it too).
-extern "C" void fiber_trampoline();
 
 // Frames that must stay frames: not inlined, not cloned or specialised by GCC's
 // interprocedural passes (a clone would have another address than the function).
@@ -59,10 +58,11 @@ address code_of(R (*f)(A...)) {
   return a;
 }
 
-// fiber_trampoline is a code symbol in every arch/ file (even on ELFv1, where C++
-// functions are descriptors), so its address is its code.
+// fiber_trampoline, the outermost frame of every fiber, is a code symbol in every
+// arch/ file (even on ELFv1, where C++ functions are descriptors), so its address
+// is its code. The library exports it (the symbol itself is hidden).
 address trampoline() {
-  auto a = reinterpret_cast<address>(&fiber_trampoline);
+  auto a = reinterpret_cast<address>(fiber::entry_frame_address());
 #if defined(__arm__)
   a &= ~address{1};
 #endif

@@ -1,4 +1,5 @@
 #include "fiber/context.hpp"
+#include "fiber/debug.hpp"
 
 #include <unwind.h>
 
@@ -104,5 +105,7 @@ void context::destroy() noexcept {
   context back = detail::arrive(from);
   if (back) detail::fatal("fiber: a fiber being destroyed switched back without ending");
 }
+
+const void* entry_frame_address() noexcept { return reinterpret_cast<const void*>(&detail::fiber_trampoline); }
 
 }  // namespace fiber

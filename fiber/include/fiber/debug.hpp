@@ -32,12 +32,19 @@ void dump(std::ostream& out);
 /// The stack-overflow handler (SIGSEGV/SIGBUS on an alternate signal stack): it
 /// recognises a fault in the guard page below a fiber's stack, prints
 ///   fiber: stack overflow in fiber <name or id> (stack <size> bytes)
-/// and aborts; every other fault goes to the handler installed before it. It is
-/// installed when the first fiber stack is allocated, unless disabled here first
-/// or by the environment variable FIBER_OVERFLOW_HANDLER=0. Disabling after it is
-/// installed restores the previous handlers. No effect on Windows.
+/// and the process dies of the signal (its default action, re-raised); every other
+/// fault goes to the handler installed before it. It is installed when the first
+/// fiber stack is allocated, unless disabled here first or by the environment
+/// variable FIBER_OVERFLOW_HANDLER=0. Disabling after it is installed restores the
+/// previous handlers. No effect on Windows.
 void set_overflow_handler(bool enabled);
 /// Whether the handler is installed now.
 bool overflow_handler_installed() noexcept;
+
+/// The address of the code every fiber starts in (fiber_trampoline, in arch/*.S or
+/// the fallback backend): the outermost frame of every fiber's stack, where a
+/// stack walker (a profiler, a crash reporter) has reached the bottom. On 32-bit
+/// Arm bit 0 marks Thumb code, as in a function pointer.
+const void* entry_frame_address() noexcept;
 
 }  // namespace fiber
