@@ -17,8 +17,9 @@
 namespace {
 
 struct frame {
-  void* data;         // what the suspending side passes
-  ucontext_t uc;      // its registers while suspended
+  void* data;          // what the suspending side passes
+  ucontext_t uc;       // its registers while suspended
+  frame* resumed_by;   // written by the side that resumes it: that side's frame
 };
 static_assert(offsetof(frame, data) == FIBER_FRAME_DATA);
 
@@ -28,17 +29,19 @@ struct start {
   void* arg;
 };
 
-// swapcontext passes nothing across, so the switching side leaves its frame and
-// its target here, for the side that resumes to pick up.
-thread_local frame* switching_from;
-thread_local frame* switching_to;
+// swapcontext passes nothing across: the switching side writes its own frame into
+// the frame it resumes (frame::resumed_by). A fresh context's trampoline also
+// needs its start record, which it finds here; it runs at once on the thread that
+// switched to it, so a thread-local serves. Nothing is read from thread-local
+// storage after a swapcontext returns: the flow may have been resumed on another
+// thread, and the compiler may reuse the TLS address computed before the call.
+thread_local start* starting;
 
 }  // namespace
 
 extern "C" __attribute__((visibility("hidden"), noreturn)) void fiber_trampoline() {
-  frame* from = switching_from;
-  auto* s = reinterpret_cast<start*>(switching_to);
-  s->entry(from, s->arg);
+  start* s = starting;
+  s->entry(s->first.resumed_by, s->arg);
   std::abort();  // entry never returns
 }
 
@@ -46,6 +49,7 @@ extern "C" void* fiber_prepare_context(void* stack_top, fiber_entry_fn entry, vo
   const auto top = reinterpret_cast<std::uintptr_t>(stack_top) & ~std::uintptr_t{15};
   auto* s = reinterpret_cast<start*>((top - sizeof(start)) & ~std::uintptr_t{15});
   s->first.data = nullptr;
+  s->first.resumed_by = nullptr;
   s->entry = entry;
   s->arg = arg;
   if (getcontext(&s->first.uc) != 0) {
@@ -62,11 +66,15 @@ extern "C" void* fiber_prepare_context(void* stack_top, fiber_entry_fn entry, vo
 extern "C" void* fiber_switch_context(void* to, void* data) {
   frame self;
   self.data = data;
-  switching_from = &self;
-  switching_to = static_cast<frame*>(to);
-  if (swapcontext(&self.uc, &switching_to->uc) != 0) {
+  self.resumed_by = nullptr;
+  auto* target = static_cast<frame*>(to);
+  target->resumed_by = &self;
+  // Read by fiber_trampoline if `to` is a fresh context (its first frame starts
+  // its start record); otherwise unused.
+  starting = reinterpret_cast<start*>(target);
+  if (swapcontext(&self.uc, &target->uc) != 0) {
     std::perror("fiber: swapcontext");
     std::abort();
   }
-  return switching_from;
+  return self.resumed_by;
 }
