@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -61,8 +62,9 @@ volatile int never = -1;
 }
 
 // Straight to stderr (fd 2 is the pipe run_in_child reads), unbuffered: the
-// process dies before any stdio buffer would be flushed.
-void say(const std::string& s) {
+// process dies before any stdio buffer would be flushed. A string_view, so that a
+// signal handler can say a literal without allocating (async-signal-safe).
+void say(std::string_view s) {
   const char* p = s.data();
   std::size_t n = s.size();
   while (n > 0) {
