@@ -21,13 +21,14 @@
 #include "fiber/event_loop.hpp"
 #include "fiber/io.hpp"
 #include "fiber/stack.hpp"
+#include "per_thread.hpp"
 
 namespace {
 
-thread_local std::string last_error;
+FIBER_PER_THREAD(std::string, last_error)
 
 int fail(int status, const std::string& message) {
-  last_error = message;
+  last_error() = message;
   return status;
 }
 
@@ -58,7 +59,7 @@ int guarded(const char* operation, F&& fn) {
 // The blocking calls must come from a task of the running loop.
 bool in_task(const char* operation) {
   if (fiber::this_fiber::in_fiber()) return true;
-  last_error = std::string(operation) + ": not called from a task of a running fiber_loop";
+  last_error() = std::string(operation) + ": not called from a task of a running fiber_loop";
   return false;
 }
 
@@ -95,13 +96,13 @@ namespace {
 // be inside a fiber_t and park in it, so "the current fiber" is the innermost one
 // resumed by the task running now (fiber::detail::running(); nullptr outside
 // tasks), not simply the last one resumed.
-thread_local std::vector<fiber_t*> running_fibers;
+FIBER_PER_THREAD(std::vector<fiber_t*>, running_fibers)
 
 const void* this_task() noexcept { return fiber::detail::running(); }
 
 fiber_t* current_fiber() noexcept {
   const void* task = this_task();
-  for (auto it = running_fibers.rbegin(); it != running_fibers.rend(); ++it)
+  for (auto it = running_fibers().rbegin(); it != running_fibers().rend(); ++it)
     if ((*it)->task == task) return *it;
   return nullptr;
 }
@@ -109,17 +110,17 @@ fiber_t* current_fiber() noexcept {
 // Switches into f (it must be created or suspended) until it yields or ends.
 void enter(fiber_t* f) {
   f->task = this_task();
-  running_fibers.push_back(f);
+  running_fibers().push_back(f);
   f->st = fiber_s::state::running;
   f->ctx = std::move(f->ctx).resume();
-  running_fibers.erase(std::find(running_fibers.begin(), running_fibers.end(), f));
+  running_fibers().erase(std::find(running_fibers().begin(), running_fibers().end(), f));
   if (f->st != fiber_s::state::finished) f->st = fiber_s::state::suspended;
 }
 }  // namespace
 
 extern "C" {
 
-const char* fiber_last_error(void) { return last_error.c_str(); }
+const char* fiber_last_error(void) { return last_error().c_str(); }
 
 const char* fiber_status_name(int status) {
   switch (status) {

@@ -128,7 +128,7 @@ void dump(std::ostream& out) {
     }
   });
   std::sort(fibers.begin(), fibers.end(), [](const record_base* a, const record_base* b) { return a->id < b->id; });
-  const record_base* const running_here = tls_state.running;
+  const record_base* const running_here = FIBER_DETAIL_THREAD_STATE.running;
   std::ostringstream s;
   s << "fiber::dump: " << fibers.size() << " fiber(s)\n";
   for (const record_base* r : fibers) {

@@ -22,6 +22,7 @@
 #include "fiber/event_loop.hpp"
 
 #include "fiber/detail/eh_state.hpp"
+#include "per_thread.hpp"
 #include "registry.hpp"
 
 #include <algorithm>
@@ -521,7 +522,7 @@ struct event_loop::impl : detail::loop_core {
   context fiber_main(detail::fiber_control* f, context&& caller) {
     arrived(std::move(caller));
     worker self;
-    detail::record_base* const record = detail::tls_state.running;  // this fiber's
+    detail::record_base* const record = FIBER_DETAIL_THREAD_STATE.running;  // this fiber's
     const std::uint64_t worker_id = record->id;
     self.record = record;
     for (;;) {
@@ -734,7 +735,7 @@ struct event_loop::impl::running_scope {
                   "it runs: a loop cannot run inside itself)");
     if (running_loop_impl()) throw error(std::string(operation) + ": another event_loop is running on this thread");
     const detail::thread_state* expected = nullptr;
-    if (!L.runner.compare_exchange_strong(expected, &detail::tls_state, std::memory_order_acquire))
+    if (!L.runner.compare_exchange_strong(expected, &FIBER_DETAIL_THREAD_STATE, std::memory_order_acquire))
       throw error(std::string(operation) +
                   ": the loop is running on another thread (a loop runs on one thread at a time; other threads may "
                   "only post() to it)");
@@ -831,7 +832,7 @@ event_loop::~event_loop() {
   impl& L = *impl_;
   // Its run() is on some stack: the loop cannot go away under it.
   if (const detail::thread_state* r = L.runner.load(std::memory_order_acquire)) {
-    detail::fatal(r == &detail::tls_state
+    detail::fatal(r == &FIBER_DETAIL_THREAD_STATE
                       ? "fiber::event_loop::~event_loop: the loop is destroyed while it runs, from one of its own "
                         "fibers or from a function it runs (destroy it after run() returns)"
                       : "fiber::event_loop::~event_loop: the loop is destroyed on one thread while it runs on "
@@ -946,9 +947,9 @@ void dump_loops(std::ostream& out) {
   for (const event_loop::impl* L = l.head; L; L = L->loops_next) {
     out << "event_loop 0x" << std::hex << reinterpret_cast<std::uintptr_t>(L->owner) << std::dec << ": ";
     const thread_state* const r = L->runner.load(std::memory_order_acquire);
-    out << (r == &tls_state ? "running on this thread" : r ? "running on another thread" : "not running") << ", "
+    out << (r == &FIBER_DETAIL_THREAD_STATE ? "running on this thread" : r ? "running on another thread" : "not running") << ", "
         << L->alive << " task(s) alive\n";
-    if (r && r != &tls_state) {
+    if (r && r != &FIBER_DETAIL_THREAD_STATE) {
       out << "  (its tasks are not listed: they belong to the thread running it)\n";
       continue;
     }
@@ -1046,13 +1047,13 @@ class task_block_cache {
   node* free_[classes] = {};
   std::size_t count_[classes] = {};
 };
-thread_local task_block_cache task_blocks;
+FIBER_PER_THREAD(task_block_cache, task_blocks)
 }  // namespace
 
 void* fiber_control::operator new(std::size_t size) {
   if (size == 0 || size > task_block_cache::granule * task_block_cache::classes) return ::operator new(size);
   const std::size_t c = task_block_cache::size_class(size);
-  if (void* p = task_blocks.take(c)) return p;
+  if (void* p = task_blocks().take(c)) return p;
   return ::operator new((c + 1) * task_block_cache::granule);
 }
 
@@ -1062,7 +1063,7 @@ void fiber_control::operator delete(void* p, std::size_t size) noexcept {
     return;
   }
   const std::size_t c = task_block_cache::size_class(size);
-  if (!task_blocks.give(p, c)) sized_delete(p, (c + 1) * task_block_cache::granule);
+  if (!task_blocks().give(p, c)) sized_delete(p, (c + 1) * task_block_cache::granule);
 }
 
 void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {

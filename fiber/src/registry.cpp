@@ -35,14 +35,6 @@
 
 namespace fiber::detail {
 
-#if defined(__ELF__)
-constinit thread_local thread_state tls_state [[gnu::tls_model("initial-exec")]];
-#else
-constinit thread_local thread_state tls_state;
-#endif
-
-thread_state* this_thread_state() noexcept { return &tls_state; }
-
 // overflow.cpp: the stack-overflow handler, armed by each thread's first fiber.
 #if defined(__ELF__)
 extern constinit thread_local bool overflow_armed [[gnu::tls_model("initial-exec")]];
@@ -56,18 +48,64 @@ std::mutex& threads_mutex() {
   static std::mutex* m = new std::mutex;  // never destroyed: threads may outlive statics
   return *m;
 }
-// Takes the thread off the list when it exits.
+// Takes an exiting thread off the list.
+void unlist(thread_state* t) noexcept {
+  std::lock_guard<std::mutex> lock(threads_mutex());
+  (t->prev_thread ? t->prev_thread->next_thread : fiber_debug_threads) = t->next_thread;
+  if (t->next_thread) t->next_thread->prev_thread = t->prev_thread;
+}
+}  // namespace
+
+#if defined(__ELF__)
+constinit thread_local thread_state tls_state [[gnu::tls_model("initial-exec")]];
+
+thread_state* this_thread_state() noexcept { return &tls_state; }
+
+namespace {
+// Unlists the thread when it exits. ELF TLS stays until every thread_local
+// destructor has run.
 struct thread_listing {
   thread_state* listed = nullptr;
   ~thread_listing() {
-    if (!listed) return;
-    std::lock_guard<std::mutex> lock(threads_mutex());
-    (listed->prev_thread ? listed->prev_thread->next_thread : fiber_debug_threads) = listed->next_thread;
-    if (listed->next_thread) listed->next_thread->prev_thread = listed->prev_thread;
+    if (listed) unlist(listed);
   }
 };
 thread_local thread_listing listing;
 }  // namespace
+#else
+namespace {
+// A thread's state (context.hpp: FIBER_DETAIL_THREAD_STATE), freed at its exit.
+void release_thread_state(void* p) noexcept {
+  auto* t = static_cast<thread_state*>(p);
+  if (t->eh) unlist(t);  // listed by its first switch
+  delete t;
+}
+pthread_key_t thread_state_key() noexcept {
+  static const pthread_key_t key = [] {
+    pthread_key_t k;
+    if (pthread_key_create(&k, &release_thread_state) != 0) fatal("fiber: pthread_key_create failed");
+    return k;
+  }();
+  return key;
+}
+thread_state* new_thread_state() noexcept {
+  auto* t = new (std::nothrow) thread_state;
+  if (!t || pthread_setspecific(thread_state_key(), t) != 0)
+    fatal("fiber: out of memory for a thread's fiber state");
+  return t;
+}
+}  // namespace
+
+thread_state* this_thread_state() noexcept {
+  // Only the pointer is in (emulated) TLS. Should a thread_local destructor use
+  // fibers after the state was released, the pointer is gone too and a new state
+  // is made, freed again at the end of the thread's exit.
+  static constinit thread_local thread_state* mine = nullptr;
+  if (!mine) [[unlikely]]
+    mine = new_thread_state();
+  return mine;
+}
+#endif
 
 eh_globals_layout* first_switch_on_thread(thread_state& t) noexcept {
   {
@@ -77,7 +115,9 @@ eh_globals_layout* first_switch_on_thread(thread_state& t) noexcept {
     if (fiber_debug_threads) fiber_debug_threads->prev_thread = &t;
     fiber_debug_threads = &t;
   }
+#if defined(__ELF__)
   listing.listed = &t;
+#endif
   return t.eh = eh_state::globals();
 }
 

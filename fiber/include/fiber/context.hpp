@@ -171,10 +171,17 @@ struct thread_state {
 };
 #if defined(__ELF__)
 extern constinit thread_local thread_state tls_state [[gnu::tls_model("initial-exec")]];
+// The calling thread's state, as an lvalue.
+#  define FIBER_DETAIL_THREAD_STATE (::fiber::detail::tls_state)
 #else
-extern constinit thread_local thread_state tls_state;
+// Elsewhere (Windows, whose GCC emulates TLS) the state is on the heap, made at the
+// thread's first use: emulated TLS can be freed before the thread's C++
+// thread_local destructors run, so a thread_state there could not be taken off the
+// list of threads at exit. A thread-exit destructor that is handed the state
+// itself (a pthread key's) unlists and frees it.
+#  define FIBER_DETAIL_THREAD_STATE (*::fiber::detail::this_thread_state())
 #endif
-thread_state* this_thread_state() noexcept;  // out of line: &tls_state, freshly computed
+thread_state* this_thread_state() noexcept;  // out of line: the calling thread's state, freshly computed
 // A thread's first switch: finds its exception state and lists the thread.
 eh_globals_layout* first_switch_on_thread(thread_state& t) noexcept;
 #if FIBER_SANITIZE
