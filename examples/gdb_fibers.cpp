@@ -3,8 +3,8 @@
 // a debugger stops it (tests/gdb/ does; README.md, "Debugging with gdb", shows the
 // session):
 //
-//   gdb -ex 'source tools/gdb/fiber.py' -ex 'break fiber_gdb_breakpoint' -ex run \
-//       -ex 'info fibers' build/native/examples/gdb_fibers
+//   gdb -ex 'source tools/gdb/fiber.py' -ex 'break fiber_gdb_breakpoint' -ex run
+//       -ex 'info fibers' build/native/examples/gdb_fibers    (one line)
 //
 // At the breakpoint:
 //   - "tree-walker", a generator suspended at a yield two calls deep in the
