@@ -102,7 +102,8 @@ const void* this_task() noexcept { return fiber::detail::running(); }
 
 fiber_t* current_fiber() noexcept {
   const void* task = this_task();
-  for (auto it = running_fibers().rbegin(); it != running_fibers().rend(); ++it)
+  const std::vector<fiber_t*>& running = running_fibers();
+  for (auto it = running.rbegin(); it != running.rend(); ++it)
     if ((*it)->task == task) return *it;
   return nullptr;
 }
@@ -113,7 +114,8 @@ void enter(fiber_t* f) {
   running_fibers().push_back(f);
   f->st = fiber_s::state::running;
   f->ctx = std::move(f->ctx).resume();
-  running_fibers().erase(std::find(running_fibers().begin(), running_fibers().end(), f));
+  std::vector<fiber_t*>& running = running_fibers();
+  running.erase(std::find(running.begin(), running.end(), f));
   if (f->st != fiber_s::state::finished) f->st = fiber_s::state::suspended;
 }
 }  // namespace

@@ -944,12 +944,13 @@ namespace detail {
 void dump_loops(std::ostream& out) {
   loop_list& l = loops();
   std::lock_guard lock(l.mutex);
+  const thread_state* const here = &FIBER_DETAIL_THREAD_STATE;
   for (const event_loop::impl* L = l.head; L; L = L->loops_next) {
     out << "event_loop 0x" << std::hex << reinterpret_cast<std::uintptr_t>(L->owner) << std::dec << ": ";
     const thread_state* const r = L->runner.load(std::memory_order_acquire);
-    out << (r == &FIBER_DETAIL_THREAD_STATE ? "running on this thread" : r ? "running on another thread" : "not running") << ", "
+    out << (r == here ? "running on this thread" : r ? "running on another thread" : "not running") << ", "
         << L->alive << " task(s) alive\n";
-    if (r && r != &FIBER_DETAIL_THREAD_STATE) {
+    if (r && r != here) {
       out << "  (its tasks are not listed: they belong to the thread running it)\n";
       continue;
     }

@@ -1,5 +1,5 @@
 // One T per thread, destroyed when the thread exits: FIBER_PER_THREAD(T, name)
-// declares `T& name()`.
+// declares `T& name()`. (registry.cpp uses per_thread<> itself for thread_state.)
 //
 // On ELF it is a plain thread_local. Elsewhere (Windows) GCC emulates TLS, and a
 // thread's emulated TLS can be freed before its C++ thread_local destructors run,
@@ -24,7 +24,8 @@
 namespace fiber::detail {
 [[noreturn]] void fatal(const char* message) noexcept;
 
-template <class T>
+// at_exit, if given, runs on the thread's T just before it is deleted.
+template <class T, void (*at_exit)(T&) noexcept = nullptr>
 struct per_thread {
   static T& get() noexcept {
     static constinit thread_local T* mine = nullptr;
@@ -34,7 +35,11 @@ struct per_thread {
   }
 
  private:
-  static void destroy(void* p) noexcept { delete static_cast<T*>(p); }
+  static void destroy(void* p) noexcept {
+    T* t = static_cast<T*>(p);
+    if constexpr (at_exit != nullptr) at_exit(*t);
+    delete t;
+  }
   static T* make() noexcept {
     static const pthread_key_t key = [] {
       pthread_key_t k;

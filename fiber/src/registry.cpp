@@ -31,6 +31,7 @@
 #endif
 
 #include "fiber/context.hpp"
+#include "per_thread.hpp"
 #include "registry.hpp"
 
 namespace fiber::detail {
@@ -74,37 +75,17 @@ thread_local thread_listing listing;
 }  // namespace
 #else
 namespace {
-// A thread's state (context.hpp: FIBER_DETAIL_THREAD_STATE), freed at its exit.
-void release_thread_state(void* p) noexcept {
-  auto* t = static_cast<thread_state*>(p);
-  if (t->eh) unlist(t);  // listed by its first switch
-  delete t;
-}
-pthread_key_t thread_state_key() noexcept {
-  static const pthread_key_t key = [] {
-    pthread_key_t k;
-    if (pthread_key_create(&k, &release_thread_state) != 0) fatal("fiber: pthread_key_create failed");
-    return k;
-  }();
-  return key;
-}
-thread_state* new_thread_state() noexcept {
-  auto* t = new (std::nothrow) thread_state;
-  if (!t || pthread_setspecific(thread_state_key(), t) != 0)
-    fatal("fiber: out of memory for a thread's fiber state");
-  return t;
+// Before a thread's state is freed at its exit: off the list, if its first switch
+// listed it.
+void unlist_exiting(thread_state& t) noexcept {
+  if (t.eh) unlist(&t);
 }
 }  // namespace
 
-thread_state* this_thread_state() noexcept {
-  // Only the pointer is in (emulated) TLS. Should a thread_local destructor use
-  // fibers after the state was released, the pointer is gone too and a new state
-  // is made, freed again at the end of the thread's exit.
-  static constinit thread_local thread_state* mine = nullptr;
-  if (!mine) [[unlikely]]
-    mine = new_thread_state();
-  return mine;
-}
+// On the heap, only its address in (emulated) TLS: per_thread.hpp. Should a
+// thread_local destructor use fibers after the state was freed, a new one is made
+// and freed again at the end of the thread's exit.
+thread_state* this_thread_state() noexcept { return &per_thread<thread_state, &unlist_exiting>::get(); }
 #endif
 
 eh_globals_layout* first_switch_on_thread(thread_state& t) noexcept {
