@@ -57,6 +57,8 @@ void unlist(thread_state* t) noexcept {
 }
 }  // namespace
 
+eh_globals_layout first_switch_mark{nullptr, 1};
+
 #if defined(__ELF__)
 constinit thread_local thread_state tls_state [[gnu::tls_model("initial-exec")]];
 
@@ -78,7 +80,7 @@ namespace {
 // Before a thread's state is freed at its exit: off the list, if its first switch
 // listed it.
 void unlist_exiting(thread_state& t) noexcept {
-  if (t.eh) unlist(&t);
+  if (t.eh != &first_switch_mark) unlist(&t);
 }
 }  // namespace
 

@@ -152,6 +152,12 @@ struct record_base {
 void registry_add(record_base* r) noexcept;
 void registry_remove(record_base* r) noexcept;
 
+// What a thread's exception-state pointer holds until the thread's first switch
+// (registry.cpp): its `uncaught` count is not zero, so the fast path's one test for
+// exception state (tracked_switch) also sends a thread's first switch down the
+// careful path, which lists the thread and finds its real state. Never written.
+extern eh_globals_layout first_switch_mark;
+
 // Per-thread switching state: which fiber runs (nullptr: the thread's own stack)
 // and where the C++ runtime keeps this thread's exception state. Initial-exec TLS
 // where the platform has it: its accesses go through the thread pointer each
@@ -161,7 +167,7 @@ void registry_remove(record_base* r) noexcept;
 // dump() can tell which fibers run.
 struct thread_state {
   record_base* running = nullptr;
-  eh_globals_layout* eh = nullptr;  // set on the thread's first switch, with the listing
+  eh_globals_layout* eh = &first_switch_mark;  // the runtime's, from the thread's first switch on
   thread_state* next_thread = nullptr;
   thread_state* prev_thread = nullptr;
 #if FIBER_SANITIZE
@@ -207,32 +213,43 @@ void thread_stack_bounds(thread_state& t) noexcept;  // fills stack_bottom/size
 #  define FIBER_DETAIL_TLS_FETCH(p) ((p) = ::fiber::detail::this_thread_state())
 #  define FIBER_DETAIL_TLS(p) (*(p))
 #endif
+// The thread's exception state (its first switch finds it).
 FIBER_SWITCH_INLINE eh_globals_layout* thread_eh([[maybe_unused]] thread_state* p) noexcept {
   eh_globals_layout* g = FIBER_DETAIL_TLS(p).eh;
-  if (!g) [[unlikely]]
+  if (g == &first_switch_mark) [[unlikely]]
     g = first_switch_on_thread(FIBER_DETAIL_TLS(p));
   return g;
 }
 
-// Every switch C++ makes goes through here. Around the machine switch: the
-// running flow's C++ exception state is taken off the thread and given back when
-// it is resumed (eh_state.hpp), so each fiber has its own
-// std::uncaught_exceptions() and std::current_exception(); the registry learns
-// which fiber runs and where the others are suspended; and the sanitizers are told
-// of the stack change. `ending`: the running fiber ends with this switch.
-template <bool ending = false>
-FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
+// The resumed side's half of the bookkeeping, right after a switch returns (perhaps
+// on another thread: `p` must have been fetched after the switch): the flow that
+// switched here is suspended at `from`, and `me` runs.
+FIBER_SWITCH_INLINE void note_arrival([[maybe_unused]] thread_state* p, record_base* me, void* from) noexcept {
+  record_base*& running = FIBER_DETAIL_TLS(p).running;
+  if (running) running->saved_sp = from;  // the flow that switched here (a fiber)
+  running = me;
+}
+
+// The careful switch: everything the fast path below leaves out. Around the machine
+// switch, the running flow's C++ exception state is taken off the thread and given
+// back when it is resumed (eh_state.hpp), so each fiber has its own
+// std::uncaught_exceptions() and std::current_exception(); a thread's first switch
+// lists it; an ending fiber is marked so; and the sanitizers are told of the stack
+// change. Out of line: it runs when a switch happens inside a catch block or
+// during unwinding, once per thread and once per fiber's end, and on every switch
+// of a sanitizer build. `ending`: the running fiber ends with this switch.
+template <bool ending>
+[[gnu::noinline]] void* careful_switch(void* to, void* data) noexcept {
   [[maybe_unused]] thread_state* ts = nullptr;
   FIBER_DETAIL_TLS_FETCH(ts);
   record_base* const me = FIBER_DETAIL_TLS(ts).running;
   eh_globals_layout* const g = thread_eh(ts);
-  // Nearly always no exception is being handled: then there is nothing to take
-  // and, because every flow takes its own state off the thread as it switches
-  // away, nothing to put back either (the thread's state is empty on arrival).
+  // Every flow takes its own state off the thread as it switches away, so the
+  // thread's state is empty whenever a flow arrives: only a flow that had state has
+  // something to put back.
   const bool handling = eh_state::any(g);
   eh_state saved;
-  if (handling) [[unlikely]]
-    saved = eh_state::take(g);
+  if (handling) saved = eh_state::take(g);
   if (ending) me->state = fiber_state::ended;
 #if FIBER_SANITIZE
   // An ending fiber leaves its frame in its record, which lives until the receiver
@@ -269,11 +286,31 @@ FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
 #endif
   // Resumed, perhaps on another thread: tls_state is that thread's now.
   FIBER_DETAIL_TLS_FETCH(ts);
-  if (record_base* const prev = FIBER_DETAIL_TLS(ts).running) prev->saved_sp = from;  // who switched here
-  FIBER_DETAIL_TLS(ts).running = me;
-  if (handling) [[unlikely]]
-    saved.restore(thread_eh(ts));
+  note_arrival(ts, me, from);
+  if (handling) saved.restore(thread_eh(ts));
   return from;
+}
+
+// Every switch C++ makes goes through here. The fast path, taken when no exception
+// is being handled or in flight on the thread (one test: the thread's first switch
+// fails it too, see first_switch_mark), keeps only what debuggers and fiber::dump()
+// need: which fiber runs on the thread, and where the one that switched away is
+// suspended (note_arrival). Everything else is careful_switch's.
+template <bool ending = false>
+FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
+  if constexpr (ending || FIBER_SANITIZE) {
+    return careful_switch<ending>(to, data);
+  } else {
+    [[maybe_unused]] thread_state* ts = nullptr;
+    FIBER_DETAIL_TLS_FETCH(ts);
+    if (eh_state::any(FIBER_DETAIL_TLS(ts).eh)) [[unlikely]]
+      return careful_switch<false>(to, data);
+    record_base* const me = FIBER_DETAIL_TLS(ts).running;
+    void* const from = switch_context(to, data);
+    FIBER_DETAIL_TLS_FETCH(ts);
+    note_arrival(ts, me, from);
+    return from;
+  }
 }
 
 // A fresh fiber's first code, on its own stack: the counterpart of the second half
@@ -284,8 +321,7 @@ FIBER_SWITCH_INLINE void first_arrival(record_base* self, void* from) noexcept {
 #endif
   [[maybe_unused]] thread_state* ts = nullptr;
   FIBER_DETAIL_TLS_FETCH(ts);
-  if (record_base* const prev = FIBER_DETAIL_TLS(ts).running) prev->saved_sp = from;
-  FIBER_DETAIL_TLS(ts).running = self;
+  note_arrival(ts, self, from);
   self->state = fiber_state::suspended;  // started: running while a thread says so
   eh_state::clear(thread_eh(ts));
 }
@@ -396,12 +432,13 @@ class context {
   /// An empty context: resuming it throws fiber::error.
   context() noexcept = default;
 
-  /// A suspended fiber that, when first resumed, calls `entry(caller)` on a new
-  /// stack of default_stack_size from protected_stack. `entry` takes the context
-  /// that resumed it (context&&) and returns the context to switch to when it ends.
+  /// A suspended fiber that, when first resumed, calls `entry(caller)` on a
+  /// protected stack of default_stack_size from the thread's cache (cached_stack).
+  /// `entry` takes the context that resumed it (context&&) and returns the context
+  /// to switch to when it ends.
   template <class F>
     requires(!std::is_same_v<std::decay_t<F>, context> && std::is_invocable_r_v<context, std::decay_t<F>&, context &&>)
-  explicit context(F&& entry) : context(std::allocator_arg, protected_stack{}, std::forward<F>(entry)) {}
+  explicit context(F&& entry) : context(std::allocator_arg, cached_stack{}, std::forward<F>(entry)) {}
 
   /// The same, with the stack taken from `allocator` (see stack.hpp).
   /// `entry` must be callable as `context entry(context&& caller)`.
