@@ -126,3 +126,71 @@ TEST_CASE("stack_view: the smallest accepted stack runs a fiber without writing 
   for (std::size_t i = 0; i < 4096; ++i) untouched = untouched && memory[i] == 0xA5;
   REQUIRE(untouched);
 }
+
+// The address of a local of a default-constructed context's entry: where on which
+// stack it ran.
+static std::uintptr_t local_address_in_default_context() {
+  std::uintptr_t where = 0;
+  fiber::context f{[&where](fiber::context&& caller) {
+    volatile char local = 0;
+    where = reinterpret_cast<std::uintptr_t>(&local);
+    return std::move(caller);
+  }};
+  f = std::move(f).resume();
+  return where;
+}
+
+TEST_CASE("cached_stack: the default constructors reuse the thread's cached stacks, without a new mapping") {
+  // Run on a thread of its own, so that the cache starts empty and others' tests
+  // do not touch it.
+  std::thread([] {
+    REQUIRE(fiber::cached_stack::thread_cached() == 0);
+    const std::uintptr_t first = local_address_in_default_context();
+    REQUIRE(fiber::cached_stack::thread_cached() == 1);  // given back when the fiber ended
+    // The next default fiber runs on the same stack, at the same depth.
+    REQUIRE(local_address_in_default_context() == first);
+    REQUIRE(fiber::cached_stack::thread_cached() == 1);
+    fiber::generator<int> g{[](auto& co) { co.yield(1); }};  // takes the cached stack
+    REQUIRE(fiber::cached_stack::thread_cached() == 0);
+    REQUIRE(g.next() == 1);
+  }).join();
+}
+
+TEST_CASE("cached_stack: a thread keeps at most thread_cache_limit stacks, and the stacks are guarded") {
+  std::thread([] {
+    const std::size_t limit = fiber::cached_stack::thread_cache_limit;
+    {
+      std::vector<fiber::context> many;
+      for (std::size_t i = 0; i < limit + 8; ++i)
+        many.emplace_back([](fiber::context&& caller) { return std::move(caller); });
+      REQUIRE(fiber::cached_stack::thread_cached() == 0);
+    }  // destroyed before they ran: each stack goes back, the cache keeps `limit`
+    REQUIRE(fiber::cached_stack::thread_cached() == limit);
+    // Stacks of another size are kept apart: a request for one maps a new stack.
+    fiber::cached_stack big(4 * fiber::default_stack_size);
+    fiber::stack_memory s = big.allocate();
+    REQUIRE(s.size == big.size());
+    REQUIRE(fiber::cached_stack::thread_cached() == limit);
+    big.deallocate(s);  // the cache is full: unmapped
+    REQUIRE(fiber::cached_stack::thread_cached() == limit);
+  }).join();
+  // A cached stack keeps its guard page: running off its end faults.
+  fiber::cached_stack alloc;
+  fiber::stack_memory s = alloc.allocate();
+  alloc.deallocate(s);
+  s = alloc.allocate();  // the one just cached
+  auto d = fiber_test::run_in_child([&] { static_cast<volatile char*>(s.base)[-1] = 1; });
+  REQUIRE(d.signal == SIGSEGV);
+  alloc.deallocate(s);
+}
+
+TEST_CASE("cached_stack: a stack made on one thread may be given back on another") {
+  fiber::context f{[](fiber::context&& caller) { return std::move(caller).resume(); }};
+  f = std::move(f).resume();  // suspended inside its entry, on a stack from this thread's cache
+  std::thread([&f] {
+    const std::size_t before = fiber::cached_stack::thread_cached();
+    f = std::move(f).resume();  // it ends here: its stack goes to this thread's cache
+    REQUIRE(!f);
+    REQUIRE(fiber::cached_stack::thread_cached() == before + 1);
+  }).join();
+}

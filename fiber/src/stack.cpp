@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "fiber/error.hpp"
+#include "per_thread.hpp"
 
 namespace fiber {
 
@@ -166,6 +167,48 @@ class stack_pool {
 };
 
 }  // namespace detail
+
+namespace detail {
+namespace {
+// The calling thread's free stacks for cached_stack, newest last. A fixed array:
+// giving a stack back never allocates, so it cannot fail.
+struct thread_stack_cache {
+  stack_memory free[cached_stack::thread_cache_limit];
+  std::size_t count = 0;
+  bool exited = false;  // the thread is exiting: stacks given back now are unmapped
+
+  ~thread_stack_cache() {
+    exited = true;
+    while (count > 0) unmap(free[--count]);
+  }
+  static void unmap(stack_memory s) noexcept { protected_stack(s.size).deallocate(s); }
+};
+}  // namespace
+FIBER_PER_THREAD(thread_stack_cache, stack_cache)
+}  // namespace detail
+
+stack_memory cached_stack::allocate() const {
+  detail::thread_stack_cache& cache = detail::stack_cache();
+  // The newest stack of the size first: its pages are the likeliest still in cache.
+  for (std::size_t i = cache.count; i-- > 0;) {
+    if (cache.free[i].size == source_.size()) {
+      stack_memory s = cache.free[i];
+      cache.free[i] = cache.free[--cache.count];
+      return s;
+    }
+  }
+  return source_.allocate();
+}
+
+void cached_stack::deallocate(stack_memory stack) const noexcept {
+  detail::thread_stack_cache& cache = detail::stack_cache();
+  if (cache.count < thread_cache_limit && !cache.exited)
+    cache.free[cache.count++] = stack;
+  else
+    source_.deallocate(stack);
+}
+
+std::size_t cached_stack::thread_cached() noexcept { return detail::stack_cache().count; }
 
 pooled_stack::pooled_stack(std::size_t size, std::size_t max_cached)
     : pool_(std::make_shared<detail::stack_pool>(size, max_cached)) {}

@@ -4,9 +4,12 @@
 //     stack_memory allocate();                  // throws on failure
 //     void deallocate(stack_memory) noexcept;
 // A fiber keeps its allocator (a copy) for as long as it lives and gives the stack
-// back to it when it ends. Three are provided:
+// back to it when it ends. Four are provided:
+//   cached_stack     protected stacks from a small per-thread cache: the default of
+//                    context and generator;
 //   protected_stack  one mmap per stack, with a PROT_NONE guard page below it;
-//   pooled_stack     protected stacks kept for reuse after a fiber ends (bounded);
+//   pooled_stack     protected stacks kept for reuse after a fiber ends (bounded,
+//                    shared by its copies across threads);
 //   stack_view       memory the caller owns, for code that cannot or will not mmap.
 #pragma once
 
@@ -55,6 +58,32 @@ class protected_stack {
 
  private:
   std::size_t size_;
+};
+
+/// Protected stacks (guard page and all, as protected_stack makes them) taken from
+/// a cache that each thread keeps: what the default constructors of context and
+/// generator use, so that making and destroying fibers costs no system call in a
+/// steady state. A stack given back goes to the cache of the thread that gives it
+/// back (any thread: a stack is not tied to the thread that made it), unless that
+/// cache already holds `thread_cache_limit` stacks, in which case it is unmapped;
+/// a thread's cache is unmapped when the thread exits. A cached stack keeps the
+/// pages its last fiber touched. No lock, no atomic operation: the cache is the
+/// calling thread's alone.
+class cached_stack {
+ public:
+  /// Stacks one thread keeps at most, of every size together.
+  static constexpr std::size_t thread_cache_limit = 16;
+
+  explicit cached_stack(std::size_t size = default_stack_size) : source_(size) {}
+  /// Throws stack_allocation_error (a std::bad_alloc) naming the size on failure.
+  stack_memory allocate() const;
+  void deallocate(stack_memory stack) const noexcept;
+  std::size_t size() const noexcept { return source_.size(); }
+  /// Stacks the calling thread's cache holds now, of every size.
+  static std::size_t thread_cached() noexcept;
+
+ private:
+  protected_stack source_;
 };
 
 namespace detail {
