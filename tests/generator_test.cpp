@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <exception>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -145,6 +147,138 @@ TEST_CASE("generator: an exception thrown while closing propagates out of close(
   g.next();
   REQUIRE_THROWS_WITH(g.close(), "cleanup failed");
   REQUIRE(g.done());
+}
+
+TEST_CASE("generator: close() raises a real generator_exit: caught by reference, counted, rethrowable, deep") {
+  // close() starts the unwinder at the yield without a search phase where the
+  // platform allows (fiber/detail/raise.hpp): the handler must still see the
+  // object itself, std::uncaught_exceptions() must count it while destructors run,
+  // and `throw;` and std::current_exception() must work on it.
+  struct watches_unwinding {
+    int* seen;
+    ~watches_unwinding() { *seen = std::uncaught_exceptions(); }
+  };
+  const void* caught_at = nullptr;
+  const void* recaught_at = nullptr;
+  int uncaught_in_destructor = -1, uncaught_in_handler = -1;
+  bool rethrown_reached_caller = false;
+  std::exception_ptr kept;
+  std::function<void(generator<int>::yielder&, int)> descend = [&](generator<int>::yielder& co, int depth) {
+    watches_unwinding w{&uncaught_in_destructor};
+    if (depth > 0) return descend(co, depth - 1);  // 20 frames between the yield and the body
+    co.yield(1);
+  };
+  generator<int> g{[&](auto& co) {
+    try {
+      descend(co, 20);
+    } catch (const fiber::generator_exit& e) {
+      caught_at = &e;
+      uncaught_in_handler = std::uncaught_exceptions();
+      kept = std::current_exception();
+      try {
+        throw;  // a rethrow takes the ordinary, searching path
+      } catch (const fiber::generator_exit& again) {
+        recaught_at = &again;
+      }
+      rethrown_reached_caller = true;
+      throw;
+    }
+  }};
+  g.next();
+  REQUIRE(std::uncaught_exceptions() == 0);
+  g.close();
+  REQUIRE(g.done());
+  REQUIRE(rethrown_reached_caller);
+  REQUIRE(caught_at != nullptr);
+  REQUIRE(caught_at == recaught_at);  // the same object as the searching path finds
+  REQUIRE(uncaught_in_destructor == 1);
+  REQUIRE(uncaught_in_handler == 0);
+  REQUIRE(std::uncaught_exceptions() == 0);
+  REQUIRE(kept);
+  REQUIRE_THROWS_AS(std::rethrow_exception(kept), fiber::generator_exit);  // outlives the close
+}
+
+TEST_CASE("generator: generator_exit raised by the body itself, outside close(), propagates") {
+  generator<int> g{[](auto& co) {
+    co.yield(1);
+    throw fiber::generator_exit{};
+  }};
+  g.next();
+  REQUIRE_THROWS_AS(g.next(), fiber::generator_exit);
+  REQUIRE(g.done());
+}
+
+TEST_CASE("generator: close_quietly() wakes the yield with an empty value, and the body returns") {
+  int destroyed = 0;
+  std::vector<int> received;
+  bool closing_seen = false;
+  generator<std::string, int> c{[&](auto& co) {
+    counts_destruction guard{&destroyed};
+    std::string r;
+    while (true) {
+      const int n = co.yield(r);
+      if (!n) {
+        closing_seen = co.closing();
+        return;
+      }
+      received.push_back(n);
+      r = "200 OK";
+    }
+  }};
+  c.start();
+  REQUIRE(c.send(7) == "200 OK");
+  c.close_quietly();
+  REQUIRE(c.done());
+  REQUIRE(closing_seen);
+  REQUIRE(destroyed == 1);
+  REQUIRE(received == std::vector<int>{7});
+  REQUIRE_NOTHROW(c.close_quietly());  // finished: nothing to do
+  REQUIRE_THROWS_AS(c.send(1), fiber::stop_iteration);
+}
+
+TEST_CASE("generator: close_quietly() on a body that yields again falls back to close()") {
+  int destroyed = 0;
+  bool saw_exit = false;
+  generator<int, int> g{[&](auto& co) {
+    counts_destruction guard{&destroyed};
+    try {
+      for (;;) co.yield(1);  // ignores the empty value
+    } catch (const fiber::generator_exit&) {
+      saw_exit = true;
+      throw;
+    }
+  }};
+  g.start();
+  g.close_quietly();
+  REQUIRE(g.done());
+  REQUIRE(saw_exit);
+  REQUIRE(destroyed == 1);
+}
+
+TEST_CASE("generator: close_quietly() with Send = void, on an unstarted generator, and with an exception") {
+  generator<int> g{[](auto& co) {
+    for (int i = 0; !co.closing(); ++i) co.yield(i);
+  }};
+  REQUIRE(g.next() == 0);
+  REQUIRE(g.next() == 1);
+  g.close_quietly();
+  REQUIRE(g.done());
+
+  bool ran = false;
+  generator<int> unstarted{[&](auto& co) {
+    ran = true;
+    co.yield(1);
+  }};
+  unstarted.close_quietly();
+  REQUIRE(unstarted.done());
+  REQUIRE_FALSE(ran);
+
+  generator<int, int> failing{[](auto& co) {
+    if (!co.yield(1)) throw std::runtime_error("cleanup failed");
+  }};
+  failing.start();
+  REQUIRE_THROWS_WITH(failing.close_quietly(), "cleanup failed");
+  REQUIRE(failing.done());
 }
 
 TEST_CASE("generator: closing an unstarted generator never runs the body") {
