@@ -6,7 +6,11 @@
 // Groups (bench/report.py compares each benchmark with the peer of its group):
 //   switch/...     round trip between the thread's stack and one suspended context;
 //   generator/...  one send() and the yield that answers it;
-//   create/...     make a fiber, switch to it once, let it end, free its stack.
+//   create/...     make a fiber, switch to it once, let it end, free its stack;
+//   seed/...       the seed's whole program: a new consumer generator, start,
+//                  five sends, close (bench/stackful_vs_stackless.hpp);
+//   close/...      close() of a generator suspended at its yield, against a plain
+//                  throw and catch of generator_exit through the same frames.
 //
 // Built twice (bench/CMakeLists.txt): fiber_bench has everything, against the
 // library as configured; fiber_bench_shared_fp (FIBER_BENCH_SWITCH_ONLY) has only
@@ -42,7 +46,10 @@
 #  include <mutex>
 #  include <thread>
 
+#  include <chrono>
+
 #  include "fiber/generator.hpp"
+#  include "stackful_vs_stackless.hpp"
 #  include "stackless.hpp"
 
 #  if FIBER_BENCH_ASM_VARIANTS
@@ -339,6 +346,71 @@ void create_boost_fiber(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// The same with the default constructor (cached_stack).
+void create_fiber_context_default(benchmark::State& state) {
+  for (auto _ : state) {
+    fiber::context f{[](fiber::context&& caller) { return std::move(caller); }};
+    f = std::move(f).resume();
+    benchmark::DoNotOptimize(f);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- seed: the seed's program, as its user would write it ----
+
+void seed_fiber_generator(benchmark::State& state, svs::seed_close how) {
+  for (auto _ : state) {
+    std::string replies = svs::seed_fiber_default(how);
+    benchmark::DoNotOptimize(replies);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- close: close() alone, and the throw it is measured against ----
+
+// Each iteration times one operation by hand (the set-up is not timed): both
+// benchmarks read the clock the same way, so its cost does not skew the ratio.
+template <class F>
+void time_one(benchmark::State& state, F&& op) {
+  const auto start = std::chrono::steady_clock::now();
+  op();
+  state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+// A consumer suspended at its yield, with "200 OK" in its string, closed: the
+// generator_exit is thrown at the yield and caught where the body was called.
+void close_fiber_generator(benchmark::State& state) {
+  for (auto _ : state) {
+    svs::seed_consumer_t c{svs::seed_consumer_body};
+    c.start();
+    benchmark::DoNotOptimize(c.send(1));
+    time_one(state, [&] { c.close(); });
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// The same body on the thread's own stack, its yield throwing generator_exit at
+// once, caught where the body is called: the frames close() unwinds, without the
+// switches.
+struct throwing_yielder {
+  int yield(const std::string& r) {
+    benchmark::DoNotOptimize(r);
+    throw fiber::generator_exit{};
+  }
+};
+void close_cxx_throw_catch(benchmark::State& state) {
+  for (auto _ : state) {
+    throwing_yielder co;
+    time_one(state, [&] {
+      try {
+        svs::seed_consumer_body(co);
+      } catch (const fiber::generator_exit&) {
+      }
+    });
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 #endif  // !FIBER_BENCH_SWITCH_ONLY
 
 void register_benchmarks() {
@@ -363,10 +435,16 @@ void register_benchmarks() {
   namespace ctx = boost::context;
   benchmark::RegisterBenchmark("create/fiber_context_pooled_stack", create_fiber_context<fiber::pooled_stack>);
   benchmark::RegisterBenchmark("create/fiber_context_protected_stack", create_fiber_context<fiber::protected_stack>);
+  benchmark::RegisterBenchmark("create/fiber_context_default_stack", create_fiber_context_default);
   benchmark::RegisterBenchmark("create/boost_fiber_pooled_fixedsize_stack",
                                create_boost_fiber<ctx::pooled_fixedsize_stack>);
   benchmark::RegisterBenchmark("create/boost_fiber_protected_fixedsize_stack",
                                create_boost_fiber<ctx::protected_fixedsize_stack>);
+
+  benchmark::RegisterBenchmark("seed/fiber_generator_default", seed_fiber_generator, svs::seed_close::raise);
+  benchmark::RegisterBenchmark("seed/fiber_generator_quiet_close", seed_fiber_generator, svs::seed_close::quietly);
+  benchmark::RegisterBenchmark("close/fiber_generator_close", close_fiber_generator)->UseManualTime();
+  benchmark::RegisterBenchmark("close/cxx_throw_catch", close_cxx_throw_catch)->UseManualTime();
 #endif
 }
 

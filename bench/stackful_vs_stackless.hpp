@@ -425,22 +425,44 @@ std::string seed_produce(Consumer& c) {
   return replies;
 }
 
-/// The seed's consumer and producer without the prints; returns the replies the
-/// producer received, joined.
-template <class StackAllocator>
-std::string seed_fiber(const StackAllocator& stacks) {
-  using consumer_t = fiber::generator<std::string, int>;
-  consumer_t c{std::allocator_arg, stacks, [](consumer_t::yielder& co) {
-                 std::string r;
-                 while (true) {
-                   const int n = co.yield(r);
-                   if (!n) return;
-                   r = "200 OK";
-                 }
-               }};
+/// The seed's consumer (`n = yield r` until n is 0) for fiber::generator, and for
+/// any yielder with the same yield(r) (bench/fiber_bench.cpp throws through it).
+inline constexpr auto seed_consumer_body = [](auto& co) {
+  std::string r;
+  while (true) {
+    const int n = co.yield(r);
+    if (!n) return;
+    r = "200 OK";
+  }
+};
+using seed_consumer_t = fiber::generator<std::string, int>;
+
+/// How a seed program closes its consumer: close() (Python's, generator_exit at
+/// the pending yield) or close_quietly() (the yield returns 0 and the body returns).
+enum class seed_close { raise, quietly };
+
+/// The seed's consumer and producer without the prints, the consumer made with
+/// `make()`; returns the replies the producer received, joined.
+template <class Make>
+std::string seed_program(Make make, seed_close how) {
+  seed_consumer_t c = make();
   std::string replies = seed_produce(c);
-  c.close();
+  if (how == seed_close::raise)
+    c.close();
+  else
+    c.close_quietly();
   return replies;
+}
+
+/// The seed's program with the consumer's stack from `stacks`.
+template <class StackAllocator>
+std::string seed_fiber(const StackAllocator& stacks, seed_close how = seed_close::raise) {
+  return seed_program([&] { return seed_consumer_t{std::allocator_arg, stacks, seed_consumer_body}; }, how);
+}
+
+/// The seed's program written the obvious way: the generator's default constructor.
+inline std::string seed_fiber_default(seed_close how = seed_close::raise) {
+  return seed_program([] { return seed_consumer_t{seed_consumer_body}; }, how);
 }
 
 inline stackless::generator<std::string, int> seed_consumer() {
