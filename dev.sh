@@ -14,6 +14,12 @@
 #                    valgrind was not told of); generated CTest tree in build/valgrind
 #   ./dev.sh bench   every benchmark, one table with ratios to Boost.Context, then
 #                    the stackful-vs-stackless comparison (GCC)
+#   ./dev.sh bench --check   only the benchmarks behind the acceptance rows, short
+#                    (under 3 minutes): each row's median ratio or value with its
+#                    spread, PASS/FAIL/SKIP; exits 1 if a row FAILs; JSON in
+#                    build/release/bench-check.json. Run it after every change to
+#                    arch/, context.hpp, the event loop, channels or generators, and
+#                    never land a change that turns a row to FAIL
 #   ./dev.sh compare the stackful-vs-stackless comparison built with GCC and with
 #                    Clang: tables, JSON and charts (docs/stackful-vs-stackless.md)
 #   ./dev.sh cross [TARGET...]   only the cross-architecture part of `test`
@@ -341,6 +347,14 @@ cmd_demo() {
 }
 
 cmd_bench() {
+  if [ "${1:-}" = --check ]; then
+    build_release
+    (ensure_packages golang-go) || log "golang-go not installed: the Go rows are skipped"
+    log "acceptance rows (bench/report.py --check)"
+    python3 bench/report.py build/release --check --json build/release/bench-check.json
+    return
+  fi
+  [ $# -eq 0 ] || { echo "dev.sh bench: unknown argument: $1 (only --check)" >&2; exit 2; }
   build_release
   # The event loop's peers (bench/peers/): Go and matplotlib are optional; without
   # them (e.g. offline) the Go rows say "skipped" and no chart is drawn.
@@ -369,8 +383,8 @@ case "${1:-}" in
   demo) cmd_demo ;;
   test) cmd_test ;;
   asan|tsan|valgrind) cmd_sanitizers "$1" ;;
-  bench) cmd_bench ;;
+  bench) shift; cmd_bench "$@" ;;
   compare) cmd_compare ;;
   cross) shift; cmd_cross "$@"; print_summary ;;
-  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -3,9 +3,11 @@
 
     python3 bench/report.py BUILD_DIR [--min-time 0.2] [--filter REGEX] [--json OUT.json]
     python3 bench/report.py --load OUT.json          # print a saved run again
+    python3 bench/report.py BUILD_DIR --check [--json OUT.json]   # the acceptance rows only
 
 Runs BUILD_DIR's fiber_bench and fiber_bench_shared_fp (google benchmark, JSON
-output, 3 repetitions, median kept) and bench/peers/seed_generator.py, then prints
+output, 3 repetitions randomly interleaved, median kept), bench/peers/seed_generator.py
+(the send round trip once, the seed's whole program 3 times), then prints
 for every benchmark its time per operation (real time: one operation is one round
 trip, or one create + first switch + destroy) and its ratio to the peer of its
 group, measured in the same binary and the same run:
@@ -13,6 +15,8 @@ group, measured in the same binary and the same run:
     switch/...     to switch/boost_jump_fcontext (and fiber::context to boost::context::fiber)
     generator/...  to our own switch/fiber_context round trip
     create/...     to boost::context::fiber with the same kind of stack
+    seed/...       the seed's program (new generator, start, 5 sends, close), to CPython's
+    close/...      closing a suspended generator, to a plain C++ throw + catch
 
 Then the event loop against its peers (bench/loop_bench.cpp, bench/peers/), each
 group compared with one peer, measured in the same run:
@@ -32,20 +36,38 @@ under the build tree, no network). A peer that is missing (no go, no echo_server
 makes its rows say why they were skipped. --chart draws our ratio to each peer
 (matplotlib, Agg; run with the system python3 if this one has no matplotlib).
 
+Acceptance rows (ACCEPTANCE below) end both the full report and --check. --check runs
+only the benchmarks behind them, shortened (google benchmark: 9 repetitions of
+0.05 s, randomly interleaved; the seed's Python program 3 times; skynet once each,
+without Boost.Fiber's; echo 5 rounds of 1 s per server), prints each row with the
+median and the spread (min-max) of its ratio or value, writes JSON (by default
+BUILD_DIR/bench-check.json) and exits 1 if a row FAILs. A ratio of two figures
+measured together (same binary: repetition by repetition; echo: round by round) is
+the median of the per-repetition ratios; otherwise (Go's skynet, CPython's program)
+our median over the peer's median (CPython: its best, as timeit keeps), the spread
+then over every pair. A row whose benchmark is not in the binary, or whose peer is
+missing (no go), says SKIP and why. Run it after every change to arch/, context.hpp,
+the event loop, channels or generators.
+
 Python 3 standard library only (matplotlib for --chart).
 """
 import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import textwrap
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BINARIES = ('fiber_bench', 'fiber_bench_shared_fp')
 PYTHON_PEER = os.path.join(HERE, 'peers', 'seed_generator.py')
 PYTHON_ROW = 'generator/python_seed_generator_send'
+PY_PROGRAM_ROW = 'seed/python_seed_program'  # seed_generator.py --program
+PYTHON_ROWS = (PYTHON_ROW, PY_PROGRAM_ROW)
+PY_PROGRAM_RUNS = 3  # runs of seed_generator.py --program (each the best of its own 5)
 NS_PER_UNIT = {'ns': 1.0, 'us': 1e3, 'ms': 1e6, 's': 1e9}
 
 # (benchmark, its peer in the same binary, further comparisons in the same binary)
@@ -65,10 +87,17 @@ PEERS = {
     PYTHON_ROW: (OWN_SWITCH, []),
     'create/fiber_context_pooled_stack': ('create/boost_fiber_pooled_fixedsize_stack', []),
     'create/fiber_context_protected_stack': ('create/boost_fiber_protected_fixedsize_stack', []),
+    'create/fiber_context_default_stack': ('create/boost_fiber_protected_fixedsize_stack',
+                                           ['create/fiber_context_protected_stack']),
     'create/boost_fiber_pooled_fixedsize_stack': (None, []),
     'create/boost_fiber_protected_fixedsize_stack': (None, []),
+    'seed/fiber_generator_default': (PY_PROGRAM_ROW, []),
+    'seed/fiber_generator_quiet_close': (PY_PROGRAM_ROW, ['seed/fiber_generator_default']),
+    PY_PROGRAM_ROW: (None, []),
+    'close/fiber_generator_close': ('close/cxx_throw_catch', []),
+    'close/cxx_throw_catch': (None, []),
 }
-GROUP_ORDER = ('switch', 'generator', 'create')
+GROUP_ORDER = ('switch', 'generator', 'create', 'seed', 'close')
 
 
 def find_binary(build_dir, name):
@@ -88,15 +117,46 @@ def filter_matches(regex, name):
     return re.search(regex, name) is not None
 
 
-def list_benchmarks(path, regex):
-    done = subprocess.run([path, '--benchmark_list_tests=true', f'--benchmark_filter={regex}'],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    return done.stdout.split() if done.returncode == 0 else []
+def base_name(name):
+    """A benchmark's name without the suffixes google benchmark adds (/real_time, /min_time:...)."""
+    return re.sub(r'(/(real_time|manual_time|process_time|min_time:[^/]*|iterations:\d+|repeats:\d+|threads:\d+))+$',
+                  '', name)
 
 
-def run_binary(path, min_time, regex):
+def list_benchmarks(path, regex=None):
+    cmd = [path, '--benchmark_list_tests=true']
+    if regex:
+        cmd.append(f'--benchmark_filter={regex}')
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return [base_name(n) for n in done.stdout.split()] if done.returncode == 0 else []
+
+
+def exact(names):
+    """A --benchmark_filter selecting exactly these benchmarks (whatever suffixes they carry)."""
+    return '^(' + '|'.join(re.escape(n) for n in sorted(names)) + ')(/.*)?$'
+
+
+_INTERLEAVING = {}
+
+
+def random_interleaving(path):
+    """Whether this google benchmark has --benchmark_enable_random_interleaving (1.6 and later)."""
+    if path not in _INTERLEAVING:
+        done = subprocess.run([path, '--help'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        _INTERLEAVING[path] = 'benchmark_enable_random_interleaving' in done.stdout
+    return _INTERLEAVING[path]
+
+
+def run_binary(path, min_time, regex, repetitions=3):
+    """google benchmark's JSON: every repetition, then the aggregates (median, cv, ...)
+    of each benchmark. The repetitions of all the selected benchmarks are run in a random
+    order where the library can, so that a burst of load on the machine is spread over
+    every benchmark instead of falling on one."""
     cmd = [path, '--benchmark_format=json', f'--benchmark_min_time={min_time}',
-           '--benchmark_repetitions=3', '--benchmark_report_aggregates_only=true']
+           f'--benchmark_repetitions={repetitions}']
+    interleaved = random_interleaving(path)
+    if interleaved:
+        cmd.append('--benchmark_enable_random_interleaving=true')
     if regex:
         cmd.append(f'--benchmark_filter={regex}')
     print('running:', ' '.join(cmd), file=sys.stderr, flush=True)
@@ -105,21 +165,47 @@ def run_binary(path, min_time, regex):
         sys.exit(f'report.py: {path} failed ({done.returncode}):\n{done.stderr}')
     if not done.stdout.strip():  # the filter matched nothing in this binary
         return {'context': {}, 'benchmarks': []}
-    return json.loads(done.stdout)
+    return dict(json.loads(done.stdout), random_interleaving=interleaved)
 
 
-def run_python_peer():
-    cmd = [sys.executable, PYTHON_PEER]
-    print('running:', ' '.join(cmd), file=sys.stderr, flush=True)
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
-    return json.loads(done.stdout)
+def run_python_peer(program=False, runs=1):
+    """seed_generator.py's JSON (--program: the seed's whole program, `runs` times: its
+    runs and, as ns_per_program, the best of them)."""
+    cmd = [sys.executable, PYTHON_PEER] + (['--program'] if program else [])
+    out = []
+    for _ in range(runs):
+        print('running:', ' '.join(cmd), file=sys.stderr, flush=True)
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+        out.append(json.loads(done.stdout))
+    if not program:
+        return out[0]
+    return dict(out[0], runs=[r['ns_per_program'] for r in out], ns_per_program=min(r['ns_per_program'] for r in out))
+
+
+def repetitions_of(gbench_json):
+    """({benchmark name: [real ns of each repetition, by repetition index]}, {name: error})
+    (an old run saved with aggregates only gives its medians, one value each)."""
+    reps, errors = {}, {}
+    for b in gbench_json.get('benchmarks', []):
+        if b.get('run_type', 'iteration') != 'iteration':
+            continue
+        name = base_name(b['run_name'])
+        if b.get('error_occurred'):
+            errors[name] = b.get('error_message') or 'error'
+            continue
+        reps.setdefault(name, []).append((b.get('repetition_index', 0),
+                                          b['real_time'] * NS_PER_UNIT[b.get('time_unit', 'ns')]))
+    out = {name: [v for _, v in sorted(values)] for name, values in reps.items()}
+    for name, (real, _, _) in medians(gbench_json).items():
+        out.setdefault(name, [real])
+    return out, errors
 
 
 def medians(gbench_json):
     """{benchmark name: (real ns, cpu ns, coefficient of variation of real time or None)}"""
     out, cv = {}, {}
     for b in gbench_json.get('benchmarks', []):
-        name = re.sub(r'/real_time$', '', b['run_name'])
+        name = base_name(b['run_name'])
         scale = NS_PER_UNIT[b.get('time_unit', 'ns')]
         if b.get('aggregate_name') == 'median':
             out[name] = (b['real_time'] * scale, b['cpu_time'] * scale)
@@ -136,24 +222,49 @@ def with_peers(regex):
     peers = set()
     for name, (peer, extra) in PEERS.items():
         if filter_matches(regex, name):
-            peers.update(p for p in [peer] + extra if p and p != PYTHON_ROW and not filter_matches(regex, p))
+            peers.update(p for p in [peer] + extra if p and p not in PYTHON_ROWS and not filter_matches(regex, p))
     if not peers:
         return regex
-    return f'({regex})|^({"|".join(sorted(peers))})$'
+    return f'({regex})|{exact(peers)}'
+
+
+def python_selected(regex, row):
+    """Whether the filter selects a python row, or a benchmark compared with it."""
+    return filter_matches(regex, row) or any(
+        filter_matches(regex, name) for name, (peer, extra) in PEERS.items() if row == peer or row in extra)
 
 
 def collect(args):
-    results = {'min_time': args.min_time, 'filter': args.filter, 'binaries': {}, 'python': None}
+    results = {'mode': 'check' if args.check else 'full', 'min_time': args.min_time,
+               'repetitions': args.repetitions, 'filter': args.filter, 'binaries': {}, 'available': {},
+               'python': None, 'python_program': None}
+    if args.check:  # only what the acceptance rows compare
+        wanted = acceptance_figures()
+        for name in BINARIES:
+            path = find_binary(args.build_dir, name)
+            results['available'][name] = list_benchmarks(path)
+            names = [n for n in wanted.get(name, ()) if n in results['available'][name]]
+            if names:
+                results['binaries'][name] = run_binary(path, args.min_time, exact(names), args.repetitions)
+        # CPython's program, if a benchmark compared with it is in the build.
+        if any(peer and peer[:2] == (PY, PY_PROGRAM_ROW) and ours[1] in results['available'].get(ours[0], ())
+               for _, ours, peer, _, _, _ in ACCEPTANCE):
+            results['python_program'] = run_python_peer(program=True, runs=PY_PROGRAM_RUNS)
+        results['loop'] = collect_loop(args, wanted.get(LOOP, set()))
+        return results
     regex = with_peers(args.filter)
     for name in BINARIES:
         if args.filter and not any(filter_matches(args.filter, b) for b in PEERS):
             continue  # only the loop section is selected
         path = find_binary(args.build_dir, name)
+        results['available'][name] = list_benchmarks(path)
         if args.filter and not list_benchmarks(path, args.filter):
             continue  # nothing selected here: do not run it just for the peers
-        results['binaries'][name] = run_binary(path, args.min_time, regex)
-    if filter_matches(args.filter, PYTHON_ROW):
+        results['binaries'][name] = run_binary(path, args.min_time, regex, args.repetitions)
+    if python_selected(args.filter, PYTHON_ROW):
         results['python'] = run_python_peer()
+    if python_selected(args.filter, PY_PROGRAM_ROW):
+        results['python_program'] = run_python_peer(program=True, runs=PY_PROGRAM_RUNS)
     results['loop'] = collect_loop(args)
     return results
 
@@ -167,6 +278,9 @@ def rows_of(results):
     if results.get('python'):
         p = results['python']
         rows.append(('python ' + p.get('python', ''), PYTHON_ROW, p['ns_per_round_trip'], None, None))
+    if results.get('python_program'):
+        p = results['python_program']
+        rows.append(('python ' + p.get('python', ''), PY_PROGRAM_ROW, p['ns_per_program'], None, None))
     group = {g: i for i, g in enumerate(GROUP_ORDER)}
     order = {name: i for i, name in enumerate(PEERS)}
     rows.sort(key=lambda r: (group.get(r[1].split('/')[0], 99), r[0].startswith('python'),
@@ -180,6 +294,8 @@ def time_in(results, binary, name):
         return m[name][0]
     if name == PYTHON_ROW and results.get('python'):
         return results['python']['ns_per_round_trip']
+    if name == PY_PROGRAM_ROW and results.get('python_program'):
+        return results['python_program']['ns_per_program']
     return None
 
 
@@ -231,12 +347,14 @@ def print_table(results):
 
 
 def print_context(results):
+    n = results.get('repetitions', 3)
     print(textwrap.fill(
-        f'ns/op = median real (wall-clock) time of 3 repetitions, each of at least '
+        f'ns/op = median real (wall-clock) time of {n} repetitions (randomly interleaved), each of at least '
         f'--benchmark_min_time={results["min_time"]} s; one op = one round trip (two switches), one '
-        f'send/yield round trip, or one create + first switch + destroy. ratio = real ns/op divided by '
+        f'send/yield round trip, one create + first switch + destroy, one run of the seed\'s program, or one '
+        f'close. ratio = real ns/op divided by '
         f'the peer\'s, from the same binary and run (python\'s: by fiber_bench\'s). cpu ns/op is for reference (for thread_condvar it '
-        f'counts the benchmark thread only); ±cv is the spread of the 3 repetitions.', width=110))
+        f'counts the benchmark thread only); ±cv is the spread of the {n} repetitions.', width=110))
     if results.get('filter'):
         print(f'Filter: {results["filter"]} (and the peers of what it selects)')
     for binary in BINARIES:
@@ -251,6 +369,10 @@ def print_context(results):
         p = results['python']
         print(f'python peer: {p.get("python", "?")}, best of {p.get("repeat", "?")} runs of '
               f'{p.get("sends", "?")} sends (wall-clock)')
+    if results.get('python_program'):
+        p = results['python_program']
+        print(f'python seed program: {p.get("python", "?")}, best of {len(p.get("runs", [0]))} processes, each '
+              f'the best of {p.get("repeat", "?")} runs of {p.get("programs", "?")} programs (wall-clock)')
     print()
 
 
@@ -456,11 +578,18 @@ def run_echo(server_cmd, client, seconds, env=None):
                     proc.wait()
 
 
-def collect_loop(args):
-    """Every figure of the loop section: {'rows': {name: figure}, 'skipped': {name: why}, 'info': {...}}."""
+def collect_loop(args, wanted=None):
+    """Every figure of the loop section: {'rows': {name: figure}, 'skipped': {name: why}, 'info': {...}}.
+    Runs the rows of the groups the filter selects, or (--check) only the rows named in `wanted`.
+    A figure's 'samples' are its values per repetition (google benchmark), round (echo) or
+    run; 'paired_by' names what measured a row's samples together with its peer's."""
     loop = {'rows': {}, 'skipped': {}, 'info': {}}
     rows, skipped, info = loop['rows'], loop['skipped'], loop['info']
-    groups = [g for g in LOOP_GROUPS if loop_group_selected(args.filter, g)]
+    if wanted is None:
+        groups = [g for g in LOOP_GROUPS if loop_group_selected(args.filter, g)]
+        wanted = {n for g in groups for n in LOOP_GROUPS[g][4]}
+    else:
+        groups = [g for g in LOOP_GROUPS if any(n in wanted for n in LOOP_GROUPS[g][4])]
     if not groups:
         return None
     build_dir = args.build_dir
@@ -472,19 +601,27 @@ def collect_loop(args):
     micro = [g for g in groups if g in ('pingpong', 'buffered', 'spawn_join')]
     bench = optional_binary(build_dir, os.path.join('bench', LOOP_BINARY), LOOP_BINARY)
     if micro:
-        names = [n for g in micro for n in LOOP_GROUPS[g][4] if not ('/go_' in n or '/python_' in n)]
+        names = [n for g in micro for n in LOOP_GROUPS[g][4]
+                 if n in wanted and not ('/go_' in n or '/python_' in n)]
         if bench:
-            regex = '^(' + '|'.join(re.escape(n) for n in names) + ')$'
-            data = run_binary(bench, args.min_time, regex)
+            available = list_benchmarks(bench)
+            skip([n for n in names if n not in available], 'not in this build')
+            names = [n for n in names if n in available]
+        if bench and names:
+            data = run_binary(bench, args.min_time, exact(names), args.repetitions)
             info['gbench_context'] = data.get('context', {})
+            samples, errors = repetitions_of(data)
+            for name, error in errors.items():
+                skipped.setdefault(name, f'failed: {error}')
             for name, (real, cpu, cv) in medians(data).items():
-                rows[name] = {'value': real, 'unit': 'ns', 'cpu': cpu, 'cv': cv, 'by': LOOP_BINARY}
-        else:
+                rows[name] = {'value': real, 'unit': 'ns', 'cpu': cpu, 'cv': cv, 'by': LOOP_BINARY,
+                              'samples': samples.get(name, [real]), 'paired_by': LOOP_BINARY}
+        elif not bench:
             skip(names, f'{LOOP_BINARY} not built')
 
     go_bins, go_why = ({}, None)
-    needs_go = any(g in groups for g in ('pingpong', 'buffered', 'spawn_join', 'skynet', 'echo'))
-    if needs_go:
+    go_rows = set(GO_MICRO_ROWS.values()) | {'skynet/go', 'echo/go'}
+    if wanted & go_rows:
         go_bins, go_why = build_go_peers(build_dir)
 
     # Go and asyncio micro benchmarks.
@@ -492,18 +629,20 @@ def collect_loop(args):
         for label, cmd, env, row_of, why in (
                 ('go', [go_bins.get('loop_peer', ''), 'micro', str(args.min_time)], go_env(), GO_MICRO_ROWS, go_why),
                 ('python', [sys.executable, PY_LOOP_PEER, 'micro', str(args.min_time)], None, PY_MICRO_ROWS, None)):
-            wanted = [row_of[g] for g in micro]
+            wanted_here = [row_of[g] for g in micro if row_of[g] in wanted]
+            if not wanted_here:
+                continue
             if why:
-                skip(wanted, f'skipped: {why}')
+                skip(wanted_here, f'skipped: {why}')
                 continue
             data, _, err = run_measured(cmd, env)
             if err:
-                skip(wanted, f'failed: {err}')
+                skip(wanted_here, f'failed: {err}')
                 continue
             info[label + '_micro'] = {k: v for k, v in data.items() if not k.endswith('_ns')}
             for key, group in MICRO_KEYS.items():
                 if group in micro and key in data:
-                    rows[row_of[group]] = {'value': data[key], 'unit': 'ns', 'by': label}
+                    rows[row_of[group]] = {'value': data[key], 'unit': 'ns', 'by': label, 'samples': [data[key]]}
 
     if 'skynet' in groups:
         avail = mem_available_kb()
@@ -519,6 +658,8 @@ def collect_loop(args):
                 ('skynet/go', [go_bins.get('loop_peer', ''), 'skynet'], go_env(), f'skipped: {go_why}' if go_why else None),
                 ('skynet/python_asyncio', [sys.executable, PY_LOOP_PEER, 'skynet'], None, None)]
         for name, cmd, env, why in runs:
+            if name not in wanted:
+                continue
             if why:
                 skipped[name] = why
                 continue
@@ -529,7 +670,8 @@ def collect_loop(args):
             if data.get('result') != SKYNET_RESULT:
                 skipped[name] = f'failed: result {data.get("result")}, not {SKYNET_RESULT}'
                 continue
-            rows[name] = {'value': data['seconds'], 'unit': 's', 'rss_kb': rss, 'by': name.split('/')[1]}
+            rows[name] = {'value': data['seconds'], 'unit': 's', 'rss_kb': rss, 'by': name.split('/')[1],
+                          'samples': [data['seconds']], 'rss_samples': [rss]}
             for key in ('peak_alive', 'peak_stacks'):
                 if key in data and name.startswith('skynet/fiber'):  # counted by fiber's loop only
                     rows[name][key] = data[key]
@@ -544,6 +686,7 @@ def collect_loop(args):
                    ('echo/c_epoll', [c_server] if c_server else None, None, None if c_server else 'bench/echo_epoll not built'),
                    ('echo/go', [go_bins.get('echo_server', '')], go_env(), f'skipped: {go_why}' if go_why else None),
                    ('echo/python_asyncio', [sys.executable, PY_LOOP_PEER, 'echo_server'], None, None)]
+        servers = [s for s in servers if s[0] in wanted]
         # Rounds interleave the servers, so that a burst of load on the machine falls on
         # all of them; each server keeps its best round.
         for round_ in range(args.echo_rounds):
@@ -561,7 +704,8 @@ def collect_loop(args):
                     skipped[name] = f'failed: {err}'
                     rows.pop(name, None)
                     continue
-                row = rows.setdefault(name, {'value': 0.0, 'unit': 'msg/s', 'rounds': [], 'by': name.split('/')[1]})
+                row = rows.setdefault(name, {'value': 0.0, 'unit': 'msg/s', 'rounds': [], 'by': name.split('/')[1],
+                                             'paired_by': 'echo round'})
                 row['rounds'].append(data['messages_per_second'])
                 row['value'] = max(row['rounds'])
     return loop
@@ -603,7 +747,7 @@ def print_loop_table(results):
     print(textwrap.fill(
         'Event loop against its peers. ns = per op (pingpong: one round trip over two unbuffered channels; '
         'buffered: one message through a 128-slot channel; spawn_join: start a fiber that does nothing and wait '
-        'for it), median of 3 (Boost.Fiber and fiber: google benchmark in one binary; Go with GOMAXPROCS=1 and '
+        f'for it), median of {results.get("repetitions", 3)} (Boost.Fiber and fiber: google benchmark in one binary; Go with GOMAXPROCS=1 and '
         'Python asyncio: bench/peers/loop_peer.*). skynet: 1M leaves (1,111,111 fibers), one run, wall time and '
         'peak RSS of its own process. echo: one server thread, 100 connections each sending 64 bytes and waiting '
         'for the echo, all loaded by bench/peers/echo_load.c. ratio = this row / the group\'s peer (for msg/s, '
@@ -669,56 +813,12 @@ def print_loop_table(results):
             print(fmt(line))
 
 
-def loop_checks(results):
-    """(description, measured, limit, unit, '<=' or '>=', why not measured) of the loop section."""
-    def ratio(a, b, value=loop_value):
-        x, y = value(results, a), value(results, b)
-        return x / y if x and y else None
-
-    def why(*names):
-        loop = results.get('loop') or {}
-        reasons = [f'{short(n)}: {loop.get("skipped", {}).get(n)}' for n in names if loop.get('skipped', {}).get(n)]
-        return '; '.join(reasons) or 'not measured in this run'
-
-    P, B, S = 'pingpong/', 'buffered/', 'spawn_join/'
-    return [
-        ('unbuffered ping-pong round trip (pingpong/fiber_channel) <= 0.15x Boost.Fiber unbuffered_channel',
-         ratio(P + 'fiber_channel', P + 'boost_fibers_unbuffered_channel'), 0.15, 'x', '<=',
-         why(P + 'fiber_channel', P + 'boost_fibers_unbuffered_channel')),
-        ('buffered channel, per message (buffered/fiber_channel_128) <= 0.5x Boost.Fiber buffered_channel',
-         ratio(B + 'fiber_channel_128', B + 'boost_fibers_buffered_channel_128'), 0.5, 'x', '<=',
-         why(B + 'fiber_channel_128', B + 'boost_fibers_buffered_channel_128')),
-        ('spawn + join (spawn_join/fiber_spawn_join) <= 0.25x Boost.Fiber fiber + join',
-         ratio(S + 'fiber_spawn_join', S + 'boost_fibers_fiber_join'), 0.25, 'x', '<=',
-         why(S + 'fiber_spawn_join', S + 'boost_fibers_fiber_join')),
-        ('spawn + join, eager (spawn_join/fiber_spawn_join_eager) <= 0.25x Boost.Fiber launch::dispatch + join',
-         ratio(S + 'fiber_spawn_join_eager', S + 'boost_fibers_fiber_join_dispatch'), 0.25, 'x', '<=',
-         why(S + 'fiber_spawn_join_eager', S + 'boost_fibers_fiber_join_dispatch')),
-        ('skynet 1M wall time (skynet/fiber) <= 0.5x Go (GOMAXPROCS=1)',
-         ratio('skynet/fiber', 'skynet/go'), 0.5, 'x', '<=', why('skynet/fiber', 'skynet/go')),
-        ('skynet 1M peak RSS (skynet/fiber) <= 1.0x Go\'s',
-         ratio('skynet/fiber', 'skynet/go', loop_rss), 1.0, 'x', '<=', why('skynet/fiber', 'skynet/go')),
-        ('skynet 1M wall time, eager spawn (skynet/fiber_eager) <= 0.5x Go (GOMAXPROCS=1)',
-         ratio('skynet/fiber_eager', 'skynet/go'), 0.5, 'x', '<=', why('skynet/fiber_eager', 'skynet/go')),
-        ('skynet 1M peak RSS, eager spawn (skynet/fiber_eager) <= 1.0x Go\'s',
-         ratio('skynet/fiber_eager', 'skynet/go', loop_rss), 1.0, 'x', '<=', why('skynet/fiber_eager', 'skynet/go')),
-        ('echo msgs/s (echo/fiber_echo_server) >= 1.0x Go (GOMAXPROCS=1)',
-         ratio('echo/fiber_echo_server', 'echo/go'), 1.0, 'x', '>=', why('echo/fiber_echo_server', 'echo/go')),
-        ('echo msgs/s (echo/fiber_echo_server) >= 0.9x the C epoll server',
-         ratio('echo/fiber_echo_server', 'echo/c_epoll'), 0.9, 'x', '>=', why('echo/fiber_echo_server', 'echo/c_epoll')),
-        ('echo msgs/s (echo/fiber_echo_server) >= 3x Python asyncio',
-         ratio('echo/fiber_echo_server', 'echo/python_asyncio'), 3.0, 'x', '>=',
-         why('echo/fiber_echo_server', 'echo/python_asyncio')),
-    ]
-
-
 def chart_ratios(results):
     """(label, our ratio, target or None, higher is better) for every comparison of the loop section."""
     loop = results.get('loop') or {}
     out = []
-    targets = {('pingpong', 'boost_fibers_unbuffered_channel'): 0.15, ('buffered', 'boost_fibers_buffered_channel_128'): 0.5,
-               ('spawn_join', 'boost_fibers_fiber_join'): 0.25, ('skynet', 'go'): 0.5,
-               ('echo', 'go'): 1.0, ('echo', 'c_epoll'): 0.9, ('echo', 'python_asyncio'): 3.0}
+    targets = {(ours[1], peer[1]): limit for _, ours, peer, _, limit, _ in ACCEPTANCE
+               if peer and ours[0] == LOOP and len(ours) == 2}
     for group, (unit, higher, ours, peer, names) in LOOP_GROUPS.items():
         mine = loop_value(results, ours)
         if not mine:
@@ -727,7 +827,7 @@ def chart_ratios(results):
             if other == ours or not loop_value(results, other):
                 continue
             out.append((f'{group} vs {short(other)}', mine / loop_value(results, other),
-                        targets.get((group, short(other))), higher))
+                        targets.get((ours, other)), higher))
         if group == 'skynet' and loop_rss(results, ours) and loop_rss(results, 'skynet/go'):
             out.append(('skynet peak RSS vs go', loop_rss(results, ours) / loop_rss(results, 'skynet/go'), 1.0, False))
     return out
@@ -787,64 +887,220 @@ def chart(results, path, json_path):
     draw_chart(results, path)
 
 
-def checks_of(results):
-    """(description, measured, limit, unit) for each acceptance check; measured None if not run."""
-    def ratio(binary, name, peer):
-        a, b = time_in(results, binary, name), time_in(results, binary, peer)
-        return a / b if a and b else None
+# ---- the acceptance rows ----------------------------------------------------------
 
-    return [
-        ('default switch round trip (fiber_bench switch/fiber_context) <= 1.0x boost_jump_fcontext',
-         ratio('fiber_bench', OWN_SWITCH, SWITCH_PEER), 1.0, 'x'),
-        ('shared-FP switch round trip (fiber_bench_shared_fp switch/fiber_context) <= 0.5x boost_jump_fcontext',
-         ratio('fiber_bench_shared_fp', OWN_SWITCH, SWITCH_PEER), 0.5, 'x'),
-        ('generator send/yield round trip (generator/fiber_generator) <= 1.3x our switch/fiber_context',
-         ratio('fiber_bench', 'generator/fiber_generator', OWN_SWITCH), 1.3, 'x'),
-        ('create + first switch + destroy, pooled stack (create/fiber_context_pooled_stack) <= 100 ns',
-         time_in(results, 'fiber_bench', 'create/fiber_context_pooled_stack'), 100.0, ' ns'),
-    ]
+FB, SFP, LOOP, PY = 'fiber_bench', 'fiber_bench_shared_fp', 'loop', 'python'
+P, B, S = 'pingpong/', 'buffered/', 'spawn_join/'
+# (description, our figure, the peer's figure or None for an absolute limit, '<=' or '>=',
+# limit, unit). A figure is (source, benchmark[, 'rss']): source is a google benchmark
+# binary above, LOOP (the loop section: fiber_loop_bench's rows and the peers' processes)
+# or PY (seed_generator.py). The full report and --check print these same rows.
+ACCEPTANCE = [
+    ('default switch round trip (fiber_bench switch/fiber_context) <= 0.9x boost_jump_fcontext',
+     (FB, OWN_SWITCH), (FB, SWITCH_PEER), '<=', 0.9, 'x'),
+    ('shared-FP switch round trip (fiber_bench_shared_fp switch/fiber_context) <= 0.3x boost_jump_fcontext',
+     (SFP, OWN_SWITCH), (SFP, SWITCH_PEER), '<=', 0.3, 'x'),
+    ('generator send/yield round trip (generator/fiber_generator) <= 1.1x our switch/fiber_context',
+     (FB, 'generator/fiber_generator'), (FB, OWN_SWITCH), '<=', 1.1, 'x'),
+    ('create + first switch + destroy, pooled stack (create/fiber_context_pooled_stack) <= 100 ns',
+     (FB, 'create/fiber_context_pooled_stack'), None, '<=', 100.0, ' ns'),
+    ('create + first switch + destroy, default constructor (create/fiber_context_default_stack) <= 100 ns',
+     (FB, 'create/fiber_context_default_stack'), None, '<=', 100.0, ' ns'),
+    ("the seed's program: new generator, start, 5 sends, close (seed/fiber_generator_default) "
+     "<= 1.5x CPython's (seed_generator.py --program)",
+     (FB, 'seed/fiber_generator_default'), (PY, PY_PROGRAM_ROW), '<=', 1.5, 'x'),
+    ("the seed's program with an exception-free close (seed/fiber_generator_quiet_close) "
+     "<= 0.25x CPython's (seed_generator.py --program)",
+     (FB, 'seed/fiber_generator_quiet_close'), (PY, PY_PROGRAM_ROW), '<=', 0.25, 'x'),
+    ('close of a suspended generator (close/fiber_generator_close) <= 0.5x a C++ throw + catch '
+     'through the same frames (close/cxx_throw_catch)',
+     (FB, 'close/fiber_generator_close'), (FB, 'close/cxx_throw_catch'), '<=', 0.5, 'x'),
+    ('unbuffered ping-pong round trip (pingpong/fiber_channel) <= 0.12x Boost.Fiber unbuffered_channel',
+     (LOOP, P + 'fiber_channel'), (LOOP, P + 'boost_fibers_unbuffered_channel'), '<=', 0.12, 'x'),
+    ('buffered channel, per message (buffered/fiber_channel_128) <= 0.5x Boost.Fiber buffered_channel',
+     (LOOP, B + 'fiber_channel_128'), (LOOP, B + 'boost_fibers_buffered_channel_128'), '<=', 0.5, 'x'),
+    ('spawn + join (spawn_join/fiber_spawn_join) <= 0.2x Boost.Fiber fiber + join',
+     (LOOP, S + 'fiber_spawn_join'), (LOOP, S + 'boost_fibers_fiber_join'), '<=', 0.2, 'x'),
+    ('spawn + join, eager (spawn_join/fiber_spawn_join_eager) <= 0.25x Boost.Fiber launch::dispatch + join',
+     (LOOP, S + 'fiber_spawn_join_eager'), (LOOP, S + 'boost_fibers_fiber_join_dispatch'), '<=', 0.25, 'x'),
+    ('skynet 1M wall time (skynet/fiber) <= 0.5x Go (GOMAXPROCS=1)',
+     (LOOP, 'skynet/fiber'), (LOOP, 'skynet/go'), '<=', 0.5, 'x'),
+    ("skynet 1M peak RSS (skynet/fiber) <= 1.0x Go's",
+     (LOOP, 'skynet/fiber', 'rss'), (LOOP, 'skynet/go', 'rss'), '<=', 1.0, 'x'),
+    ('skynet 1M wall time, eager spawn (skynet/fiber_eager) <= 0.5x Go (GOMAXPROCS=1)',
+     (LOOP, 'skynet/fiber_eager'), (LOOP, 'skynet/go'), '<=', 0.5, 'x'),
+    ("skynet 1M peak RSS, eager spawn (skynet/fiber_eager) <= 1.0x Go's",
+     (LOOP, 'skynet/fiber_eager', 'rss'), (LOOP, 'skynet/go', 'rss'), '<=', 1.0, 'x'),
+    ('echo msgs/s (echo/fiber_echo_server) >= 1.0x Go (GOMAXPROCS=1)',
+     (LOOP, 'echo/fiber_echo_server'), (LOOP, 'echo/go'), '>=', 1.0, 'x'),
+    ('echo msgs/s (echo/fiber_echo_server) >= 0.9x the C epoll server',
+     (LOOP, 'echo/fiber_echo_server'), (LOOP, 'echo/c_epoll'), '>=', 0.9, 'x'),
+    ('echo msgs/s (echo/fiber_echo_server) >= 3x Python asyncio',
+     (LOOP, 'echo/fiber_echo_server'), (LOOP, 'echo/python_asyncio'), '>=', 3.0, 'x'),
+]
 
 
-def print_checks(results):
-    print()
-    print('Acceptance checks:')
-    checks = []
-    all_checks = [c + ('<=', 'not measured in this run') for c in checks_of(results)]
-    if results.get('loop'):
-        all_checks += loop_checks(results)
-    for text, measured, limit, unit, op, why in all_checks:
-        if measured is None:
-            verdict, detail = 'SKIP', why
+def acceptance_figures():
+    """{source: {benchmark names}}: what the acceptance rows compare (what --check runs)."""
+    out = {}
+    for _, ours, peer, _, _, _ in ACCEPTANCE:
+        for source, name, *_ in [f for f in (ours, peer) if f]:
+            out.setdefault(source, set()).add(name)
+    return out
+
+
+def figure(results, ref):
+    """One figure of a row: ({'samples': [values, one per repetition, run or round],
+    'paired_by': what measured it together with the figures of the same paired_by and
+    index, or None, 'best': True if its single value is its best (min) sample, not its
+    median}, None), or (None, why it is missing)."""
+    source, name, *what = ref
+    if source in BINARIES:
+        data = results.get('binaries', {}).get(source)
+        available = results.get('available', {}).get(source)
+        if available is not None and name not in available:
+            return None, f'not in this build ({source} has no {name})'
+        if not data:
+            return None, 'not measured in this run'
+        samples, errors = repetitions_of(data)
+        if name in samples:
+            only_median = not any(b.get('run_type') == 'iteration' for b in data.get('benchmarks', []))
+            return {'samples': samples[name], 'paired_by': source, 'best': False,
+                    'single': 'median only' if only_median else 'one repetition'}, None
+        return None, f'{name}: failed: {errors[name]}' if name in errors else f'{name}: not measured in this run'
+    if source == PY:
+        p = results.get('python_program')
+        if not p:
+            return None, 'seed_generator.py --program not run'
+        return {'samples': p.get('runs') or [p['ns_per_program']], 'paired_by': None, 'best': True}, None
+    loop = results.get('loop') or {}
+    row = loop.get('rows', {}).get(name)
+    if not row:
+        why = loop.get('skipped', {}).get(name)
+        return None, f'{short(name)}: {why}' if why else f'{short(name)}: not measured in this run'
+    if what == ['rss']:
+        samples = row.get('rss_samples') or ([row['rss_kb']] if row.get('rss_kb') else None)
+        if not samples:
+            return None, f'{short(name)}: no peak RSS'
+        return {'samples': samples, 'paired_by': None, 'best': False}, None
+    samples = row.get('samples') or row.get('rounds') or [row['value']]
+    return {'samples': samples, 'paired_by': row.get('paired_by'), 'best': False,
+            'single': 'median only' if row.get('by') == LOOP_BINARY and 'samples' not in row else 'one run'}, None
+
+
+def measure(results, ours, peer):
+    """(value, spread min, spread max, count of samples or why there is no spread, why not
+    measured) of a row. A ratio of two
+    figures measured together (same binary, same echo round) is the median of the ratios
+    of each repetition or round; otherwise it is our median over the peer's median (or
+    best), its spread over every pair of samples."""
+    a, why = figure(results, ours)
+    if not a:
+        return None, None, None, 0, why
+    b, why = (None, None) if peer is None else figure(results, peer)
+    if peer is not None and not b:
+        return None, None, None, 0, why
+    xs = a['samples']
+    single = a.get('single', 'one run') if peer is None or len(xs) < 2 else b.get('single', 'one run')
+    if peer is None:
+        return statistics.median(xs), min(xs), max(xs), len(xs) if len(xs) > 1 else single, None
+    ys = b['samples']
+    if a['paired_by'] and a['paired_by'] == b['paired_by']:
+        ratios = [x / y for x, y in zip(xs, ys)]
+        return (statistics.median(ratios), min(ratios), max(ratios),
+                len(ratios) if len(ratios) > 1 else single, None)
+    pairs = [x / y for x in xs for y in ys]
+    return (statistics.median(xs) / (min(ys) if b['best'] else statistics.median(ys)),
+            min(pairs), max(pairs), len(pairs) if len(pairs) > 1 else single, None)
+
+
+def evaluate(results):
+    """Every acceptance row, measured: a list of dicts (what --json saves as 'checks')."""
+    out = []
+    for text, ours, peer, op, limit, unit in ACCEPTANCE:
+        value, lo, hi, n, why = measure(results, ours, peer)
+        if value is None:
+            verdict = 'SKIP'
         else:
-            verdict = 'PASS' if (measured <= limit if op == '<=' else measured >= limit) else 'FAIL'
-            shown = f'{measured:.2f}{unit}' if unit == 'x' else f'{measured:.1f}{unit}'
-            detail = f'measured {shown}'
-            if verdict == 'FAIL':
-                if op == '<=':
-                    detail += f', {(measured / limit - 1) * 100:.0f}% over the limit'
-                else:
-                    detail += f', {(1 - measured / limit) * 100:.0f}% under the target'
-        print(f'  {verdict}  {text}: {detail}')
-        checks.append({'check': text, 'measured': measured, 'limit': limit, 'op': op, 'verdict': verdict})
+            verdict = 'PASS' if (value <= limit if op == '<=' else value >= limit) else 'FAIL'
+        out.append({'check': text, 'measured': value, 'spread': [lo, hi] if value is not None else None,
+                    'samples': n if isinstance(n, int) else 1, 'no_spread': None if isinstance(n, int) else n,
+                    'limit': limit, 'op': op, 'unit': unit, 'verdict': verdict, 'why': why})
+    return out
+
+
+def fmt_number(value, unit):
+    if unit == 'x':
+        return f'{value:.2f}' if value >= 0.1 else f'{value:.2g}'
+    return f'{value:.1f}'
+
+
+def print_checks(results, title='Acceptance checks:'):
+    print()
+    print(title)
+    checks = evaluate(results)
+    for c in checks:
+        if c['verdict'] == 'SKIP':
+            print(f'  SKIP  {c["check"]}: {c["why"]}')
+            continue
+        value, (lo, hi), unit, limit = c['measured'], c['spread'], c['unit'], c['limit']
+        detail = f'measured {fmt_number(value, unit)}{unit}'
+        if c['samples'] > 1:
+            detail += f' [spread {fmt_number(lo, unit)}–{fmt_number(hi, unit)}]'
+        else:
+            detail += f' [{c.get("no_spread") or "one run"}]'
+        if c['verdict'] == 'FAIL':
+            if c['op'] == '<=':
+                detail += f', {(value / limit - 1) * 100:.0f}% over the limit'
+            else:
+                detail += f', {(1 - value / limit) * 100:.0f}% under the target'
+        print(f'  {c["verdict"]}  {c["check"]}: {detail}')
     shared = results['binaries'].get('fiber_bench_shared_fp', {}).get('context', {}).get('fiber_shares_fp_env')
     if shared not in (None, 'true'):
         print(f'  NOTE  fiber_bench_shared_fp was linked against a library with fiber_shares_fp_env={shared}')
     return checks
 
 
+def print_check_report(results):
+    """--check's output: what ran, each acceptance row, a summary line."""
+    ctx = next((d.get('context') for d in results['binaries'].values() if d.get('context')), {})
+    load = ', '.join(f'{x:.2f}' for x in ctx.get('load_avg') or []) or '?'
+    interleaved = any(d.get('random_interleaving') for d in results['binaries'].values())
+    print(textwrap.fill(
+        f'bench check: google benchmark, {results["repetitions"]} repetitions of {results["min_time"]} s'
+        f'{" randomly interleaved" if interleaved else ""}: a ratio of two benchmarks of one binary is the '
+        f'median of the per-repetition ratios, [spread] their min–max. Echo: {results.get("echo_rounds")} rounds '
+        f'of {results.get("echo_seconds")} s per server, the median of the per-round ratios. Against another '
+        f'process (CPython\'s seed program: the best of {PY_PROGRAM_RUNS} runs; skynet: one run each): our median '
+        f'over its figure, [spread] over every pair. {ctx.get("num_cpus", "?")} cpus, load average {load} '
+        f'at the start.', width=110))
+    checks = print_checks(results, 'Acceptance rows:')
+    counts = {v: sum(c['verdict'] == v for c in checks) for v in ('PASS', 'FAIL', 'SKIP')}
+    wall = f' in {results["wall_seconds"]:.0f} s' if results.get('wall_seconds') else ''
+    print(f'\nbench check: {counts["PASS"]} PASS, {counts["FAIL"]} FAIL, {counts["SKIP"]} SKIP{wall}')
+    return checks
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('build_dir', nargs='?', help='the CMake build directory (configured with -DFIBER_BUILD_BENCH=ON)')
-    parser.add_argument('--min-time', type=float, default=0.2,
-                        help='seconds per repetition, passed as --benchmark_min_time (default 0.2)')
+    parser.add_argument('--check', action='store_true',
+                        help='only the benchmarks behind the acceptance rows, shortened; prints the rows with '
+                             'their spread, writes JSON (BUILD_DIR/bench-check.json unless --json), exits 1 if '
+                             'a row FAILs')
+    parser.add_argument('--min-time', type=float,
+                        help='seconds per repetition, passed as --benchmark_min_time (default 0.2; --check: 0.05)')
+    parser.add_argument('--repetitions', type=int,
+                        help='google benchmark repetitions, randomly interleaved (default 3; --check: 9)')
     parser.add_argument('--filter', help='regex passed as --benchmark_filter, widened to the peers of what it '
                                          f'selects (it also selects the python peer, named {PYTHON_ROW}); '
                                          'a loop group (pingpong, buffered, spawn_join, skynet, echo) runs, with '
                                          'all its peers, when it matches one of its rows')
-    parser.add_argument('--echo-seconds', type=float, default=3.0,
-                        help='seconds of load on each echo server, after a 0.5 s warm-up (default 3)')
-    parser.add_argument('--echo-rounds', type=int, default=2,
-                        help='rounds of the echo benchmark, the servers in turn; each keeps its best (default 2)')
+    parser.add_argument('--echo-seconds', type=float,
+                        help='seconds of load on each echo server, after a 0.5 s warm-up (default 3; --check: 1)')
+    parser.add_argument('--echo-rounds', type=int,
+                        help='rounds of the echo benchmark, the servers in turn; the table keeps each one\'s best, '
+                             'the acceptance rows the median of the per-round ratios (default 2; --check: 5)')
     parser.add_argument('--no-boost-skynet', action='store_true',
                         help='skip Boost.Fiber\'s skynet (about 40 s and 6 GB here)')
     parser.add_argument('--json', metavar='OUT.json', help='also write the raw results and the checks here')
@@ -853,16 +1109,37 @@ def main():
     parser.add_argument('--chart-only', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--load', metavar='IN.json', help='print a run saved with --json instead of running')
     args = parser.parse_args()
+    for name, full, check in (('min_time', 0.2, 0.05), ('repetitions', 3, 9), ('echo_seconds', 3.0, 1.0),
+                              ('echo_rounds', 2, 5)):
+        if getattr(args, name) is None:
+            setattr(args, name, check if args.check else full)
+    if args.repetitions < 2:
+        parser.error('--repetitions must be at least 2 (google benchmark reports no median of one)')
+    start = time.monotonic()
     if args.load:
         with open(args.load) as f:
             results = json.load(f)
     elif args.build_dir:
+        if args.check and (args.filter or args.chart):
+            parser.error('--check runs the acceptance rows: no --filter, no --chart')
         results = collect(args)
+        results['echo_seconds'], results['echo_rounds'] = args.echo_seconds, args.echo_rounds
+        results['wall_seconds'] = time.monotonic() - start
     else:
         parser.error('give BUILD_DIR, or --load a saved run')
     if args.chart_only:
         draw_chart(results, args.chart)
         return
+
+    if results.get('mode') == 'check':
+        results['checks'] = print_check_report(results)
+        out = args.json or (None if args.load else os.path.join(args.build_dir, 'bench-check.json'))
+        if out:
+            with open(out, 'w') as f:
+                json.dump(results, f, indent=1)
+                f.write('\n')
+            print(f'JSON: {out}')
+        sys.exit(1 if any(c['verdict'] == 'FAIL' for c in results['checks']) else 0)
 
     print_context(results)
     print_table(results)
