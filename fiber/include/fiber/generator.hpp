@@ -24,6 +24,9 @@
 //     unwinds; it succeeds if the body lets that propagate or returns, and throws
 //     fiber::error if the body yields again. Closing an unstarted or finished
 //     generator just finishes it. Destroying an unfinished generator closes it.
+//   - Not Python's: close_quietly() ends the body without an exception: its pending
+//     yield returns an empty value (Send{}), closing() is true, and the body returns
+//     (if it yields again instead, close() follows). examples/producer_consumer_quiet.cpp.
 //   - throw_exception(e) raises e at the pending yield (Python's throw()).
 //   - With Send = void, a generator is an input range: for (auto& v : g).
 #pragma once
@@ -209,7 +212,7 @@ class generator {
   /// other exception the body throws while closing. The generator_exit is thrown
   /// in the body's frame and caught where the body was called, so it crosses only
   /// the body's frames, once.
-  void close() { end(yielder::wake::with_exit); }
+  void close() { end(yielder::wake::with_exit, "close"); }
 
   /// Ends the body without an exception: its pending yield returns a
   /// value-initialized Send (nothing, for Send = void) and the body's closing()
@@ -223,7 +226,7 @@ class generator {
   void close_quietly()
     requires(std::is_void_v<Send> || std::is_default_constructible_v<Send>)
   {
-    end(yielder::wake::quietly);
+    end(yielder::wake::quietly, "close_quietly");
     if (fiber_) close();
   }
 
@@ -295,8 +298,8 @@ class generator {
   };
 
   // close() and close_quietly(): wakes the pending yield with `how`, once.
-  void end(typename yielder::wake how) {
-    check_not_running("close");
+  void end(typename yielder::wake how, const char* operation) {
+    check_not_running(operation);
     if (!fiber_) return;
     if (!started_) {  // never ran: nothing to unwind
       started_ = true;

@@ -51,6 +51,7 @@ _Unwind_Exception* prepare_generator_exit() noexcept;
 [[noreturn]] FIBER_SWITCH_INLINE void raise_generator_exit() {
 #if FIBER_CLEANUP_PHASE_RAISE
   _Unwind_Resume(prepare_generator_exit());
+  __builtin_unreachable();  // _Unwind_Resume does not return; unwind.h does not say so
 #else
   throw generator_exit{};
 #endif
