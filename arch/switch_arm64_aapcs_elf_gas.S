@@ -1,7 +1,7 @@
 /* Context switch for AArch64, AAPCS64, ELF, GNU assembler.
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/arm64_aapcs_elf_gas.h):
+ * offsets in arch/switch_arm64_aapcs_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg) -> sp   build a fresh context
  *   fiber_switch_context(to, data)               -> from switch, passing data
  *
@@ -19,7 +19,7 @@
  * x30 (lr) is not callee-saved, but it holds where the suspended context resumes.
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
- * offset is named in fiber/src/frame/arm64_aapcs_elf_gas.h and checked from C++):
+ * offset is named in arch/switch_arm64_aapcs_elf_gas.h and checked from C++):
  *
  *          +------------------------+  <- sp + 176 (16-byte aligned)
  *    +160  | d14        | d15       |
@@ -43,7 +43,7 @@
  * FIBER_SHARED_FP_ENV=1 leaves FPCR alone: faster, but a rounding-mode or
  * flush-to-zero change made in one fiber is then seen by every fiber on the thread.
  */
-#include "frame/arm64_aapcs_elf_gas.h"
+#include "switch_arm64_aapcs_elf_gas.h"
 
 #ifndef FIBER_SHARED_FP_ENV
 #  define FIBER_SHARED_FP_ENV 0

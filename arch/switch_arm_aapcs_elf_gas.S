@@ -1,7 +1,7 @@
 /* Context switch for 32-bit Arm, AAPCS hard-float (armhf), ELF, GNU assembler.
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/arm_aapcs_elf_gas.h):
+ * offsets in arch/switch_arm_aapcs_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg, limit) -> sp   build a fresh context
  *   fiber_switch_context(to, data)                      -> from switch, passing data
  *
@@ -33,7 +33,7 @@
  * function as the unwinder reports it.
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
- * offset is named in fiber/src/frame/arm_aapcs_elf_gas.h and checked from C++):
+ * offset is named in arch/switch_arm_aapcs_elf_gas.h and checked from C++):
  *
  *          +------------------------+  <- sp + 112: the caller's sp (8-aligned)
  *    +108  | lr (pc)                |  where fiber_switch_context returns
@@ -79,7 +79,7 @@
  * bench/ can measure the difference (the return pops a return-stack entry pushed
  * by a different call, so it mispredicts).
  */
-#include "frame/arm_aapcs_elf_gas.h"
+#include "switch_arm_aapcs_elf_gas.h"
 
 #ifndef FIBER_SHARED_FP_ENV
 #  define FIBER_SHARED_FP_ENV 0

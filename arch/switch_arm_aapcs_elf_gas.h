@@ -1,8 +1,8 @@
 /* Frame layout of a suspended context on 32-bit Arm, AAPCS hard-float: see the
  * diagram in arch/switch_arm_aapcs_elf_gas.S. Included by that file and by
  * fiber/src/frame.cpp. */
-#ifndef FIBER_FRAME_ARM_AAPCS_ELF_GAS_H
-#define FIBER_FRAME_ARM_AAPCS_ELF_GAS_H
+#ifndef FIBER_ARCH_SWITCH_ARM_AAPCS_ELF_GAS_H
+#define FIBER_ARCH_SWITCH_ARM_AAPCS_ELF_GAS_H
 
 #include "fiber/detail/switch.h"
 

@@ -1,7 +1,7 @@
 /* Context switch for i386 (i686), System V ABI, ELF, GNU assembler.
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/i386_sysv_elf_gas.h):
+ * offsets in arch/switch_i386_sysv_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg, limit) -> sp   build a fresh context
  *   fiber_switch_context(to, data)                      -> from switch, passing data
  *
@@ -30,7 +30,7 @@
  * so every frame carries the answer and MXCSR is never touched without SSE.
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
- * offset is named in fiber/src/frame/i386_sysv_elf_gas.h and checked from C++):
+ * offset is named in arch/switch_i386_sysv_elf_gas.h and checked from C++):
  *
  *          +------------------------+  <- sp + 32: the caller's esp before its call
  *          | to, data (arguments)   |     (16-byte aligned)
@@ -72,7 +72,7 @@
  * indirect `jmp`; it exists only so bench/ can measure the difference (the `ret`
  * pops a return-stack-buffer entry pushed by a different call, so it mispredicts).
  */
-#include "frame/i386_sysv_elf_gas.h"
+#include "switch_i386_sysv_elf_gas.h"
 
 #ifndef FIBER_SHARED_FP_ENV
 #  define FIBER_SHARED_FP_ENV 0

@@ -1,7 +1,7 @@
 /* Frame layout of a suspended context on i386 System V: see the diagram in
  * arch/switch_i386_sysv_elf_gas.S. Included by that file and by fiber/src/frame.cpp. */
-#ifndef FIBER_FRAME_I386_SYSV_ELF_GAS_H
-#define FIBER_FRAME_I386_SYSV_ELF_GAS_H
+#ifndef FIBER_ARCH_SWITCH_I386_SYSV_ELF_GAS_H
+#define FIBER_ARCH_SWITCH_I386_SYSV_ELF_GAS_H
 
 #include "fiber/detail/switch.h"
 

@@ -1,7 +1,7 @@
 /* Context switch for MIPS32, o32 ABI, ELF, GNU assembler (mipsel and mips).
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/mips32_o32_elf_gas.h):
+ * offsets in arch/switch_mips32_o32_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg, limit) -> sp   build a fresh context
  *   fiber_switch_context(to, data)                      -> from switch, passing data
  *
@@ -41,7 +41,7 @@
  * that a fresh context resumes at is taken PC-relative (bal).
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
- * offset is named in fiber/src/frame/mips32_o32_elf_gas.h and checked from C++):
+ * offset is named in arch/switch_mips32_o32_elf_gas.h and checked from C++):
  *
  *          +------------------------+  <- sp + 96
  *     +48  | $f20, $f22, ... $f30   |  8 bytes each (with FR=0: $f21 ... $f31 too)
@@ -82,7 +82,7 @@
  * brought us here and popping the prediction stack for it would mispredict. It
  * exists so that bench/ can measure the difference.
  */
-#include "frame/mips32_o32_elf_gas.h"
+#include "switch_mips32_o32_elf_gas.h"
 
 #if !defined(__mips_hard_float)
 #  error "arch/switch_mips32_o32_elf_gas.S saves FP registers: it needs a hard-float ABI"

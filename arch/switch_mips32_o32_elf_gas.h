@@ -1,7 +1,7 @@
 /* Frame layout of a suspended context on MIPS32, o32 ABI: see the diagram in
  * arch/switch_mips32_o32_elf_gas.S. Included by that file and by fiber/src/frame.cpp. */
-#ifndef FIBER_FRAME_MIPS32_O32_ELF_GAS_H
-#define FIBER_FRAME_MIPS32_O32_ELF_GAS_H
+#ifndef FIBER_ARCH_SWITCH_MIPS32_O32_ELF_GAS_H
+#define FIBER_ARCH_SWITCH_MIPS32_O32_ELF_GAS_H
 
 #include "fiber/detail/switch.h"
 

@@ -1,7 +1,7 @@
 /* Context switch for MIPS64, n64 ABI, ELF, GNU assembler (mips64el and mips64).
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/mips64_n64_elf_gas.h):
+ * offsets in arch/switch_mips64_n64_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg, limit) -> sp   build a fresh context
  *   fiber_switch_context(to, data)                      -> from switch, passing data
  *
@@ -31,7 +31,7 @@
  * (bal), which holds whether or not the caller set $t9.
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
- * offset is named in fiber/src/frame/mips64_n64_elf_gas.h and checked from C++):
+ * offset is named in arch/switch_mips64_n64_elf_gas.h and checked from C++):
  *
  *          +------------------------+  <- sp + 176 (16-byte aligned)
  *    +168  | pad                    |
@@ -76,7 +76,7 @@
  * brought us here and popping the prediction stack for it would mispredict. It
  * exists so that bench/ can measure the difference.
  */
-#include "frame/mips64_n64_elf_gas.h"
+#include "switch_mips64_n64_elf_gas.h"
 
 #if !defined(__mips_hard_float)
 #  error "arch/switch_mips64_n64_elf_gas.S saves FP registers: it needs a hard-float ABI"

@@ -1,7 +1,7 @@
 /* Frame layout of a suspended context on MIPS64, n64 ABI: see the diagram in
  * arch/switch_mips64_n64_elf_gas.S. Included by that file and by fiber/src/frame.cpp. */
-#ifndef FIBER_FRAME_MIPS64_N64_ELF_GAS_H
-#define FIBER_FRAME_MIPS64_N64_ELF_GAS_H
+#ifndef FIBER_ARCH_SWITCH_MIPS64_N64_ELF_GAS_H
+#define FIBER_ARCH_SWITCH_MIPS64_N64_ELF_GAS_H
 
 #include "fiber/detail/switch.h"
 

@@ -1,7 +1,7 @@
 /* Context switch for 32-bit PowerPC, System V ABI, ELF, GNU assembler.
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/ppc32_sysv_elf_gas.h):
+ * offsets in arch/switch_ppc32_sysv_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg) -> handle   build a fresh context
  *   fiber_switch_context(to, data)               -> from     switch, passing data
  *
@@ -50,7 +50,7 @@
  *
  * A suspended context. r1 points at the ABI's back chain, so the handle is r1 + 8
  * (FIBER_FRAME_HANDLE), where the data slot lives. Addresses grow upwards; every
- * offset is named in fiber/src/frame/ppc32_sysv_elf_gas.h and checked from C++:
+ * offset is named in arch/switch_ppc32_sysv_elf_gas.h and checked from C++:
  *
  *          +------------------------+
  *    +452  | LR save = resume pc    |  in the caller's frame header, where the ABI
@@ -91,7 +91,7 @@
  * brought us here, not to the call in the context we resume, so it mispredicts;
  * bctr goes through the indirect-branch predictor instead (where there is one).
  */
-#include "frame/ppc32_sysv_elf_gas.h"
+#include "switch_ppc32_sysv_elf_gas.h"
 
 #ifdef __powerpc64__
 #  error "fiber: this file is for 32-bit PowerPC"

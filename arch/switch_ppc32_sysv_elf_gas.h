@@ -10,8 +10,8 @@
  * switch.h requires. Every other FIBER_FRAME_* offset below counts from the saved
  * r1 ("sp").
  */
-#ifndef FIBER_FRAME_PPC32_SYSV_ELF_GAS_H
-#define FIBER_FRAME_PPC32_SYSV_ELF_GAS_H
+#ifndef FIBER_ARCH_SWITCH_PPC32_SYSV_ELF_GAS_H
+#define FIBER_ARCH_SWITCH_PPC32_SYSV_ELF_GAS_H
 
 #include "fiber/detail/switch.h"
 

@@ -2,7 +2,7 @@
  * descriptors), ELF, GNU assembler.
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/ppc64_elfv1_elf_gas.h):
+ * offsets in arch/switch_ppc64_elfv1_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg) -> handle   build a fresh context
  *   fiber_switch_context(to, data)               -> from     switch, passing data
  *
@@ -54,7 +54,7 @@
  *
  * A suspended context. r1 points at the ABI's back chain, so the handle is r1 + 48
  * (FIBER_FRAME_HANDLE), where the data slot lives. Addresses grow upwards; every
- * offset is named in fiber/src/frame/ppc64_elfv1_elf_gas.h and checked from C++:
+ * offset is named in arch/switch_ppc64_elfv1_elf_gas.h and checked from C++:
  *
  *          +------------------------+
  *    +576  | LR save = resume pc    |  in the caller's frame header, where the ABI
@@ -97,7 +97,7 @@
  * brought us here, not to the call in the context we resume, so it mispredicts;
  * bctr goes through the indirect-branch predictor instead.
  */
-#include "frame/ppc64_elfv1_elf_gas.h"
+#include "switch_ppc64_elfv1_elf_gas.h"
 
 /* CMake picks this file for every big-endian ppc64; a big-endian ELFv2 system
  * (musl, FreeBSD) needs arch/switch_ppc64_elfv2_elf_gas.S instead. */

@@ -1,7 +1,7 @@
 /* Context switch for 64-bit POWER, ELF V2 ABI (ppc64le), ELF, GNU assembler.
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/ppc64_elfv2_elf_gas.h):
+ * offsets in arch/switch_ppc64_elfv2_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg) -> handle   build a fresh context
  *   fiber_switch_context(to, data)               -> from     switch, passing data
  *
@@ -37,7 +37,7 @@
  *
  * A suspended context. r1 points at the ABI's back chain, so the handle is r1 + 32
  * (FIBER_FRAME_HANDLE), where the data slot lives. Addresses grow upwards; every
- * offset is named in fiber/src/frame/ppc64_elfv2_elf_gas.h and checked from C++:
+ * offset is named in arch/switch_ppc64_elfv2_elf_gas.h and checked from C++:
  *
  *          +------------------------+
  *    +560  | LR save = resume pc    |  in the caller's frame header, where the ABI
@@ -86,7 +86,7 @@
  * call in the context we resume, so it mispredicts; bctr goes through the count
  * cache (indirect-branch predictor) instead.
  */
-#include "frame/ppc64_elfv2_elf_gas.h"
+#include "switch_ppc64_elfv2_elf_gas.h"
 
 #if !defined(_CALL_ELF) || _CALL_ELF != 2
 #  error "fiber: this file is for the 64-bit ELF V2 ABI (_CALL_ELF == 2)"

@@ -9,8 +9,8 @@
  * FIBER_FRAME_DATA (0) bytes above the handle, as switch.h requires. Every other
  * FIBER_FRAME_* offset below counts from the saved r1 ("sp").
  */
-#ifndef FIBER_FRAME_PPC64_ELFV2_ELF_GAS_H
-#define FIBER_FRAME_PPC64_ELFV2_ELF_GAS_H
+#ifndef FIBER_ARCH_SWITCH_PPC64_ELFV2_ELF_GAS_H
+#define FIBER_ARCH_SWITCH_PPC64_ELFV2_ELF_GAS_H
 
 #include "fiber/detail/switch.h"
 

@@ -1,7 +1,7 @@
 /* Context switch for RISC-V 64 (RV64GC), lp64d ABI, ELF, GNU assembler.
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/riscv64_lp64d_elf_gas.h):
+ * offsets in arch/switch_riscv64_lp64d_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg) -> sp   build a fresh context
  *   fiber_switch_context(to, data)               -> from switch, passing data
  *
@@ -33,7 +33,7 @@
  * convention, so none is saved here.
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
- * offset is named in fiber/src/frame/riscv64_lp64d_elf_gas.h and checked from C++):
+ * offset is named in arch/switch_riscv64_lp64d_elf_gas.h and checked from C++):
  *
  *          +------------------------+  <- sp + 224 (16-byte aligned): the CFA
  *    +216  | ra (pc)                |  where fiber_switch_context returns
@@ -84,7 +84,7 @@
  * which leaves the RAS out of it, as the x86_64 port's `jmp` does. Cores without
  * a RAS treat the two the same.
  */
-#include "frame/riscv64_lp64d_elf_gas.h"
+#include "switch_riscv64_lp64d_elf_gas.h"
 
 #ifndef FIBER_SHARED_FP_ENV
 #  define FIBER_SHARED_FP_ENV 0

@@ -1,7 +1,7 @@
 /* Frame layout of a suspended context on RISC-V 64, lp64d: see the diagrams in
  * arch/switch_riscv64_lp64d_elf_gas.S. Included by that file and by fiber/src/frame.cpp. */
-#ifndef FIBER_FRAME_RISCV64_LP64D_ELF_GAS_H
-#define FIBER_FRAME_RISCV64_LP64D_ELF_GAS_H
+#ifndef FIBER_ARCH_SWITCH_RISCV64_LP64D_ELF_GAS_H
+#define FIBER_ARCH_SWITCH_RISCV64_LP64D_ELF_GAS_H
 
 #include "fiber/detail/switch.h"
 

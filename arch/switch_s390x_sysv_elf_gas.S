@@ -1,7 +1,7 @@
 /* Context switch for s390x (64-bit z/Architecture), ELF ABI, GNU assembler.
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/s390x_sysv_elf_gas.h):
+ * offsets in arch/switch_s390x_sysv_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg) -> sp   build a fresh context
  *   fiber_switch_context(to, data)               -> from switch, passing data
  *
@@ -41,7 +41,7 @@
  * a leaf and no frame points to it).
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
- * offset is named in fiber/src/frame/s390x_sysv_elf_gas.h and checked from C++):
+ * offset is named in arch/switch_s390x_sysv_elf_gas.h and checked from C++):
  *
  *          +------------------------+  <- sp + 240: the CFA
  *    +208  | f0, f2, f4, f6 slots   |  (unused)
@@ -94,7 +94,7 @@
  * are equivalent (the default costs one lgr); the macro exists so bench/ can
  * measure the difference.
  */
-#include "frame/s390x_sysv_elf_gas.h"
+#include "switch_s390x_sysv_elf_gas.h"
 
 #ifndef FIBER_SHARED_FP_ENV
 #  define FIBER_SHARED_FP_ENV 0

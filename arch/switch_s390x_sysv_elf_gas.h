@@ -7,8 +7,8 @@
  * and, right above it, the 160-byte register save area that the ABI makes every
  * caller provide for its callee, where the switch keeps r6-r15 in their
  * customary slots. */
-#ifndef FIBER_FRAME_S390X_SYSV_ELF_GAS_H
-#define FIBER_FRAME_S390X_SYSV_ELF_GAS_H
+#ifndef FIBER_ARCH_SWITCH_S390X_SYSV_ELF_GAS_H
+#define FIBER_ARCH_SWITCH_S390X_SYSV_ELF_GAS_H
 
 #include "fiber/detail/switch.h"
 

@@ -1,7 +1,7 @@
 /* Context switch for SPARC64: SPARC V9 ABI (64-bit), ELF, Linux, GNU assembler.
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/sparc64_sysv_elf_gas.h):
+ * offsets in arch/switch_sparc64_sysv_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg) -> handle   build a fresh context
  *   fiber_switch_context(to, data)               -> from     switch, passing data
  *
@@ -40,7 +40,7 @@
  *
  * A suspended context: fiber_switch_context's own window frame (one minimal frame),
  * below its caller's. Real addresses grow upwards; every offset is named in
- * fiber/src/frame/sparc64_sysv_elf_gas.h and checked from C++:
+ * arch/switch_sparc64_sysv_elf_gas.h and checked from C++:
  *
  *          +------------------------+  <- caller's %sp + 2047 (its frame: its
  *          |  caller's frame ...    |     %l/%i, spilled there by flushw)
@@ -84,7 +84,7 @@
  * which the predictor leaves alone. It exists only so bench/ can measure the
  * difference.
  */
-#include "frame/sparc64_sysv_elf_gas.h"
+#include "switch_sparc64_sysv_elf_gas.h"
 
 #ifndef FIBER_SHARED_FP_ENV
 #  define FIBER_SHARED_FP_ENV 0

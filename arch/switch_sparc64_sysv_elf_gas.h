@@ -17,8 +17,8 @@
  * instant (signal delivery, preemption) cannot change them; the FSR lives in the
  * argument area, which no spill writes. All offsets are from the real address.
  */
-#ifndef FIBER_FRAME_SPARC64_SYSV_ELF_GAS_H
-#define FIBER_FRAME_SPARC64_SYSV_ELF_GAS_H
+#ifndef FIBER_ARCH_SWITCH_SPARC64_SYSV_ELF_GAS_H
+#define FIBER_ARCH_SWITCH_SPARC64_SYSV_ELF_GAS_H
 
 #include "fiber/detail/switch.h"
 

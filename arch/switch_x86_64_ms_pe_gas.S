@@ -2,7 +2,7 @@
  * assembler (MinGW-w64).
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/x86_64_ms_pe_gas.h):
+ * offsets in arch/switch_x86_64_ms_pe_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg, stack_limit) -> sp   build a fresh context
  *   fiber_switch_context(to, data)                            -> from switch, passing data
  * Arguments arrive in rcx, rdx, r8, r9; the result leaves in rax.
@@ -38,7 +38,7 @@
  *                                 end-of-chain marker: an empty chain.
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
- * offset is named in fiber/src/frame/x86_64_ms_pe_gas.h and checked from C++):
+ * offset is named in arch/switch_x86_64_ms_pe_gas.h and checked from C++):
  *
  *          +--------------------------+  <- sp + 288 (the caller's rsp: 16-aligned)
  *    +280  | return address (pc)      |  where fiber_switch_context returns
@@ -110,7 +110,7 @@
  * indirect `jmp`; it exists so bench/ can measure the difference (the `ret` pops a
  * return-stack-buffer entry pushed by a different call, so it mispredicts).
  */
-#include "frame/x86_64_ms_pe_gas.h"
+#include "switch_x86_64_ms_pe_gas.h"
 
 #ifndef FIBER_SHARED_FP_ENV
 #  define FIBER_SHARED_FP_ENV 0

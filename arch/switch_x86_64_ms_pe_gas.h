@@ -1,8 +1,8 @@
 /* Frame layout of a suspended context on x86_64 Windows (Microsoft x64 ABI, PE/COFF):
  * see the diagrams in arch/switch_x86_64_ms_pe_gas.S. Included by that file and by
  * fiber/src/frame.cpp. */
-#ifndef FIBER_FRAME_X86_64_MS_PE_GAS_H
-#define FIBER_FRAME_X86_64_MS_PE_GAS_H
+#ifndef FIBER_ARCH_SWITCH_X86_64_MS_PE_GAS_H
+#define FIBER_ARCH_SWITCH_X86_64_MS_PE_GAS_H
 
 #include "fiber/detail/switch.h"
 
@@ -27,6 +27,30 @@
 #define FIBER_FRAME_RBP 272
 #define FIBER_FRAME_PC 280           /* where the context resumes */
 #define FIBER_FRAME_SIZE 288         /* bytes popped before jumping to FIBER_FRAME_PC */
+
+/* A fresh context: fiber_trampoline finds arg in rbx and calls entry from r12. */
+#define FIBER_FRESH_ARG FIBER_FRAME_RBX
+#define FIBER_FRESH_ENTRY FIBER_FRAME_R12
+
+/* For debuggers: what unwinding a suspended context starts from. tools/gdb/fiber.py
+ * reads these (and every FIBER_FRAME_* and FIBER_FRESH_* number above) from the
+ * fiber_frame_offsets.json the build preprocesses out of this header, so it never
+ * keeps a copy of the layout. The switch is called, so popping the frame gives the
+ * caller's sp. FIBER_FRAME_UNWIND_<register> is the slot of each register a
+ * debugger restores besides sp and pc, named as gdb names the register: the
+ * nonvolatile general registers (xmm6-xmm15 are left out: only floating-point
+ * locals of the innermost caller would show them). There is no link register: the
+ * return address is the pc. */
+#define FIBER_FRAME_CALLER_SP FIBER_FRAME_SIZE
+#define FIBER_FRAME_FP FIBER_FRAME_RBP
+#define FIBER_FRAME_UNWIND_R15 FIBER_FRAME_R15
+#define FIBER_FRAME_UNWIND_R14 FIBER_FRAME_R14
+#define FIBER_FRAME_UNWIND_R13 FIBER_FRAME_R13
+#define FIBER_FRAME_UNWIND_R12 FIBER_FRAME_R12
+#define FIBER_FRAME_UNWIND_RSI FIBER_FRAME_RSI
+#define FIBER_FRAME_UNWIND_RDI FIBER_FRAME_RDI
+#define FIBER_FRAME_UNWIND_RBX FIBER_FRAME_RBX
+#define FIBER_FRAME_UNWIND_RBP FIBER_FRAME_FP
 
 /* Offsets in the Thread Environment Block, addressed through gs (x64 TEB, whose
  * first member is the NT_TIB). */

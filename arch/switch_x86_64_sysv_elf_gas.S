@@ -1,7 +1,7 @@
 /* Context switch for x86_64, System V ABI, ELF, GNU assembler.
  *
  * Primitives (contract in fiber/include/fiber/detail/switch.h;
- * offsets in fiber/src/frame/x86_64_sysv_elf_gas.h):
+ * offsets in arch/switch_x86_64_sysv_elf_gas.h):
  *   fiber_prepare_context(stack_top, entry, arg, limit) -> sp   build a fresh context
  *   fiber_switch_context(to, data)                      -> from switch, passing data
  *
@@ -27,11 +27,12 @@
  * 128-byte red zone before it jumps in (the compiler may keep data there,
  * believing the statement calls nothing); the CFI below accounts for that 128 so
  * unwinders and debuggers find the caller's frame. A suspended context's caller
- * therefore sees its own stack pointer at saved sp + 32 + 128, with its pc at the
- * saved pc: that is what a debugger unwinding a suspended fiber starts from.
+ * therefore sees its own stack pointer at saved sp + 32 + 128 (FIBER_FRAME_CALLER_SP),
+ * with its pc at the saved pc: that is what a debugger unwinding a suspended fiber
+ * starts from.
  *
  * A suspended context, at its saved stack pointer (addresses grow upwards; every
- * offset is named in fiber/src/frame/x86_64_sysv_elf_gas.h and checked from C++):
+ * offset is named in arch/switch_x86_64_sysv_elf_gas.h and checked from C++):
  *
  *          +------------------------+
  *          | 128-byte red zone      |  stepped over by the caller
@@ -66,7 +67,7 @@
  * `jmp`; it exists only so bench/ can measure the difference (the `ret` pops a
  * return-stack-buffer entry pushed by a different call, so it mispredicts).
  */
-#include "frame/x86_64_sysv_elf_gas.h"
+#include "switch_x86_64_sysv_elf_gas.h"
 
 #ifndef FIBER_SHARED_FP_ENV
 #  define FIBER_SHARED_FP_ENV 0

@@ -1,8 +1,8 @@
 /* Frame layout of a suspended context on x86_64 System V (lean convention): see
  * the diagram in arch/switch_x86_64_sysv_elf_gas.S. Included by that file and by
  * fiber/src/frame.cpp. */
-#ifndef FIBER_FRAME_X86_64_SYSV_ELF_GAS_H
-#define FIBER_FRAME_X86_64_SYSV_ELF_GAS_H
+#ifndef FIBER_ARCH_SWITCH_X86_64_SYSV_ELF_GAS_H
+#define FIBER_ARCH_SWITCH_X86_64_SYSV_ELF_GAS_H
 
 #include "fiber/detail/switch.h"
 
@@ -16,6 +16,18 @@
 #define FIBER_FRESH_ARG 32
 #define FIBER_FRESH_ENTRY 40
 #define FIBER_FRESH_SIZE 64    /* frame + arg, entry, null return address, padding */
+
+/* For debuggers: what unwinding a suspended context starts from. tools/gdb/fiber.py
+ * reads these (and every FIBER_FRAME_* and FIBER_FRESH_* number above) from the
+ * fiber_frame_offsets.json the build preprocesses out of this header, so it never
+ * keeps a copy of the layout. The caller stepped over the red zone before jumping
+ * in, so its sp is that far above the frame. FIBER_FRAME_UNWIND_<register> is the
+ * slot of each register a debugger restores besides sp and pc, named as gdb names
+ * the register: the lean switch keeps only rbp (the code around it keeps nothing
+ * live in the others). There is no link register: the return address is the pc. */
+#define FIBER_FRAME_CALLER_SP (FIBER_FRAME_SIZE + FIBER_RED_ZONE)
+#define FIBER_FRAME_FP FIBER_FRAME_RBP
+#define FIBER_FRAME_UNWIND_RBP FIBER_FRAME_FP
 
 #if defined(__cplusplus) && !defined(__ASSEMBLER__)
 #include <cstddef>

@@ -23,7 +23,7 @@
  *                                         bits, clears Cause
  *   uint64_t fiber_test_fp_unusual(void)  the current modes with RM = toward
  *                                         +infinity (2) and FS (flush to zero) set
- * (The mask is FIBER_FCSR_MODE of fiber/src/frame/mips32_o32_elf_gas.h, which the
+ * (The mask is FIBER_FCSR_MODE of arch/switch_mips32_o32_elf_gas.h, which the
  * tests do not include.)
  */
 #define FCSR_MODE 0x01600F83

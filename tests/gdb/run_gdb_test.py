@@ -16,13 +16,24 @@ fiber_gdb_breakpoint()). Three gdb sessions:
      file is saved.
   3. the core file: `info fibers` lists the same fibers; `fiber bt` of the
      generator shows the same frames.
+  4. the core file, with the source tree's fiber.py, which has no frame layout
+     beside it: `fiber bt` says so and stops, `info fibers` lists the fibers and
+     says where they are is not shown; a layout of another port is refused; `set
+     fiber-frame-offsets`, then (session 5) $FIBER_GDB_FRAME_OFFSETS, naming the
+     build's file make `fiber bt` work.
 
-    run_gdb_test.py --gdb GDB --program gdb_fibers --script tools/gdb/fiber.py --work-dir DIR
+    run_gdb_test.py --gdb GDB --program gdb_fibers --script BUILD/tools/gdb/fiber.py
+                    --source-script tools/gdb/fiber.py
+                    --offsets BUILD/tools/gdb/fiber_frame_offsets.json --work-dir DIR
+
+--script is the build tree's copy of fiber.py, with the build's frame layout beside
+it (sessions 1-3).
 
 Exits 77 (ctest: skipped) when gdb is not there, or cannot run programs (ptrace
 not permitted, as in some containers).
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -34,16 +45,21 @@ FRAME = re.compile(r"^#(\d+)\s+(?:0x[0-9a-f]+ in )?(.*)$")
 MARK = "@@@ "
 
 
-def gdb_session(args, commands, core=None):
-    """Runs gdb in batch mode; returns {marker: output} for each `(marker, command)`."""
+def gdb_session(args, commands, core=None, script=None, offsets_env=None):
+    """Runs gdb in batch mode; returns {marker: output} for each `(marker, command)`.
+    FIBER_GDB_FRAME_OFFSETS is offsets_env, or unset."""
     cmd = [args.gdb, "-batch", "-nx", "-iex", "set debuginfod enabled off", "-ex", "set width 0",
-           "-ex", "set height 0", "-ex", "source " + args.script]
+           "-ex", "set height 0", "-ex", "source " + (script or args.script)]
     for marker, command in commands:
         cmd += ["-ex", "echo \\n" + MARK + marker + "\\n", "-ex", command]
     cmd += ["-ex", "echo \\n" + MARK + "end\\n"]
     cmd += [args.program] + ([core] if core else [])
+    env = dict(os.environ)
+    env.pop("FIBER_GDB_FRAME_OFFSETS", None)
+    if offsets_env:
+        env["FIBER_GDB_FRAME_OFFSETS"] = offsets_env
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env=env)
     sections, current = {"": []}, ""
     for line in proc.stdout.splitlines():
         if line.startswith(MARK):
@@ -135,6 +151,8 @@ def main():
     ap.add_argument("--gdb", required=True)
     ap.add_argument("--program", required=True)
     ap.add_argument("--script", required=True)
+    ap.add_argument("--source-script", required=True)
+    ap.add_argument("--offsets", required=True)
     ap.add_argument("--work-dir", required=True)
     args = ap.parse_args()
     if not args.gdb or args.gdb.endswith("NOTFOUND") or not shutil.which(args.gdb):
@@ -244,6 +262,40 @@ def main():
         check_ends_at_trampoline("fiber bt (receiver, core file)", out["fiber-bt-receiver"])
         fs = check_ends_at_trampoline("bt (core file, after fiber bt)", out["bt"])
         check(function_of(fs[0][1]).startswith("fiber_gdb_breakpoint"), "core file: bt after fiber bt is wrong")
+
+        # Session 4: no frame layout beside the script, a wrong one, then the right one.
+        with open(args.offsets) as f:
+            layout = json.load(f)
+        other = "arm64_aapcs_elf_gas" if layout["port"] != "arm64_aapcs_elf_gas" else "x86_64_sysv_elf_gas"
+        wrong = os.path.join(args.work_dir, "other_port_offsets.json")
+        with open(wrong, "w") as f:
+            json.dump({"port": other, "macros": layout["macros"]}, f)
+        out, raw = gdb_session(args, [
+            ("fiber-bt-none", "fiber bt %d" % ids["tree-walker"]),
+            ("fibers-none", "info fibers"),
+            ("set-wrong", "set fiber-frame-offsets " + wrong),
+            ("fiber-bt-wrong", "fiber bt %d" % ids["tree-walker"]),
+            ("set", "set fiber-frame-offsets " + args.offsets),
+            ("fiber-bt-set", "fiber bt %d" % ids["tree-walker"]),
+        ], core=core, script=args.source_script)
+        transcripts.append(("session 4 (core file, source tree's fiber.py)", raw))
+        check("fiber bt: no fiber_frame_offsets.json" in out["fiber-bt-none"] and not frames(out["fiber-bt-none"]),
+              "no layout: fiber bt does not say the layout is missing:\n" + out["fiber-bt-none"])
+        check({k: v["state"] for k, v in parse_fibers(out["fibers-none"]).items()}
+              == {k: v["state"] for k, v in listing.items()}, "no layout: info fibers lists other fibers")
+        check("is not shown: no fiber_frame_offsets.json" in out["fibers-none"],
+              "no layout: info fibers does not say where fibers are is unknown:\n" + out["fibers-none"])
+        check("use the fiber_frame_offsets.json of the program's build" in out["fiber-bt-wrong"]
+              and not frames(out["fiber-bt-wrong"]),
+              "another port's layout: fiber bt does not refuse it:\n" + out["fiber-bt-wrong"])
+        check_generator_bt("fiber bt (set fiber-frame-offsets)", out["fiber-bt-set"], 1)
+
+        # Session 5: the layout named by the environment.
+        out, raw = gdb_session(args, [
+            ("fiber-bt-env", "fiber bt %d" % ids["tree-walker"]),
+        ], core=core, script=args.source_script, offsets_env=args.offsets)
+        transcripts.append(("session 5 (core file, FIBER_GDB_FRAME_OFFSETS)", raw))
+        check_generator_bt("fiber bt (FIBER_GDB_FRAME_OFFSETS)", out["fiber-bt-env"], 1)
     except Failure as e:
         for label, raw in transcripts:
             print("==== %s ====\n%s" % (label, raw))

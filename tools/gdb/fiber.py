@@ -24,12 +24,26 @@
 # offsets come from the types, without it from the natural layout of record_base.
 #
 # `fiber bt` rebuilds the registers of the suspended frame from its saved stack
-# pointer, per the frame layout the switch assembly writes (arch/switch_*.S and
-# fiber/src/frame/*.h): x86_64 (System V and Windows) and AArch64. On a live
-# process it selects frame 0, sets those registers, runs `backtrace`, and sets them
-# back (whatever happens in between); on a core file, whose registers cannot be
-# written, a Python unwinder makes the fiber's frame the caller of frame 0 and a
-# frame filter hides frame 0, so the fiber's frames are numbered from 1.
+# pointer, per the frame layout the switch assembly writes (arch/switch_<port>.S,
+# its offsets in arch/switch_<port>.h): x86_64 (System V and Windows) and AArch64.
+# On a live process it selects frame 0, sets those registers, runs `backtrace`, and
+# sets them back (whatever happens in between); on a core file, whose registers
+# cannot be written, a Python unwinder makes the fiber's frame the caller of frame 0
+# and a frame filter hides frame 0, so the fiber's frames are numbered from 1.
+#
+# The offsets are not written down here: the build preprocesses them out of the
+# port's header into fiber_frame_offsets.json (cmake/frame_offsets.cmake), so they
+# are the ones the program's switch was assembled with. This script looks for that
+# file, first match wins:
+#   (gdb) set fiber-frame-offsets <build>/tools/gdb/fiber_frame_offsets.json
+#   FIBER_GDB_FRAME_OFFSETS=<that path> in gdb's environment
+#   fiber_frame_offsets.json beside this script: the build copies the script to
+#   <build>/tools/gdb/ next to the file, so `source <build>/tools/gdb/fiber.py`
+#   needs nothing else.
+# Without it `fiber bt` stops and says so, and `info fibers` leaves out where
+# suspended fibers are.
+import json
+import os
 import re
 
 import gdb
@@ -44,17 +58,57 @@ _DEFAULT_CHUNK_SLOTS = 4096  # fiber::detail::registry_chunk_slots
 _DEFAULT_MAX_CHUNKS = 4096   # fiber::detail::registry_max_chunks
 
 
-class _Arch:
-    """Where a suspended switch frame keeps the registers an unwinder needs."""
+_OFFSETS_FILE = "fiber_frame_offsets.json"
+_OFFSETS_ENV = "FIBER_GDB_FRAME_OFFSETS"
+_OFFSETS_PARAMETER = "fiber-frame-offsets"
+_SCRIPT_DIRS = []  # where this script was sourced from (and where its symlink points)
+if "__file__" in globals():
+    for _d in (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.realpath(__file__))):
+        if _d not in _SCRIPT_DIRS:
+            _SCRIPT_DIRS.append(_d)
 
-    def __init__(self, name, sp_reg, pc_reg, caller_sp, pc_slot, slots, fresh_entry_slot):
-        self.name = name
-        self.sp_reg = sp_reg
-        self.pc_reg = pc_reg
-        self.caller_sp = caller_sp          # the suspended caller's sp: saved sp + this
-        self.pc_slot = pc_slot              # where it resumes: [saved sp + this]
-        self.slots = slots                  # other registers: name -> offset from saved sp
-        self.fresh_entry_slot = fresh_entry_slot  # a fresh frame: the entry function
+# What gdb calls things, by the ISA that begins a port's name (arch/switch_<isa>_...):
+# the architecture name it reports, and its names for the stack pointer and pc. The
+# other registers are named by the port's header (FIBER_FRAME_UNWIND_<register>).
+_ISAS = {
+    "x86_64": ("i386:x86-64", "rsp", "rip"),
+    "arm64": ("aarch64", "sp", "pc"),
+}
+
+
+class FrameOffsetsError(Exception):
+    """The frame layout is not there, or does not fit the program: said to the user
+    instead of guessing one."""
+
+
+class _Arch:
+    """Where a suspended switch frame keeps the registers an unwinder needs, as
+    fiber_frame_offsets.json gives them."""
+
+    def __init__(self, path, port, macros):
+        self.path = path
+        self.port = port
+        isa = [i for i in _ISAS if port.startswith(i + "_")]
+        if not isa:
+            raise FrameOffsetsError("%s is for arch/switch_%s.S, whose frames fiber bt cannot rebuild "
+                                    "(gdb's register names are known here for %s only)"
+                                    % (path, port, ", ".join(sorted(_ISAS))))
+        self.isa = isa[0]
+        self.gdb_arch, self.sp_reg, self.pc_reg = _ISAS[self.isa]
+        self.windows = "_ms_" in port
+
+        def need(name):
+            if name not in macros:
+                raise FrameOffsetsError("%s has no %s: arch/switch_%s.h does not say where a debugger finds "
+                                        "it, so fiber bt does not support that port" % (path, name, port))
+            return macros[name]
+
+        self.caller_sp = need("FIBER_FRAME_CALLER_SP")    # the suspended caller's sp: saved sp + this
+        self.pc_slot = need("FIBER_FRAME_PC")             # where it resumes: [saved sp + this]
+        self.fresh_entry_slot = macros.get("FIBER_FRESH_ENTRY")  # a fresh frame: the entry function
+        prefix = "FIBER_FRAME_UNWIND_"
+        self.slots = {name[len(prefix):].lower(): offset    # other registers: name -> offset
+                      for name, offset in macros.items() if name.startswith(prefix)}
 
     def registers(self, read_word, saved_sp):
         """The suspended frame's registers, as {name: value}."""
@@ -64,38 +118,90 @@ class _Arch:
         return regs
 
 
-# x86_64 System V (arch/switch_x86_64_sysv_elf_gas.S, frame/x86_64_sysv_elf_gas.h):
-# data +0, mxcsr +8, x87 cw +12, rbp +16, pc +24, frame 32 bytes; the caller
-# stepped over its 128-byte red zone before jumping in, so its sp is saved sp +
-# 32 + 128. A fresh frame holds arg at +32 and entry at +40. The lean switch saves
-# no other register: the code around it keeps nothing live in them.
-_X86_64 = _Arch("x86_64", "rsp", "rip", 32 + 128, 24, {"rbp": 16}, 40)
-# AArch64 AAPCS64 (arch/switch_arm64_aapcs_elf_gas.S, frame/arm64_aapcs_elf_gas.h):
-# data +0, fpcr +8, x19..x28 from +16, x29 +96, x30 (the resume pc) +104, d8..d15
-# from +112, frame 176 bytes. A fresh frame holds arg in x19 and entry in x20. (d8-d15
-# are left alone: only floating-point locals of the top frame would show them.)
-# x86_64 Windows (arch/switch_x86_64_ms_pe_gas.S, frame/x86_64_ms_pe_gas.h): a called
-# switch; r15 +216, r14 +224, r13 +232, r12 +240, rsi +248, rdi +256, rbx +264,
-# rbp +272, the return address +280, frame 288 bytes. A fresh frame holds arg in
-# rbx and entry in r12. (xmm6-xmm15, at +16, are left alone, as on AArch64.)
-_X86_64_WINDOWS = _Arch(
-    "x86_64 Windows", "rsp", "rip", 288, 280,
-    {"r15": 216, "r14": 224, "r13": 232, "r12": 240, "rsi": 248, "rdi": 256, "rbx": 264, "rbp": 272},
-    240)
-_AARCH64 = _Arch(
-    "aarch64", "sp", "pc", 176, 104,
-    dict([("x%d" % n, 16 + 8 * (n - 19)) for n in range(19, 29)] + [("x29", 96), ("x30", 104)]),
-    24)
+class _FrameOffsetsParameter(gdb.Parameter):
+    """The frame layout file tools/gdb/fiber.py reads (fiber_frame_offsets.json, written
+by the build into <build>/tools/gdb/). Empty: $FIBER_GDB_FRAME_OFFSETS, else the
+file beside fiber.py."""
+
+    set_doc = "Set the fiber_frame_offsets.json that fiber bt reads the switch frame's layout from."
+    show_doc = "Show the fiber_frame_offsets.json that fiber bt reads the switch frame's layout from."
+
+    def __init__(self):
+        super().__init__(_OFFSETS_PARAMETER, gdb.COMMAND_DATA, gdb.PARAM_OPTIONAL_FILENAME)
+        self.value = ""
+
+    def get_set_string(self):
+        return ""
+
+    def get_show_string(self, svalue):
+        return svalue or "(empty: $%s, else %s beside fiber.py)" % (_OFFSETS_ENV, _OFFSETS_FILE)
+
+
+_offsets_parameter = _FrameOffsetsParameter()
+_loaded = {}  # path -> (mtime, _Arch)
+
+
+def _offsets_path():
+    """The file to read, and how it was chosen (for messages)."""
+    value = _offsets_parameter.value
+    if value:
+        return os.path.expanduser(value), "set %s" % _OFFSETS_PARAMETER
+    value = os.environ.get(_OFFSETS_ENV)
+    if value:
+        return os.path.expanduser(value), "$%s" % _OFFSETS_ENV
+    for d in _SCRIPT_DIRS:
+        path = os.path.join(d, _OFFSETS_FILE)
+        if os.path.exists(path):
+            return path, "beside fiber.py"
+    return None, None
+
+
+def _load_offsets():
+    path, how = _offsets_path()
+    if path is None:
+        where = " or ".join(_SCRIPT_DIRS) or "this script's directory"
+        raise FrameOffsetsError(
+            "no %s: it is not in %s, and neither `set %s` nor $%s names one. The build writes it "
+            "(asm backend) to <build>/tools/gdb/, beside a copy of fiber.py: source that copy, or "
+            "`set %s <build>/tools/gdb/%s`" % (_OFFSETS_FILE, where, _OFFSETS_PARAMETER, _OFFSETS_ENV,
+                                               _OFFSETS_PARAMETER, _OFFSETS_FILE))
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError as e:
+        raise FrameOffsetsError("cannot read %s (%s): %s" % (path, how, e.strerror))
+    cached = _loaded.get(path)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        port, macros = data["port"], data["macros"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise FrameOffsetsError("%s (%s) is not a frame layout written by the build: %s" % (path, how, e))
+    arch = _Arch(path, port, macros)
+    _loaded[path] = (mtime, arch)
+    return arch
 
 
 def _arch():
+    """The frame layout of the program's switch, checked against the program: the
+    file describes one port (that of the build that wrote it)."""
+    arch = _load_offsets()
     name = gdb.selected_inferior().architecture().name() if hasattr(gdb.Inferior, "architecture") \
         else gdb.newest_frame().architecture().name()
-    if name == "i386:x86-64":
-        return (_X86_64_WINDOWS if _windows() else _X86_64), name
-    if name.startswith("aarch64"):
-        return _AARCH64, name
-    return None, name
+    source = _switch_source()
+    if source is not None and re.search(r"switch_\w+\.S$", source):
+        program_port = re.search(r"switch_(\w+)\.S$", source).group(1)
+        if program_port != arch.port:
+            raise FrameOffsetsError("the program switches with arch/switch_%s.S, but %s is the layout of "
+                                    "arch/switch_%s.S: use the %s of the program's build"
+                                    % (program_port, arch.path, arch.port, _OFFSETS_FILE))
+    windows = _windows()
+    if not name.startswith(arch.gdb_arch) or arch.windows != windows:
+        raise FrameOffsetsError("%s is the layout of arch/switch_%s.S, which does not run on this program "
+                                "(%s%s): use the %s of the program's build"
+                                % (arch.path, arch.port, name, ", Windows" if windows else "", _OFFSETS_FILE))
+    return arch
 
 
 def _switch_source():
@@ -350,7 +456,7 @@ def _where(f, arch):
     if f.state == "running":
         return "running on thread %d" % f.thread.num if f.thread else "running"
     if f.state == "created":
-        if arch and f.saved_sp:
+        if arch and arch.fresh_entry_slot is not None and f.saved_sp:
             try:
                 return "not started; entry " + _symbol_at(_read_ptr(f.saved_sp + arch.fresh_entry_slot))
             except gdb.MemoryError:
@@ -384,10 +490,17 @@ if it has not started) and, for an event_loop task, the task."""
     def invoke(self, arg, from_tty):
         _begin()
         listed = fibers()
-        arch, _ = _arch()
         if not listed:
             gdb.write("No fibers.\n")
             return
+        # Where suspended and unstarted fibers are needs the frame layout; the list
+        # itself does not. The boost and ucontext backends have no such frame.
+        arch, layout_problem = None, None
+        if _asm_backend():
+            try:
+                arch = _arch()
+            except FrameOffsetsError as e:
+                layout_problem = str(e)
         current_sp = None
         try:
             current_sp = int(gdb.newest_frame().read_register("sp"))
@@ -399,7 +512,7 @@ if it has not started) and, for an event_loop task, the task."""
             saved = "-" if f.state == "running" or not f.saved_sp else "%#x" % f.saved_sp
             where = _where(f, arch)
             if f.task:
-                where = ("task %#x; " % f.task) + where
+                where = "task %#x" % f.task + ("; " + where if where else "")
             mark = "*" if current_sp is not None and f.contains(current_sp) else " "
             rows.append((mark, str(f.id), f.state, f.name or "-", stack, saved, where))
         header = (" ", "Id", "State", "Name", "Stack", "Saved sp", "Where")
@@ -407,6 +520,8 @@ if it has not started) and, for an event_loop task, the task."""
         for r in [header] + rows:
             cells = [r[i].ljust(widths[i]) for i in range(len(widths))] + [r[-1]]
             gdb.write(" ".join(cells).rstrip() + "\n")
+        if layout_problem:
+            gdb.write("(where suspended and unstarted fibers are is not shown: %s)\n" % layout_problem)
 
 
 class _FrameId:
@@ -422,11 +537,12 @@ class _FiberUnwinder(_Unwinder):
     def __init__(self):
         super().__init__("fiber-bt")
         self.armed = None  # {register: value}
+        self.arch = None   # the _Arch those registers come from
 
     def __call__(self, pending_frame):
         if self.armed is None or pending_frame.level() != 0:
             return None
-        arch, _ = _arch()
+        arch = self.arch
         pc = pending_frame.read_register(arch.pc_reg)
         sp = pending_frame.read_register(arch.sp_reg)
         # Frame 0's id: the highest stack address, so that gdb never takes the
@@ -504,9 +620,10 @@ def _backtrace_with_registers(regs, bt_args):
         _select_level(level)
 
 
-def _backtrace_with_unwinder(regs, bt_args):
+def _backtrace_with_unwinder(arch, regs, bt_args):
     """Core file: the fiber's frames as callers of frame 0, which is hidden."""
     unwinder = _core_unwinder()
+    unwinder.arch = arch
     unwinder.armed = regs
     gdb.invalidate_cached_frames()
     try:
@@ -517,8 +634,8 @@ def _backtrace_with_unwinder(regs, bt_args):
 
 
 def _asm_backend():
-    """Whether the switch is the library's assembly (arch/), whose frame layout this
-    script knows, rather than the boost or ucontext fallback."""
+    """Whether the switch is the library's assembly (arch/), whose frame layout the
+    build describes, rather than the boost or ucontext fallback."""
     source = _switch_source()
     if source is None:
         return True  # no line info: assume the default backend
@@ -570,24 +687,24 @@ them) without resuming it. Other arguments go to `backtrace` (full, -N, N, ...).
         if f.state != "suspended":
             gdb.write("%s is %s: it has no frames\n" % (label, f.state))
             return
-        arch, arch_name = _arch()
-        if arch is None:
-            raise gdb.GdbError("fiber bt: not supported on %s (the frame layouts known here are x86_64, "
-                               "System V and Windows, and AArch64)" % arch_name)
         if not _asm_backend():
             raise gdb.GdbError("fiber bt: the program switches with the boost or ucontext backend; only the "
-                               "assembly backend's frames are known here")
+                               "assembly backend's frames can be rebuilt")
+        try:
+            arch = _arch()
+        except FrameOffsetsError as e:
+            raise gdb.GdbError("fiber bt: %s" % e)
         regs = arch.registers(_read_ptr, f.saved_sp)
         gdb.write("%s, suspended at sp %#x:\n" % (label, f.saved_sp))
         if _is_core():
-            _backtrace_with_unwinder(regs, bt_args)
+            _backtrace_with_unwinder(arch, regs, bt_args)
             return
         try:
             _backtrace_with_registers(regs, bt_args)
         except gdb.error as e:
             if "without a process" not in str(e):
                 raise
-            _backtrace_with_unwinder(regs, bt_args)
+            _backtrace_with_unwinder(arch, regs, bt_args)
 
 
 InfoFibers()

@@ -2,7 +2,7 @@
  *
  * Included by C, C++ and every assembly file in arch/ (through the C preprocessor),
  * and the backends in fiber/src/. Each assembly file arch/switch_<stem>.S has one
- * header, fiber/src/frame/<stem>.h, that writes its frame layout down once: the
+ * header beside it, arch/switch_<stem>.h, that writes its frame layout down once: the
  * assembly uses its FIBER_FRAME_* numbers as offsets, and the library checks them
  * against a C++ struct with static_assert (fiber/src/frame.cpp). Nothing here
  * depends on the architecture, so the public headers build anywhere a backend
