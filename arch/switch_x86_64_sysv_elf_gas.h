@@ -8,14 +8,15 @@
 
 #define FIBER_FRAME_MXCSR 8    /* 4 bytes: SSE control/status */
 #define FIBER_FRAME_X87CW 12   /* 2 bytes: x87 control word */
-#define FIBER_FRAME_RBP 16
-#define FIBER_FRAME_PC 24      /* where the context resumes */
-#define FIBER_FRAME_SIZE 32    /* bytes popped before jumping to FIBER_FRAME_PC */
+/* FIBER_FRAME_RECORD (switch.h) is 16: the suspended flow's fiber record. */
+#define FIBER_FRAME_RBP 32
+#define FIBER_FRAME_PC 40      /* where the context resumes */
+#define FIBER_FRAME_SIZE 48    /* bytes popped before jumping to FIBER_FRAME_PC */
 
 /* A fresh context: the frame, then what fiber_trampoline reads. */
-#define FIBER_FRESH_ARG 32
-#define FIBER_FRESH_ENTRY 40
-#define FIBER_FRESH_SIZE 64    /* frame + arg, entry, null return address, padding */
+#define FIBER_FRESH_ARG 48
+#define FIBER_FRESH_ENTRY 56
+#define FIBER_FRESH_SIZE 80    /* frame + arg, entry, null return address, padding */
 
 /* For debuggers: what unwinding a suspended context starts from. tools/gdb/fiber.py
  * reads these (and every FIBER_FRAME_* and FIBER_FRESH_* number above) from the
@@ -38,6 +39,8 @@ struct frame {
   std::uint32_t mxcsr;
   std::uint16_t x87_cw;
   std::uint16_t pad;
+  void* record;
+  void* pad2;
   std::uint64_t rbp;
   void* pc;
 };
@@ -51,9 +54,12 @@ struct fresh {
 static_assert(offsetof(frame, data) == FIBER_FRAME_DATA);
 static_assert(offsetof(frame, mxcsr) == FIBER_FRAME_MXCSR);
 static_assert(offsetof(frame, x87_cw) == FIBER_FRAME_X87CW);
+static_assert(offsetof(frame, record) == FIBER_FRAME_RECORD);
 static_assert(offsetof(frame, rbp) == FIBER_FRAME_RBP);
 static_assert(offsetof(frame, pc) == FIBER_FRAME_PC);
 static_assert(sizeof(frame) == FIBER_FRAME_SIZE);
+// FIBER_SWITCH_WITH_RET's frame is pushed by a call and a push: pc and rbp on top.
+static_assert(FIBER_FRAME_PC == FIBER_FRAME_SIZE - 8 && FIBER_FRAME_RBP == FIBER_FRAME_SIZE - 16);
 static_assert(offsetof(fresh, arg) == FIBER_FRESH_ARG);
 static_assert(offsetof(fresh, entry) == FIBER_FRESH_ENTRY);
 static_assert(sizeof(fresh) == FIBER_FRESH_SIZE);

@@ -140,7 +140,7 @@ void* frame_data(void* sp) noexcept {
 
 // Each variant of the switch, called as the library calls it: through the lean
 // convention's asm statement where there is one (switch.h), else as a plain call.
-void* call_switch(void* to, void* data) noexcept { return fiber::detail::switch_context(to, data); }
+void* call_switch(void* to, void* data) noexcept { return fiber::detail::switch_context(to, data).from; }
 #  if FIBER_BENCH_ASM_VARIANTS
 void* call_switch_ret(void* to, void* data) noexcept {
 #    if FIBER_LEAN_SWITCH
@@ -181,9 +181,20 @@ void raw_echo(void* from, void*) {
 
 template <switch_fn Switch, prepare_fn Prepare>
 void switch_raw(benchmark::State& state) {
+  // Our assembly keeps the library's bookkeeping and refuses to switch (returns
+  // null) until the thread's first switch through the library has set it up
+  // (switch.h, FIBER_SWITCH_TRACKS): make one.
+  {
+    fiber::context first{[](fiber::context&& caller) { return std::move(caller); }};
+    first = std::move(first).resume();
+  }
   raw_stack stack;
   long value = 0;
   void* fiber = Switch(Prepare(stack.top(), &raw_echo<Switch>, nullptr, stack.base()), nullptr);  // to its first switch
+  if (!fiber) {
+    state.SkipWithError("the raw switch refused to switch");
+    return;
+  }
   for (auto _ : state) {
     benchmark::DoNotOptimize(value);
     fiber = Switch(fiber, &value);

@@ -101,8 +101,7 @@ namespace fiber {
 void context::destroy() noexcept {
   // Ask the fiber to unwind. It ends by switching back here, handing over its
   // record, which arrive() releases; what comes back is therefore empty.
-  void* from = detail::tracked_switch(std::exchange(sp_, nullptr), detail::unwind_request);
-  context back = detail::arrive(from);
+  context back = detail::arrive(detail::tracked_switch(std::exchange(sp_, nullptr), detail::unwind_request));
   if (back) detail::fatal("fiber: a fiber being destroyed switched back without ending");
 }
 

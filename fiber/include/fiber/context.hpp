@@ -146,11 +146,18 @@ struct record_base {
 #endif
 };
 
+#if FIBER_SWITCH_TRACKS
+static_assert(offsetof(record_base, saved_sp) == FIBER_RECORD_SAVED_SP, "switch.h: FIBER_RECORD_SAVED_SP");
+#endif
+
 // Adds a made fiber to the registry (id, slot; sanitizer and Valgrind
 // registration); removes it as it is released. Never throw: a fiber the registry
 // has no room for is simply not listed.
 void registry_add(record_base* r) noexcept;
 void registry_remove(record_base* r) noexcept;
+
+// Writes `message` and a newline on stderr, then aborts.
+[[noreturn]] void fatal(const char* message) noexcept;
 
 // What a thread's exception-state pointer holds until the thread's first switch
 // (registry.cpp): its `uncaught` count is not zero, so the fast path's one test for
@@ -175,6 +182,12 @@ struct thread_state {
   std::size_t stack_size = 0;
 #endif
 };
+#if FIBER_SWITCH_TRACKS
+static_assert(offsetof(thread_state, running) == FIBER_THREAD_RUNNING, "switch.h: FIBER_THREAD_RUNNING");
+static_assert(offsetof(thread_state, eh) == FIBER_THREAD_EH, "switch.h: FIBER_THREAD_EH");
+static_assert(offsetof(eh_globals_layout, caught) == FIBER_EH_CAUGHT, "switch.h: FIBER_EH_CAUGHT");
+static_assert(offsetof(eh_globals_layout, uncaught) == FIBER_EH_UNCAUGHT, "switch.h: FIBER_EH_UNCAUGHT");
+#endif
 #if defined(__ELF__)
 extern constinit thread_local thread_state tls_state [[gnu::tls_model("initial-exec")]];
 // The calling thread's state, as an lvalue.
@@ -224,10 +237,14 @@ FIBER_SWITCH_INLINE eh_globals_layout* thread_eh([[maybe_unused]] thread_state* 
 // The resumed side's half of the bookkeeping, right after a switch returns (perhaps
 // on another thread: `p` must have been fetched after the switch): the flow that
 // switched here is suspended at `from`, and `me` runs.
-FIBER_SWITCH_INLINE void note_arrival([[maybe_unused]] thread_state* p, record_base* me, void* from) noexcept {
+// Where the switch keeps this itself (FIBER_SWITCH_TRACKS, switch.h), nothing.
+FIBER_SWITCH_INLINE void note_arrival([[maybe_unused]] thread_state* p, [[maybe_unused]] record_base* me,
+                                      [[maybe_unused]] void* from) noexcept {
+#if !FIBER_SWITCH_TRACKS
   record_base*& running = FIBER_DETAIL_TLS(p).running;
   if (running) running->saved_sp = from;  // the flow that switched here (a fiber)
   running = me;
+#endif
 }
 
 // The careful switch: everything the fast path below leaves out. Around the machine
@@ -239,7 +256,7 @@ FIBER_SWITCH_INLINE void note_arrival([[maybe_unused]] thread_state* p, record_b
 // during unwinding, once per thread and once per fiber's end, and on every switch
 // of a sanitizer build. `ending`: the running fiber ends with this switch.
 template <bool ending>
-[[gnu::noinline]] void* careful_switch(void* to, void* data) noexcept {
+[[gnu::noinline]] switched careful_switch(void* to, void* data) noexcept {
   [[maybe_unused]] thread_state* ts = nullptr;
   FIBER_DETAIL_TLS_FETCH(ts);
   record_base* const me = FIBER_DETAIL_TLS(ts).running;
@@ -277,39 +294,50 @@ template <bool ending>
   void* fake_stack = nullptr;
   __sanitizer_start_switch_fiber(ending ? nullptr : &fake_stack, target->bottom, target->size);
 #  endif
-  void* const from = switch_context(to, &mine);
+  void* const from = switch_context(to, &mine).from;
 #  if FIBER_ASAN
   __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #  endif
 #else
-  void* const from = switch_context(to, data);
+  void* const from = switch_context(to, data).from;
 #endif
+  // (A switch that keeps the bookkeeping itself refuses only while the thread has
+  // exception state, which was just taken off it.)
+  if (FIBER_SWITCH_TRACKS && from == nullptr) fatal("fiber: the switch refused a thread without exception state");
   // Resumed, perhaps on another thread: tls_state is that thread's now.
   FIBER_DETAIL_TLS_FETCH(ts);
   note_arrival(ts, me, from);
   if (handling) saved.restore(thread_eh(ts));
-  return from;
+  return {from, frame_data(from)};
 }
 
 // Every switch C++ makes goes through here. The fast path, taken when no exception
 // is being handled or in flight on the thread (one test: the thread's first switch
 // fails it too, see first_switch_mark), keeps only what debuggers and fiber::dump()
 // need: which fiber runs on the thread, and where the one that switched away is
-// suspended (note_arrival). Everything else is careful_switch's.
+// suspended (note_arrival). Where the switch itself does both (FIBER_SWITCH_TRACKS,
+// switch.h), the fast path is the switch alone. Everything else is careful_switch's.
 template <bool ending = false>
-FIBER_SWITCH_INLINE void* tracked_switch(void* to, void* data) noexcept {
+FIBER_SWITCH_INLINE switched tracked_switch(void* to, void* data) noexcept {
   if constexpr (ending || FIBER_SANITIZE) {
     return careful_switch<ending>(to, data);
   } else {
+#if FIBER_SWITCH_TRACKS
+    const switched s = switch_context(to, data);
+    if (s.from == nullptr) [[unlikely]]  // refused: exception state on the thread
+      return careful_switch<false>(to, data);
+    return s;
+#else
     [[maybe_unused]] thread_state* ts = nullptr;
     FIBER_DETAIL_TLS_FETCH(ts);
     if (eh_state::any(FIBER_DETAIL_TLS(ts).eh)) [[unlikely]]
       return careful_switch<false>(to, data);
     record_base* const me = FIBER_DETAIL_TLS(ts).running;
-    void* const from = switch_context(to, data);
+    const switched s = switch_context(to, data);
     FIBER_DETAIL_TLS_FETCH(ts);
-    note_arrival(ts, me, from);
-    return from;
+    note_arrival(ts, me, s.from);
+    return s;
+#endif
   }
 }
 
@@ -328,13 +356,12 @@ FIBER_SWITCH_INLINE void first_arrival(record_base* self, void* from) noexcept {
 
 [[noreturn]] void throw_empty_resume();
 [[noreturn]] void throw_stack_too_small(std::size_t size, std::size_t needed);
-[[noreturn]] void fatal(const char* message) noexcept;
 // The slow path of arriving after a switch: the data slot held a request.
 context arrive_slow(void* from, void* data);
 // Ends the running fiber: switches to `next` and tells it to release `self`.
 [[noreturn]] void finish(record_base* self, context&& next) noexcept;
 
-inline context arrive(void* from);
+inline context arrive(switched s);
 
 // Thrown inside a fiber whose context is being destroyed, to unwind its stack.
 // Not a std::exception, so `catch (const std::exception&)` lets it pass. It must
@@ -408,6 +435,10 @@ made_fiber<F, A> make_fiber(A a, Args&&... args) {
     throw;
   }
   void* const sp = fiber_prepare_context(r, &rec_t::entry, r, s.base);
+#if FIBER_SWITCH_TRACKS
+  record_base* const as_base = r;  // what the switch makes the running record on arrival
+  std::memcpy(static_cast<char*>(sp) + FIBER_FRAME_RECORD, &as_base, sizeof as_base);
+#endif
   r->stack_base = s.base;
   r->stack_size = s.size;
   r->saved_sp = sp;
@@ -478,7 +509,7 @@ class context {
   void swap(context& other) noexcept { std::swap(sp_, other.sp_); }
 
  private:
-  friend context detail::arrive(void*);
+  friend context detail::arrive(detail::switched);
   friend context detail::arrive_slow(void*, void*);
   friend void detail::finish(detail::record_base*, context&&) noexcept;
   template <class F, class A>
@@ -494,12 +525,12 @@ class context {
 
 namespace detail {
 
-// Runs right after every switch, on the side that was resumed.
-FIBER_SWITCH_INLINE context arrive(void* from) {
-  void* data = frame_data(from);
-  if (data == nullptr) [[likely]]
-    return context(from);
-  return arrive_slow(from, data);
+// Runs right after every switch, on the side that was resumed: `s.data` is what
+// the side that suspended passed.
+FIBER_SWITCH_INLINE context arrive(switched s) {
+  if (s.data == nullptr) [[likely]]
+    return context(s.from);
+  return arrive_slow(s.from, s.data);
 }
 
 template <class F, class A>
@@ -513,7 +544,7 @@ void record<F, A>::entry(void* from, void* arg) noexcept {
     // Arriving here is like returning from a switch: if the resumer was a fiber
     // that just ended, its record is released and `caller` is empty.
     first_arrival(self, from);
-    caller = arrive(from);
+    caller = arrive({from, frame_data(from)});
     try {
       // `caller` lives outside the try block, so an entry that throws without
       // taking it does not destroy (and unwind) its resumer on the way out.

@@ -36,6 +36,26 @@
  * FP control state, and must be called through fiber::detail::switch_context(),
  * whose asm statement tells the compiler that every other register is clobbered.
  * See arch/switch_x86_64_sysv_elf_gas.S for why.
+ *
+ * Where FIBER_SWITCH_TRACKS is 1 (the same assembly), fiber_switch_context also
+ * does what the C++ side does around the call elsewhere (fiber::detail::
+ * tracked_switch, context.hpp), so that the common switch is one short sequence:
+ *   - It first tests the calling thread's C++ exception state (tls_state.eh, at
+ *     FIBER_THREAD_EH in fiber::detail::thread_state; the runtime's caught and
+ *     uncaught fields at FIBER_EH_CAUGHT and FIBER_EH_UNCAUGHT). If an exception is
+ *     being handled or is in flight (or the thread has not switched before: see
+ *     first_switch_mark), it does not switch: it returns null at once, and the
+ *     caller takes the careful path (careful_switch), which takes that state off
+ *     the thread and calls it again.
+ *   - It keeps the bookkeeping debuggers read (note_arrival elsewhere): it stores
+ *     the thread's running fiber record (tls_state.running, at
+ *     FIBER_THREAD_RUNNING) in its frame at FIBER_FRAME_RECORD and, when that
+ *     record is not null, its own stack pointer in the record's saved_sp (at
+ *     FIBER_RECORD_SAVED_SP); then it makes the record found in the target's frame
+ *     the thread's running one. fiber_prepare_context leaves a fresh frame's record
+ *     null; the library writes the fiber's record there (make_fiber).
+ *   - The resumed side finds the suspending side's `data` in rsi as well as in its
+ *     frame (the registers pass through the jump untouched).
  */
 #ifndef FIBER_DETAIL_SWITCH_H
 #define FIBER_DETAIL_SWITCH_H
@@ -53,9 +73,23 @@
 #endif
 #if FIBER_BACKEND_ASM && defined(__x86_64__) && !defined(_WIN32)
 #  define FIBER_LEAN_SWITCH 1
+#  define FIBER_SWITCH_TRACKS 1
 #else
 #  define FIBER_LEAN_SWITCH 0
+#  define FIBER_SWITCH_TRACKS 0
 #endif
+
+/* For FIBER_SWITCH_TRACKS: the frame slot of the suspended flow's record (the same
+ * on every such port; its arch header places it), offsets into
+ * fiber::detail::thread_state and record_base (context.hpp checks them with
+ * static_assert), and the thread_state's symbol. */
+#define FIBER_FRAME_RECORD 16
+#define FIBER_THREAD_RUNNING 0
+#define FIBER_THREAD_EH 8
+#define FIBER_EH_CAUGHT 0
+#define FIBER_EH_UNCAUGHT 8
+#define FIBER_RECORD_SAVED_SP 32
+#define FIBER_THREAD_STATE_SYMBOL _ZN5fiber6detail9tls_stateE
 
 
 #ifndef __ASSEMBLER__
@@ -75,7 +109,8 @@ namespace fiber::detail {
 
 #if FIBER_LEAN_SWITCH
 /* Switches through a lean switch `symbol`: every register but rbp and rsp is
- * declared clobbered, so the compiler keeps live values elsewhere around it. The
+ * declared clobbered; `data` (an lvalue) is passed in rsi and, on the resumed side,
+ * holds the data of the side that suspended (FIBER_SWITCH_TRACKS, above), so the compiler keeps live values elsewhere around it. The
  * switch is entered by a jump with the resume address in rcx, not by a call
  * (arch/switch_x86_64_sysv_elf_gas.S says why), and is reached through the GOT so
  * that no lazy-binding stub runs on the way; a static link relaxes that to a
@@ -86,14 +121,13 @@ namespace fiber::detail {
 #  define FIBER_DETAIL_LEAN_SWITCH_CALL(symbol, to, data, from)                                         \
     do {                                                                                                 \
       void* fiber_to_ = (to);                                                                            \
-      void* fiber_data_ = (data);                                                                        \
       __asm__ volatile("lea -128(%%rsp), %%rsp\n\t"                                                      \
                        "lea 1f(%%rip), %%rcx\n\t"                                                        \
                        "jmp *" symbol "@GOTPCREL(%%rip)\n\t"                                             \
                        ".p2align 4\n"                                                                    \
                        "1:\n\t"                                                                          \
                        "lea 128(%%rsp), %%rsp"                                                            \
-                       : "=a"(from), "+D"(fiber_to_), "+S"(fiber_data_)                                   \
+                       : "=a"(from), "+D"(fiber_to_), "+S"(data)                                          \
                        :                                                                                 \
                        : "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",        \
                          "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",   \
@@ -110,14 +144,24 @@ namespace fiber::detail {
 #  endif
 #endif
 
+/* What the resumed side of a switch learns: the handle of the flow that suspended
+ * (null: FIBER_SWITCH_TRACKS refused to switch) and the data it passed. */
+struct switched {
+  void* from;
+  void* data;
+};
+
 /* The one way C++ switches: the plain call, or the lean one where it exists. */
-inline void* switch_context(void* to, void* data) noexcept {
+inline switched switch_context(void* to, void* data) noexcept {
 #if FIBER_LEAN_SWITCH
   void* from;
   FIBER_DETAIL_LEAN_SWITCH_CALL("fiber_switch_context", to, data, from);
-  return from;
+  return {from, data};
 #else
-  return fiber_switch_context(to, data);
+  void* const from = fiber_switch_context(to, data);
+  void* passed;
+  __builtin_memcpy(&passed, static_cast<char*>(from) + FIBER_FRAME_DATA, sizeof passed);
+  return {from, passed};
 #endif
 }
 
