@@ -198,6 +198,35 @@ TEST_CASE("generator: close() raises a real generator_exit: caught by reference,
   REQUIRE_THROWS_AS(std::rethrow_exception(kept), fiber::generator_exit);  // outlives the close
 }
 
+TEST_CASE("generator: closes in a row, one while an earlier generator_exit is still held") {
+  // close() reuses one exception object per thread while nothing holds it
+  // (generator.cpp): a held one must stay intact and a new one be used meanwhile.
+  auto closed_keeping = [](std::exception_ptr* keep) {
+    generator<int> g{[keep](auto& co) {
+      try {
+        co.yield(1);
+      } catch (const fiber::generator_exit&) {
+        if (keep) *keep = std::current_exception();
+        throw;
+      }
+    }};
+    g.next();
+    g.close();
+    REQUIRE(g.done());
+  };
+  std::exception_ptr held;
+  closed_keeping(&held);
+  for (int i = 0; i < 100; ++i) closed_keeping(nullptr);
+  std::exception_ptr second;
+  closed_keeping(&second);
+  REQUIRE(held != second);
+  REQUIRE_THROWS_AS(std::rethrow_exception(held), fiber::generator_exit);
+  held = nullptr;
+  for (int i = 0; i < 100; ++i) closed_keeping(nullptr);
+  REQUIRE_THROWS_AS(std::rethrow_exception(second), fiber::generator_exit);
+  REQUIRE(std::uncaught_exceptions() == 0);
+}
+
 TEST_CASE("generator: generator_exit raised by the body itself, outside close(), propagates") {
   generator<int> g{[](auto& co) {
     co.yield(1);

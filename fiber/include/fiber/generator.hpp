@@ -282,12 +282,13 @@ class generator {
       this->caller_ = std::move(caller);
       try {
         std::invoke(body, static_cast<yielder&>(*this));
-      } catch (const detail::forced_unwind&) {
-        throw;  // the generator is being destroyed: let the context layer end us
       } catch (const generator_exit&) {
         // close(): the body let it through, which ends it cleanly. Raised by the
-        // body on its own, it propagates, as any other exception does.
+        // body on its own, it propagates, as any other exception does. (First: the
+        // handler close() looks for is matched without a type comparison before it.)
         if (!this->closing_) *this->escaped_ = std::current_exception();
+      } catch (const detail::forced_unwind&) {
+        throw;  // the generator is being destroyed: let the context layer end us
       } catch (...) {
         *this->escaped_ = std::current_exception();
       }
