@@ -74,7 +74,7 @@ class generator {
         // Thrown here, in the body's own frame, so that the unwinder walks no frame
         // of ours on the way to the body's handlers.
         if (w == wake::with_exit) detail::raise_generator_exit();
-        if (w == wake::with_exception) std::rethrow_exception(std::exchange(inject_, nullptr));
+        if (w == wake::with_exception) rethrow_injected();
         if constexpr (!std::is_void_v<Send>) return Send{};  // wake::quietly
       }
       if constexpr (!std::is_void_v<Send>) return std::move(*in_);
@@ -90,6 +90,11 @@ class generator {
    private:
     friend class generator;
     yielder() = default;
+
+    // Out of line, and rare: the code of every yield stays small (each frame that
+    // yields keeps room for what it inlines; SPARC's 5000-deep recursion test
+    // overflowed its stack when this was inline).
+    [[noreturn, gnu::noinline]] void rethrow_injected() { std::rethrow_exception(std::exchange(inject_, nullptr)); }
 
     // What the pending yield() does when the body is resumed.
     enum class wake : unsigned char {
