@@ -128,13 +128,16 @@ class generator {
     auto made = detail::make_fiber<body_fiber<std::decay_t<F>>>(std::move(allocator), std::forward<F>(body));
     fiber_ = context(made.sp);
     y_ = made.fn;
+    y_->escaped_ = &escaped_;
   }
 
   generator(generator&& other) noexcept
       : fiber_(std::move(other.fiber_)),
         y_(std::exchange(other.y_, nullptr)),
         escaped_(std::move(other.escaped_)),
-        started_(std::exchange(other.started_, true)) {}  // moved-from: done
+        started_(std::exchange(other.started_, true)) {  // moved-from: done
+    if (y_) y_->escaped_ = &escaped_;
+  }
   generator& operator=(generator&& other) noexcept {
     generator(std::move(other)).swap(*this);
     return *this;
@@ -158,6 +161,8 @@ class generator {
     std::swap(y_, other.y_);
     escaped_.swap(other.escaped_);
     std::swap(started_, other.started_);
+    if (y_) y_->escaped_ = &escaped_;
+    if (other.y_) other.y_->escaped_ = &other.escaped_;
   }
 
   /// Python's send(None) on a new generator: runs the body to its first yield.
@@ -174,9 +179,8 @@ class generator {
   FIBER_SWITCH_INLINE Yield send(send_arg value)
     requires(!std::is_void_v<Send>)
   {
-    check_not_running("send");
-    if (!started_) throw error("fiber::generator::send(): the generator has not started; call start() first");
-    if (!fiber_) throw stop_iteration("fiber::generator::send(): the generator has finished");
+    if (!started_ || !fiber_) [[unlikely]]
+      send_refused();
     y_->in_ = std::addressof(value);
     return resume_for_value();
   }
@@ -185,8 +189,10 @@ class generator {
   FIBER_SWITCH_INLINE Yield next()
     requires(std::is_void_v<Send>)
   {
-    check_not_running("next");
-    if (started_ && !fiber_) throw stop_iteration("fiber::generator::next(): the generator has finished");
+    if (!fiber_) [[unlikely]] {  // running (called from its body) or finished
+      check_not_running("next");
+      throw stop_iteration("fiber::generator::next(): the generator has finished");
+    }
     started_ = true;
     return resume_for_value();
   }
@@ -328,10 +334,17 @@ class generator {
       throw error(std::string("fiber::generator::") + operation + "(): the generator is already executing (called from inside its own body)");
   }
 
+  // Why send() cannot resume: out of line, off its path.
+  [[noreturn, gnu::noinline]] void send_refused() const {
+    check_not_running("send");
+    if (!started_) throw error("fiber::generator::send(): the generator has not started; call start() first");
+    throw stop_iteration("fiber::generator::send(): the generator has finished");
+  }
+
   // Resumes the body. Returns true if it yielded, false if it returned; rethrows
-  // what escaped it.
+  // what escaped it (the body's record points escaped_ at ours: set as it is made
+  // and whenever the generator moves).
   FIBER_SWITCH_INLINE bool resume() {
-    y_->escaped_ = &escaped_;
     fiber_ = std::move(fiber_).resume();
     if (fiber_) [[likely]]
       return true;
