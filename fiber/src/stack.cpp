@@ -166,9 +166,6 @@ class stack_pool {
   std::vector<stack_memory> free_;
 };
 
-}  // namespace detail
-
-namespace detail {
 namespace {
 // The calling thread's free stacks for cached_stack, newest last. A fixed array:
 // giving a stack back never allocates, so it cannot fail.
