@@ -20,6 +20,25 @@
  * or by C++ code running inside a fiber is caught at the boundary and reported as
  * FIBER_EXCEPTION with its what() in the message.
  *
+ * Handles (fiber_t*, fiber_loop*, fiber_task*, fiber_chan*) are checked by every
+ * call, in every build, at the cost of a load and a compare. A handle already
+ * destroyed (fiber_destroy, fiber_loop_destroy, fiber_task_release,
+ * fiber_chan_destroy) or of another kind (a fiber_chan* cast to fiber_t*) is
+ * refused: FIBER_EINVAL with a message naming the call; fiber_done and
+ * fiber_task_done return FIBER_EINVAL too (negative: test them with == 1),
+ * fiber_spawn NULL, fiber_loop_fd -1 and fiber_loop_next_timeout_ms 0 (so that a
+ * foreign loop's next fiber_loop_run_once reports it). A second destroy, or a
+ * destroy given a handle of another kind, is reported on stderr and in
+ * fiber_last_error() and otherwise does nothing: never a second free, never an
+ * abort; of two threads destroying one handle at once, exactly one destroys it.
+ * NULL keeps the meaning each function gives it (destroys ignore it silently).
+ * Limits: this is a net for bugs, not a contract to build on. A destroyed handle
+ * is recognised as such for at least the next 4096 destroys (of any kind) after
+ * its own; its memory (never freed) may then serve a new object, which the stale
+ * handle would reach. A pointer the API never gave out is refused only as far as
+ * its memory does not look like a live handle. Nor is a destroy racing with
+ * another call on the same handle detected.
+ *
  * Fibers (fiber_create/fiber_resume/fiber_yield) are the bare, symmetric form: the
  * resumer hands a value in, the body hands one out at each yield. They belong to
  * the thread that first resumes them. A body must return rather than yield again
@@ -87,9 +106,11 @@ fiber_t* fiber_self(void);
  * FIBER_EINVAL if the body yielded again (it stays suspended) or f is running. */
 int fiber_close(fiber_t* f);
 /* Closes (if suspended) and frees the fiber. Aborting with a message if the body
- * ignores the close. Destroying a running fiber aborts too. NULL is ignored. */
+ * ignores the close. Destroying a running fiber aborts too. NULL is ignored; a
+ * handle already destroyed is reported and ignored (see Errors above). */
 void fiber_destroy(fiber_t* f);
-/* 1 if the fiber has finished (returned, or closed), else 0. */
+/* 1 if the fiber has finished (returned, or closed), else 0 (also for NULL);
+ * FIBER_EINVAL if f is not a live fiber_t. */
 int fiber_done(const fiber_t* f);
 
 /* ---- the event loop ---- */
@@ -99,7 +120,8 @@ typedef struct fiber_task_s fiber_task;
 typedef void* (*fiber_task_fn)(void* arg);
 
 fiber_loop* fiber_loop_create(void);
-/* Tasks still suspended are cancelled and their stacks freed. */
+/* Tasks still suspended are cancelled and their stacks freed. NULL is ignored; a
+ * handle already destroyed is reported and ignored. */
 void fiber_loop_destroy(fiber_loop* loop);
 /* Runs until no task is alive. FIBER_DEADLOCK if tasks wait with nothing to wake them. */
 int fiber_loop_run(fiber_loop* loop);
@@ -107,9 +129,11 @@ int fiber_loop_run(fiber_loop* loop);
  * no limit) if no task is ready, then gives each ready task one turn. *alive (may
  * be NULL) receives the number of tasks alive. */
 int fiber_loop_run_once(fiber_loop* loop, int timeout_ms, size_t* alive);
-/* The loop's pollable fd (Linux: epoll), readable when run_once has IO work; -1 if none. */
+/* The loop's pollable fd (Linux: epoll), readable when run_once has IO work; -1 if
+ * none (or if loop is NULL or not live). */
 int fiber_loop_fd(const fiber_loop* loop);
-/* How long a foreign loop may sleep before run_once has work (ms; -1: until the fd). */
+/* How long a foreign loop may sleep before run_once has work (ms; -1: until the fd,
+ * also for NULL; 0 if loop is not live, for run_once to report it). */
 int fiber_loop_next_timeout_ms(const fiber_loop* loop);
 
 /* Starts fn(arg) as a task of `loop` (NULL: the running loop). The handle must be
@@ -124,9 +148,11 @@ int fiber_task_join(fiber_task* t, void** result);
 int fiber_loop_run_until(fiber_loop* loop, fiber_task* t);
 /* Asks the task to stop: its current or next wait returns FIBER_CANCELLED. */
 int fiber_task_cancel(fiber_task* t);
-/* 1 once the task has ended (returned or cancelled), else 0. */
+/* 1 once the task has ended (returned or cancelled), else 0 (also for NULL);
+ * FIBER_EINVAL if t is not a live fiber_task. */
 int fiber_task_done(const fiber_task* t);
-/* Frees the handle; the task runs on, detached. NULL is ignored. */
+/* Frees the handle; the task runs on, detached. NULL is ignored; a handle already
+ * released is reported and ignored. */
 void fiber_task_release(fiber_task* t);
 
 /* From a task: lets the other ready tasks run, then continues. */
@@ -143,6 +169,7 @@ typedef struct fiber_chan_s fiber_chan;
 
 /* capacity 0: a rendezvous. NULL on failure. */
 fiber_chan* fiber_chan_create(size_t capacity);
+/* NULL is ignored; a handle already destroyed is reported and ignored. */
 void fiber_chan_destroy(fiber_chan* ch);
 /* Parks until a receiver takes v (or the buffer has room). FIBER_CLOSED if closed.
  * timeout_ms < 0: no limit; else FIBER_TIMEOUT when it passes. */
