@@ -9,11 +9,17 @@
 #endif
 #include <windows.h>
 #else
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #endif
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -24,13 +30,94 @@
 
 namespace fiber {
 
+namespace {
+
+#if defined(__linux__)
+// The first number in a /proc file, or false. No allocation (memory may be short).
+bool read_proc_number(const char* path, unsigned long long& value) noexcept {
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[64];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  char* end = nullptr;
+  value = std::strtoull(buf, &end, 10);
+  return end != buf;
+}
+#endif
+
+// Appends to text[0, size), at n; the text is cut at the end of the buffer.
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+void append(char* text, std::size_t size, std::size_t& n, const char* format, ...) noexcept {
+  if (n + 1 >= size) return;
+  va_list args;
+  va_start(args, format);
+  const int k = std::vsnprintf(text + n, size - n, format, args);
+  va_end(args);
+  if (k > 0) n = std::min(n + static_cast<std::size_t>(k), size - 1);
+}
+
+// What stack_allocation_error says: the size, the call that failed and why, and
+// for ENOMEM the limit hit when it can tell. Composed in a fixed buffer: one
+// allocation, for the string.
+std::string stack_error_message(std::size_t size, int errno_value, const char* call, std::size_t bytes) {
+  char text[512];
+  std::size_t n = 0;
+#define add(...) append(text, sizeof text, n, __VA_ARGS__)
+  add("fiber: cannot allocate a stack of %llu bytes: ", static_cast<unsigned long long>(size));
+  if (call) add("%s failed: ", call);
+  add("%s", std::strerror(errno_value));
+  if (errno_value == ENOMEM) {
+#if defined(__linux__)
+    unsigned long long max_maps = 0;
+    const bool maps_known = read_proc_number("/proc/sys/vm/max_map_count", max_maps);
+    rlimit as{};
+    const bool as_set = ::getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY;
+    unsigned long long mapped_pages = 0;
+    const unsigned long long mapped =
+        read_proc_number("/proc/self/statm", mapped_pages) ? mapped_pages * page_size() : 0;
+    // mmap fails with ENOMEM past RLIMIT_AS, and past vm.max_map_count when the
+    // new mapping cannot extend another; mprotect of part of a mapping splits it,
+    // and fails only at the map count (it maps nothing new).
+    const bool is_mprotect = call && std::strcmp(call, "mprotect") == 0;
+    const bool over_as = as_set && !is_mprotect && (bytes == 0 || mapped == 0 || mapped + bytes > as.rlim_cur);
+    if (over_as) {
+      add(" (the address-space limit: ulimit -v, RLIMIT_AS = %llu bytes", static_cast<unsigned long long>(as.rlim_cur));
+      if (mapped) add(", %llu mapped", mapped);
+      add(")");
+    } else if (is_mprotect) {
+      add(" (the kernel's limit on memory mappings, vm.max_map_count");
+      if (maps_known) add(" = %llu", max_maps);
+      add(": each guard page splits a mapping)");
+    } else {
+      add(" (out of memory, or the kernel's limit on memory mappings, vm.max_map_count");
+      if (maps_known) add(" = %llu", max_maps);
+      if (as_set) add("; RLIMIT_AS = %llu bytes", static_cast<unsigned long long>(as.rlim_cur));
+      add(")");
+    }
+#elif defined(_WIN32)
+    add(" (out of memory or address space)");
+    (void)bytes;
+#else
+    add(" (out of memory or address space, or the process has reached the system's limit on memory mappings)");
+    (void)bytes;
+#endif
+  }
+#undef add
+  return std::string(text, n);
+}
+
+}  // namespace
+
 stack_allocation_error::stack_allocation_error(std::size_t size, int errno_value)
-    : size_(size),
-      message_("fiber: cannot allocate a stack of " + std::to_string(size) + " bytes: " + std::strerror(errno_value) +
-               (errno_value == ENOMEM
-                    ? " (out of memory or address space, or the process has reached the kernel's limit on memory "
-                      "mappings, vm.max_map_count)"
-                    : "")) {}
+    : stack_allocation_error(size, errno_value, nullptr, 0) {}
+
+stack_allocation_error::stack_allocation_error(std::size_t size, int errno_value, const char* call, std::size_t bytes)
+    : size_(size), message_(stack_error_message(size, errno_value, call, bytes)) {}
 
 #ifdef _WIN32
 std::size_t page_size() noexcept {
@@ -100,11 +187,11 @@ stack_memory protected_stack::allocate() const {
   // Reserve the guard page and the usable range in one mapping; the kernel commits
   // pages only as the fiber touches them.
   void* p = ::mmap(nullptr, size_ + guard, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (p == MAP_FAILED) throw stack_allocation_error(size_, errno);
+  if (p == MAP_FAILED) throw stack_allocation_error(size_, errno, "mmap", size_ + guard);
   if (::mprotect(p, guard, PROT_NONE) != 0) {
     const int e = errno;
     ::munmap(p, size_ + guard);
-    throw stack_allocation_error(size_, e);
+    throw stack_allocation_error(size_, e, "mprotect");
   }
   return {static_cast<char*>(p) + guard, size_};
 }

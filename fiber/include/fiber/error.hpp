@@ -27,6 +27,10 @@ class deadlock_error : public error {
 class stack_allocation_error : public std::bad_alloc {
  public:
   stack_allocation_error(std::size_t size, int errno_value);
+  /// The same, knowing the call that failed ("mmap", "mprotect"...) and, for a
+  /// mapping, its length: what() then names the limit hit when it can tell
+  /// (Linux: the address-space limit, RLIMIT_AS; vm.max_map_count).
+  stack_allocation_error(std::size_t size, int errno_value, const char* call, std::size_t bytes = 0);
   const char* what() const noexcept override { return message_.c_str(); }
   std::size_t size() const noexcept { return size_; }
 
