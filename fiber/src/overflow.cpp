@@ -43,7 +43,10 @@
 
 #include "registry.hpp"
 
-#ifndef _WIN32
+#ifdef _WIN32
+#include <cstdio>
+#include <cstring>
+#else
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -64,6 +67,17 @@ namespace fiber::detail {
 // Nothing to arm: registry_add never calls arm_overflow_handler().
 constinit thread_local bool overflow_armed = true;
 void arm_overflow_handler() noexcept {}
+
+void report_stack_overflow(const record_base* r) noexcept {
+  char name[sizeof r->name + 1] = {};
+  std::memcpy(name, r->name, sizeof r->name);
+  if (name[0])
+    std::fprintf(stderr, "fiber: stack overflow in fiber '%s' (stack %zu bytes)\n", name, r->stack_size);
+  else
+    std::fprintf(stderr, "fiber: stack overflow in fiber %llu (stack %zu bytes)\n",
+                 static_cast<unsigned long long>(r->id), r->stack_size);
+  std::fflush(stderr);
+}
 
 }  // namespace fiber::detail
 
@@ -142,7 +156,9 @@ char* put_text(char* out, const char* s) noexcept {
   return out;
 }
 
-void report(const record_base* r) noexcept {
+}  // namespace
+
+void report_stack_overflow(const record_base* r) noexcept {
   char line[160];  // 31 + 30 + 31 + 2 + 20 + 20 + 8 at most
   char* p = put_text(line, "fiber: stack overflow in fiber ");
   char name[sizeof r->name];
@@ -164,6 +180,8 @@ void report(const record_base* r) noexcept {
   write_all(line, static_cast<std::size_t>(p - line));
 }
 
+namespace {
+
 void set_default(int sig) noexcept {
   struct sigaction dfl;
   std::memset(&dfl, 0, sizeof dfl);
@@ -184,7 +202,15 @@ void die_by(int sig) noexcept {
   // Not reached. If it were, returning re-runs the faulting access under SIG_DFL.
 }
 
-// The fiber whose guard page holds `addr`, if any.
+// How far below the bottom of the running fiber's stack a fault still counts as
+// its overflow: a frame larger than the guard page jumps it (code built without
+// -fstack-clash-protection), and an unguarded stack (the loop's, carved from 4
+// MiB slabs) runs through the stacks below it before it reaches unmapped memory.
+constexpr std::uintptr_t overflow_reach = std::uintptr_t{8} << 20;
+
+// The fiber whose stack overflowed into `addr`, if any: one whose guard page
+// holds it, or the fiber running on this thread if `addr` lies less than
+// overflow_reach below its stack.
 const record_base* overflowed_fiber(std::uintptr_t addr) noexcept {
   const record_base* hit = nullptr;
   const std::size_t guard = guard_size;
@@ -193,6 +219,13 @@ const record_base* overflowed_fiber(std::uintptr_t addr) noexcept {
     const auto base = reinterpret_cast<std::uintptr_t>(r->stack_base);
     if (base >= guard && addr < base && addr >= base - guard) hit = r;
   });
+#if defined(__ELF__)
+  if (!hit) {
+    const record_base* r = FIBER_DETAIL_THREAD_STATE.running;
+    const auto base = r ? reinterpret_cast<std::uintptr_t>(r->stack_base) : 0;
+    if (base != 0 && addr < base && base - addr <= overflow_reach) hit = r;
+  }
+#endif
   return hit;
 }
 
@@ -240,7 +273,7 @@ void on_fault(int sig, siginfo_t* info, void* ucontext) {
   // for a signal sent with kill(), si_addr is not an address.
   if (handler_active.load(std::memory_order_acquire) && info->si_code > 0) {
     if (const record_base* r = overflowed_fiber(reinterpret_cast<std::uintptr_t>(info->si_addr))) {
-      report(r);
+      report_stack_overflow(r);
       die_by(sig);
     }
   }

@@ -16,6 +16,11 @@ inline constexpr std::uint32_t registry_max_chunks = 4096;  // 16M fibers listed
 // thread list without its lock: a diagnostic.
 bool is_running(const record_base* r) noexcept;
 
+// Writes "fiber: stack overflow in fiber 'name' (stack N bytes)" (or the id when
+// it has no name) on stderr with write(2): async-signal-safe (overflow.cpp). The
+// guard page's handler and the loop's check of unguarded stacks both report so.
+void report_stack_overflow(const record_base* r) noexcept;
+
 // A new fiber id (unique in the process, from 1), for a loop task.
 std::uint64_t new_fiber_id() noexcept;
 

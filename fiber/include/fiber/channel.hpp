@@ -218,6 +218,7 @@ class channel {
 
   /// The next value; empty once the channel is closed and drained.
   FIBER_SWITCH_INLINE std::optional<T> recv() {
+    detail::coop_tick();
     std::optional<T> out;
     if (poll_recv(out, "fiber::channel::recv") == not_ready) {
       detail::waiter w;
@@ -327,6 +328,7 @@ class channel {
 
   template <class U>
   FIBER_SWITCH_INLINE bool send_wait(U&& v, clock::time_point deadline, const char* operation) {
+    detail::coop_tick();
     if (offer(std::forward<U>(v), operation)) return true;
     if constexpr (std::is_lvalue_reference_v<U>) {
       T copy(v);  // a parked sender's value must be movable by the receiver
@@ -346,6 +348,7 @@ class channel {
   }
 
   recv_result<T> recv_wait(clock::time_point deadline, const char* operation) {
+    detail::coop_tick();
     recv_result<T> r;
     const int p = poll_recv(r.value, operation);
     if (p != not_ready) {
@@ -492,6 +495,7 @@ int select_impl(clock::time_point deadline, C&... cs) {
   static_assert(n < 256, "fiber::select: too many cases");
   using seq = std::index_sequence_for<C...>;
   std::tuple<C&...> cases(cs...);
+  if constexpr (defaults == 0) coop_tick();  // (a select with a default case never yields)
 
   // Argument positions of the channel cases, and of the default case.
   std::uint8_t pos[m ? m : 1];

@@ -32,13 +32,16 @@
 //
 // Stacks. Loop fibers get their stacks from a per-loop pool and allocate one only
 // when they first run, so a task that is spawned and waits in the ready queue costs
-// one small heap block. A finished fiber's context waits on its stack (up to 1024
-// of them) for the next task that starts, which then needs no new frame. The
+// one small heap block. A finished fiber's context waits on its stack (up to 128
+// of them) for the next task that starts, which then needs no new frame. After a
+// burst, free stacks beyond a small bound (2 MiB worth, or as many as are alive)
+// give their pages back (madvise) while the loop lives on; reusing one costs
+// page faults (loop_stacks.hpp). The
 // first `guarded_stacks` stacks alive at once (16384 by default) each get a
 // PROT_NONE guard page, so an overflow faults; past that, stacks come from larger
-// mappings without guard pages and with a canary word at the bottom that is checked
-// whenever the fiber suspends or ends (an overwritten canary is reported and the
-// process aborts). Linux caps a process at vm.max_map_count mappings (65530 by
+// mappings without guard pages and with a 256-byte canary region at the bottom
+// that is checked, with the fiber's frame, whenever the fiber switches out or ends
+// (an overflow is reported as a guard page's is, and the process aborts). Linux caps a process at vm.max_map_count mappings (65530 by
 // default) and every guard page splits one, so guarding every stack would stop near
 // 32K fibers; this policy runs a million. When memory or mappings run out, the
 // task that could not get a stack ends failed with fiber::stack_allocation_error
@@ -220,8 +223,13 @@ struct loop_core {
   fiber_control* ready_head = nullptr;  // the ready queue (doubly linked)
   fiber_control* ready_tail = nullptr;
   fiber_control* runnext = nullptr;     // the hand-off slot, ahead of the queue
+  fiber_control* lane_tail = nullptr;   // the last fiber of the lane (event_loop.cpp), if any
   context* save_slot = nullptr;         // where the switcher's context goes
   int direct_budget = 0;                // direct switches left before the scheduler's turn
+  // The cooperative budget (coop_tick below): operations left in the running
+  // fiber's turn, and the number each turn starts with (INT_MAX: off).
+  int coop_left = 128;
+  int coop_budget = 128;
   bool tearing_down = false;
   // The thread running the loop (its tls_state), while run() or run_once() runs:
   // what the checks against using the loop from other threads compare with.
@@ -243,6 +251,7 @@ struct loop_core {
     fiber_control* f = ready_head;
     if (f) {
       ready_head = f->ready_next;
+      if (f == lane_tail) lane_tail = nullptr;
       if (ready_head)
         ready_head->ready_prev = nullptr;
       else
@@ -314,6 +323,23 @@ inline fiber_control* running() noexcept {
   return L ? L->current : nullptr;
 }
 
+// The cooperative budget. Every operation that may park (a channel's send and
+// recv, a select without a default case, a mutex's lock, a stream's read and
+// write, an accept), and a spawn, calls coop_tick() first; a fiber's turn (from when it is
+// resumed until it parks) may make event_loop::options::cooperative_budget of
+// them. The one that finds the budget spent first yields the fiber through the
+// scheduler (coop_yield(): posted functions, due timers and ready IO are served,
+// and the fibers queued run), then goes on. Without this, a fiber whose
+// operations always find their data ready (a greedy client on a fast socket, a
+// select on a closed channel) would never park, and nothing else on its loop would
+// run. Outside a loop's fiber, nothing.
+void coop_yield();
+FIBER_SWITCH_INLINE void coop_tick() {
+  loop_core* const L = running_core;
+  if (L && --L->coop_left < 0) [[unlikely]]
+    coop_yield();
+}
+
 FIBER_SWITCH_INLINE int park(waiter* waiters, std::size_t count, clock::time_point deadline = no_deadline,
                              const char* operation = nullptr, std::uintptr_t object = 0) {
   loop_core* const L = running_core;
@@ -340,6 +366,7 @@ FIBER_SWITCH_INLINE int park(waiter* waiters, std::size_t count, clock::time_poi
     context from = std::move(next->ctx).resume();
     if (from) *L->save_slot = std::move(from);  // else the switcher was a fiber that ended
   }
+  L->coop_left = L->coop_budget;  // a new turn
   if (self->park_reason == reason_woken) [[likely]]
     return self->park_result;
   return park_outcome(self);
@@ -396,6 +423,13 @@ class event_loop {
   struct options {
     std::size_t stack_size = default_stack_size;  ///< usable stack of each fiber
     std::size_t guarded_stacks = 16384;           ///< stacks alive at once with a guard page
+    /// Operations that complete without waiting (a channel's send or recv, a
+    /// select, a mutex's lock, a stream's read or write, an accept, a spawn) a fiber
+    /// may make in a row before the next one yields it, letting the other fibers, the timers
+    /// and the IO of the loop have their turn (Tokio's budget). A fiber that parks
+    /// starts its next turn with a full budget. 0: off (a fiber then runs until it
+    /// parks or yields, and can starve the loop).
+    int cooperative_budget = 128;
   };
 
   event_loop();
@@ -418,6 +452,7 @@ class event_loop {
   }
   template <class F, class... Args>
   auto spawn(spawn_options opts, F&& fn, Args&&... args) {
+    detail::coop_tick();  // a spawner that never parks must not hold up the loop
     auto body = detail::bind_task(std::forward<F>(fn), std::forward<Args>(args)...);
     using R = std::invoke_result_t<decltype(body)&>;
     using T = std::conditional_t<std::is_reference_v<R>, std::decay_t<R>, R>;

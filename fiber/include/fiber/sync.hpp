@@ -160,6 +160,7 @@ class mutex {
   bool lock_until(const char* operation, clock::time_point deadline) {
     detail::fiber_control* self = detail::require_running(operation);
     if (owner_ == self) throw error(std::string(operation) + ": the calling fiber already owns the mutex (deadlock)");
+    detail::coop_tick();  // (may yield: the owner is read again below)
     if (!owner_) {
       owner_ = self;
       return true;
@@ -306,6 +307,7 @@ class semaphore {
  private:
   bool acquire_until(const char* operation, clock::time_point deadline) {
     detail::require_running(operation);
+    detail::coop_tick();
     if (count_ > 0) {
       --count_;
       return true;
