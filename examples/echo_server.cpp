@@ -6,9 +6,16 @@
 // the port on a line of its own, and echoes whatever each connection sends until
 // it closes. Runs until killed, or with --once N, until N connections have been
 // served.
+//
+// Under abuse it goes on serving the connections it has: out of fds (ulimit -n),
+// accept() waits until some close (fiber::io::listener::accept), and a connection
+// whose fiber cannot be made (no memory for it) is closed with a line on stderr.
+// (A fiber that cannot get its stack when it first runs ends failed; the loop
+// says so on stderr, and its connection is closed with it.)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -53,13 +60,25 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       std::vector<fiber::task<void>> served;
       for (long n = 0; once < 0 || n < once; ++n) {
-        auto conn = fiber::spawn(echo, server.accept());
-        if (once < 0)
-          conn.detach();
-        else
-          served.push_back(std::move(conn));
+        fiber::io::stream conn = server.accept();
+        try {
+          auto task = fiber::spawn(echo, std::move(conn));
+          if (once < 0)
+            task.detach();
+          else
+            served.push_back(std::move(task));
+        } catch (const std::bad_alloc& e) {  // fiber::stack_allocation_error is one
+          conn.close();  // (if spawn had not taken it yet)
+          std::fprintf(stderr, "echo_server: dropped a connection: %s\n", e.what());
+        }
       }
-      for (auto& conn : served) conn.join();
+      for (auto& conn : served) {
+        try {
+          conn.join();
+        } catch (const std::exception& e) {  // e.g. its fiber got no stack
+          std::fprintf(stderr, "echo_server: a connection failed: %s\n", e.what());
+        }
+      }
       return 0;
     });
   } catch (const std::exception& e) {

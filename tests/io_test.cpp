@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -10,7 +11,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -643,4 +646,312 @@ TEST_CASE("io: fiber::dump() names the fd a parked fiber waits on", "[io][debug]
   });
   ::close(raw[0]);
   ::close(raw[1]);
+}
+
+// ---- out of file descriptors ------------------------------------------------------
+//
+// These tests fill the process's fd table for a moment. In that window only the
+// code under test runs, and what it did is recorded and checked once the table is
+// restored: UBSan's vptr check, the first time it meets a pair of static and
+// dynamic types, reads the vtable through a pipe (sanitizer_common's
+// IsAccessibleMemoryRange), which fails with no fd free, and then reports a sound
+// object (GCC's libubsan even reads its options and suppressions at its first
+// report, which fails too). A pair it has met is in its table. So there is no
+// Catch assertion in the window, and each fiber function, exception type and
+// fiber::dump() it runs has run before the window opens.
+
+namespace {
+
+// Fills this process's fd table, so that the next call that makes an fd fails
+// with EMFILE: lowers RLIMIT_NOFILE to a few above the lowest free fd and dups
+// until EMFILE. Gives fds back with release(), and everything (the fds, the limit)
+// with restore() or when destroyed. The whole test process shares the table: make
+// what needs fds (the loop's epoll fd, sockets) before.
+class fd_table_full {
+ public:
+  fd_table_full() {
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+    const int probe = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);  // the lowest free fd
+    REQUIRE(probe >= 0);
+    fillers_.push_back(probe);
+    rlimit low = saved_;
+    low.rlim_cur = static_cast<rlim_t>(probe) + 8;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    lowered_ = true;
+    int error = 0;
+    for (int i = 0; i < 1000 && !error; ++i) {  // (only the holes below the limit to fill)
+      const int fd = ::fcntl(probe, F_DUPFD_CLOEXEC, 0);
+      if (fd >= 0)
+        fillers_.push_back(fd);
+      else
+        error = errno;
+    }
+    if (error != EMFILE) {
+      restore();
+      FAIL("the fd table did not fill up: " << std::strerror(error));
+    }
+  }
+  ~fd_table_full() { restore(); }
+  fd_table_full(const fd_table_full&) = delete;
+  fd_table_full& operator=(const fd_table_full&) = delete;
+
+  // Closes `n` of the fds that fill the table.
+  void release(std::size_t n) noexcept {
+    for (; n && !fillers_.empty(); --n) {
+      ::close(fillers_.back());
+      fillers_.pop_back();
+    }
+  }
+  void restore() noexcept {
+    release(fillers_.size());
+    if (lowered_) ::setrlimit(RLIMIT_NOFILE, &saved_);
+    lowered_ = false;
+  }
+
+ private:
+  rlimit saved_{};
+  bool lowered_ = false;
+  std::vector<int> fillers_;
+};
+
+// The exception `fn` throws, or none.
+template <class F>
+std::exception_ptr thrown_by(F&& fn) {
+  try {
+    fn();
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
+}
+
+// Rethrows `e` to catch it as an E: its what(), or the reason it is not one.
+template <class E>
+std::string what_of(const std::exception_ptr& e) {
+  if (!e) return "(nothing thrown)";
+  try {
+    std::rethrow_exception(e);
+  } catch (const E& x) {
+    return x.what();
+  } catch (const std::exception& x) {
+    return std::string("(another exception: ") + x.what() + ")";
+  } catch (...) {
+    return "(not a std::exception)";
+  }
+}
+
+int errno_of(const std::exception_ptr& e) {
+  try {
+    if (e) std::rethrow_exception(e);
+  } catch (const std::system_error& x) {
+    return x.code().value();
+  } catch (...) {
+  }
+  return 0;
+}
+
+std::string strerror_of(int e) { return std::strerror(e); }
+
+// Under valgrind (its preload library is in LD_PRELOAD), which emulates the fd
+// limit after the call: accept4 takes a connection, and valgrind closes the fd it
+// got and says EMFILE; with none queued, accept4 says EAGAIN. The kernel looks
+// for a free fd first: EMFILE even with the queue empty, and the connections stay
+// queued. The tests below are skipped there.
+bool under_valgrind() {
+  const char* preload = std::getenv("LD_PRELOAD");
+  return preload && std::strstr(preload, "vgpreload");
+}
+
+}  // namespace
+
+TEST_CASE("io: out of fds, accept() waits (parked, backing off) and returns the connection once fds are freed",
+          "[io][emfile]") {
+  if (under_valgrind()) {
+    SUCCEED("skipped under valgrind: its accept4 says EMFILE only after taking a connection, which it drops");
+    return;
+  }
+  fiber::run([] {
+    auto server = fiber::io::listen("127.0.0.1", 0);
+    const auto port = server.local_port();
+    std::uint16_t closed_port;
+    {
+      auto l = fiber::io::listen("127.0.0.1", 0);
+      closed_port = l.local_port();
+    }
+    bool accepted = false;
+    auto accept_one = [&] {
+      stream s = server.accept();
+      accepted = true;
+      return s;
+    };
+
+    // The same steps first, with fds to spare.
+    stream first_client = fiber::io::connect("127.0.0.1", port);
+    auto first = fiber::spawn(accept_one);
+    REQUIRE(first.get());
+    std::ostringstream dump_before;
+    fiber::dump(dump_before);
+    const auto refused = thrown_by([&] { fiber::io::connect("127.0.0.1", closed_port); });
+    REQUIRE(errno_of(refused) == ECONNREFUSED);
+
+    stream client = fiber::io::connect("127.0.0.1", port);  // queued: the kernel completed it
+    accepted = false;
+    bool accepted_early = true, done_early = true, joined = false;
+    std::uint64_t waits = 0;
+    std::string dump_text;
+    std::exception_ptr connect_error, listen_error;
+    fiber::clock::duration took{};
+    fiber::task<stream> acceptor;
+    {
+      fd_table_full full;
+      acceptor = fiber::spawn(accept_one);  // EMFILE: waits
+      // Meanwhile other fibers run: this one, for a start.
+      fiber::this_fiber::sleep_for(60ms);
+      accepted_early = accepted;
+      done_early = acceptor.done();
+      waits = server.resource_waits();
+      std::ostringstream out;
+      fiber::dump(out);
+      dump_text = out.str();
+      // The other calls that make an fd throw std::system_error EMFILE, naming the call.
+      connect_error = thrown_by([&] { fiber::io::connect("127.0.0.1", port); });
+      listen_error = thrown_by([&] { fiber::io::listen("127.0.0.1", 0); });
+      full.release(2);
+      const auto t0 = fiber::clock::now();
+      joined = acceptor.join_for(5s);
+      took = fiber::clock::now() - t0;
+    }
+    CHECK_FALSE(accepted_early);
+    CHECK_FALSE(done_early);
+    CHECK(waits >= 3);   // after 5, 10, 20 ms: 5 ms, doubling
+    CHECK(waits <= 10);  // not a busy loop
+    INFO(dump_text);
+    CHECK_THAT(dump_text, Catch::Contains("parked in fiber::io::listener::accept (backing off: out of fds or "
+                                          "memory) on fd " +
+                                          std::to_string(server.fd())));
+    CHECK(errno_of(connect_error) == EMFILE);
+    CHECK(what_of<std::system_error>(connect_error) ==
+          "fiber::io::connect 127.0.0.1:" + std::to_string(port) + ": socket: " + strerror_of(EMFILE));
+    CHECK(errno_of(listen_error) == EMFILE);
+    CHECK(what_of<std::system_error>(listen_error) == "fiber::io::listen 127.0.0.1:0: socket: " + strerror_of(EMFILE));
+    if (!joined) {  // (it must end before the listener goes)
+      server.close();
+      (void)thrown_by([&] { acceptor.join(); });
+      FAIL("accept() did not return within 5 s of fds being freed");
+    }
+    CHECK(took < 1s);  // at the end of the wait under way (40 or 80 ms)
+    stream conn = acceptor.get();
+    REQUIRE(conn);
+    client.write_all("ping\n");
+    CHECK(conn.read_line(5s) == "ping");
+    conn.write_all("pong\n");
+    CHECK(client.read_line(5s) == "pong");
+  });
+}
+
+TEST_CASE("io: out of fds, a timed accept() throws timeout_error at its deadline, in the middle of a wait",
+          "[io][emfile]") {
+  if (under_valgrind()) {
+    SUCCEED("skipped under valgrind: its accept4 says EMFILE only after taking a connection, which it drops");
+    return;
+  }
+  fiber::run([] {
+    auto server = fiber::io::listen("127.0.0.1", 0);
+    auto timed_accept = [&](fiber::clock::time_point deadline) {
+      return thrown_by([&] { (void)server.accept(deadline); });
+    };
+    auto scoped_accept = [&](fiber::clock::duration timeout) {
+      return thrown_by([&] {
+        fiber::deadline_scope scope(timeout);
+        (void)server.accept();
+      });
+    };
+    // The same steps first, with fds to spare (nothing to accept yet).
+    REQUIRE(what_of<fiber::io::timeout_error>(timed_accept(fiber::clock::now() + 1ms)) ==
+            "fiber::io::listener::accept: timed out");
+    REQUIRE(what_of<fiber::timed_out>(scoped_accept(1ms)) == fiber::timed_out().what());
+
+    stream client = fiber::io::connect("127.0.0.1", server.local_port());  // queued
+    std::exception_ptr timed, at_once, scoped;
+    fiber::clock::duration took{};
+    std::uint64_t waits = 0;
+    {
+      fd_table_full full;
+      // The waits: 5, 10, 20, ... 640 ms, this one from 635 ms to 1275 ms: the
+      // deadline, at 700 ms, comes in the middle of it.
+      const auto t0 = fiber::clock::now();
+      timed = timed_accept(t0 + 700ms);
+      took = fiber::clock::now() - t0;
+      waits = server.resource_waits();
+      // A deadline already passed: at once.
+      at_once = timed_accept(fiber::clock::now());
+      // A deadline_scope's deadline: fiber::timed_out, not the accept's own timeout_error.
+      scoped = scoped_accept(30ms);
+    }
+    CHECK(what_of<fiber::io::timeout_error>(timed) == "fiber::io::listener::accept: timed out");
+    CHECK(took >= 700ms);
+    CHECK(took < 1200ms);
+    CHECK(waits >= 7);  // 8 unless the retries came late
+    CHECK(waits <= 8);
+    CHECK(what_of<fiber::io::timeout_error>(at_once) == "fiber::io::listener::accept: timed out");
+    CHECK(what_of<fiber::timed_out>(scoped) == fiber::timed_out().what());
+    CHECK(what_of<fiber::io::timeout_error>(scoped) != "fiber::io::listener::accept: timed out");
+    // The connection is still there.
+    REQUIRE(server.accept(5s));
+  });
+}
+
+TEST_CASE("io: out of fds, accept() throws EMFILE without the backoff, and its wait ends on cancel() and close()",
+          "[io][emfile]") {
+  if (under_valgrind()) {
+    SUCCEED("skipped under valgrind: its accept4 says EMFILE only after taking a connection, which it drops");
+    return;
+  }
+  fiber::run([] {
+    auto server = fiber::io::listen("127.0.0.1", 0);
+    auto strict = fiber::io::listen("127.0.0.1", 0);
+    strict.set_resource_backoff(false);
+    CHECK(server.resource_backoff());
+    CHECK_FALSE(strict.resource_backoff());
+    auto accept_on = [](fiber::io::listener* l) { (void)l->accept(); };
+
+    // The same steps first, with fds to spare (nothing to accept).
+    {
+      auto other = fiber::io::listen("127.0.0.1", 0);
+      auto cancelled = fiber::spawn(accept_on, &other);
+      fiber::this_fiber::sleep_for(1ms);
+      cancelled.cancel();
+      REQUIRE_THROWS_AS(cancelled.join(), fiber::cancelled);
+      auto closed = fiber::spawn(accept_on, &other);
+      fiber::this_fiber::sleep_for(1ms);
+      other.close();
+      REQUIRE(errno_of(thrown_by([&] { closed.join(); })) == EBADF);
+    }
+
+    std::exception_ptr strict_error, cancel_error, close_error;
+    fiber::clock::duration close_took{};
+    {
+      fd_table_full full;
+      strict_error = thrown_by([&] { (void)strict.accept(); });
+
+      auto cancelled = fiber::spawn(accept_on, &server);
+      fiber::this_fiber::sleep_for(20ms);
+      cancelled.cancel();
+      cancel_error = thrown_by([&] { cancelled.join(); });
+
+      // close() from another fiber, while a long wait is under way (from 635 ms to 1275 ms).
+      auto closed = fiber::spawn(accept_on, &server);
+      fiber::this_fiber::sleep_for(700ms);
+      const auto t0 = fiber::clock::now();
+      server.close();
+      close_error = thrown_by([&] { closed.join(); });
+      close_took = fiber::clock::now() - t0;
+    }
+    CHECK(errno_of(strict_error) == EMFILE);
+    CHECK(what_of<std::system_error>(strict_error) == "fiber::io::listener::accept: " + strerror_of(EMFILE));
+    CHECK(strict.resource_waits() == 0);
+    CHECK(what_of<fiber::cancelled>(cancel_error) == fiber::cancelled().what());
+    CHECK(errno_of(close_error) == EBADF);
+    CHECK(close_took < 300ms);
+  });
 }

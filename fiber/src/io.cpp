@@ -7,6 +7,7 @@
 
 #include "fiber/io.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <system_error>
@@ -131,9 +132,8 @@ stream::state& need(const std::unique_ptr<stream::state>& s, const char* op) {
   return *s;
 }
 
-// Parks until `s` may be readable (write == false) or writable. Registers it with
-// the running loop the first time.
-void wait(stream::state& s, bool write, clock::time_point deadline, const char* op) {
+// Registers `s` with the running loop the first time it has to wait.
+void prepare_wait(stream::state& s, const char* op) {
   sched::require_fiber(op);
   if (!s.h.registered) {
     if (s.h.fd < 0) throw_errno(EBADF, op);
@@ -142,8 +142,17 @@ void wait(stream::state& s, bool write, clock::time_point deadline, const char* 
   } else if (s.loop != event_loop::current()) {
     throw error(std::string(op) + ": the fd is registered with another event_loop");
   }
+}
+
+// Parks until `s` may be readable (write == false) or writable.
+void wait(stream::state& s, bool write, clock::time_point deadline, const char* op) {
+  prepare_wait(s, op);
   if (!sched::io_wait(s.h, write, deadline, op)) throw timeout_error(op);
 }
+
+// Whether an errno says the process or the system ran out of fds or memory: not
+// this call's fault, and it may pass once other fds are closed.
+bool out_of_resources(int e) noexcept { return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM; }
 
 bool short_read_drains(stream::state& s) noexcept {
   using drains = stream::state::drains;
@@ -171,6 +180,7 @@ bool short_read_drains(stream::state& s) noexcept {
 // Not once an edge has reported a hang-up or an error: it may have come with the
 // data just read, and then no edge follows for the end of stream still to read.
 std::size_t read_some(stream::state& s, void* buf, std::size_t n, clock::time_point deadline, const char* op) {
+  sched::coop_tick();  // a reader that always finds data yields now and then (event_loop.hpp)
   if (s.drained) {
     s.drained = false;
     if (!s.h.hangup) wait(s, false, deadline, op);
@@ -190,6 +200,7 @@ std::size_t read_some(stream::state& s, void* buf, std::size_t n, clock::time_po
 }
 
 std::size_t write_some(stream::state& s, const void* buf, std::size_t n, clock::time_point deadline, const char* op) {
+  sched::coop_tick();
   for (;;) {
     ssize_t r;
     if (s.fd_kind != stream::state::kind::other) {
@@ -244,7 +255,7 @@ struct addresses {
       hints.ai_flags |= AI_NUMERICHOST;
       rc = ::getaddrinfo("127.0.0.1", service.c_str(), &hints, &list);
     }
-    if (rc == EAI_SYSTEM) throw_errno(errno, what);
+    if (rc == EAI_SYSTEM) throw_errno(errno, what + ": getaddrinfo");  // e.g. EMFILE: /etc/hosts unread
     if (rc != 0) throw std::system_error(rc, gai_category(), what);
   }
   ~addresses() {
@@ -288,6 +299,7 @@ namespace {
 // fiber waits on EAGAIN.
 template <class Sock, class Plain>
 std::size_t transfer_fd(int fd, bool writing, clock::time_point deadline, const char* op, Sock sock, Plain plain) {
+  sched::coop_tick();
   bool flags_set = false;
   for (;;) {
     ssize_t r = sock();
@@ -475,27 +487,53 @@ std::unique_ptr<stream::state> open_socket(const addrinfo* a, int& err) {
   }
   return tcp_state(fd);
 }
+
+// listener::accept's wait after EMFILE and the like: parks the fiber until `until`,
+// on the listener's own wait list rather than in a plain sleep, so that close()
+// ends it at once (EBADF) and destroying the listener under it is refused as for
+// any blocked fiber. The connections that come meanwhile do not end it. fiber::dump()
+// shows the fiber "parked in" `waiting`.
+void accept_back_off(stream::state& s, clock::time_point until, const char* op) {
+  static constexpr const char* waiting = "fiber::io::listener::accept (backing off: out of fds or memory)";
+  for (;;) {
+    if (s.h.fd < 0) throw_errno(EBADF, op);  // closed meanwhile
+    prepare_wait(s, op);
+    if (!sched::io_wait(s.h, false, until, waiting) || clock::now() >= until) return;
+  }
+}
 }  // namespace
 
 listener listen(const std::string& host, std::uint16_t port, int backlog) {
   const std::string what = "fiber::io::listen " + host_port(host, port);
   addresses addrs(host, port, true, what);
   int err = EADDRNOTAVAIL;
+  const char* failed_call = nullptr;  // named in the error when not bind or listen
   for (addrinfo* a = addrs.list; a; a = a->ai_next) {
     auto s = open_socket(a, err);
-    if (!s) continue;
+    if (!s) {
+      // Out of fds or memory: no other address would do better.
+      if (out_of_resources(err)) throw_errno(err, what + ": socket");
+      failed_call = "socket";  // e.g. EAFNOSUPPORT: IPv6 disabled; try the next one
+      continue;
+    }
     const int fd = s->h.fd;
     const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, backlog) == 0) return listener(std::move(s));
     err = errno;
+    failed_call = nullptr;
   }
-  throw_errno(err, what);
+  throw_errno(err, failed_call ? what + ": " + failed_call : what);
 }
 
 stream listener::accept(clock::time_point deadline) {
   static constexpr const char* op = "fiber::io::listener::accept";
   stream::state& s = need(s_, op);
+  sched::coop_tick();  // a flood of connections does not hold up the ones accepted
+  // The wait after running out of fds or memory (io.hpp): Go's net/http server's.
+  constexpr clock::duration first_delay = std::chrono::milliseconds(5);
+  constexpr clock::duration max_delay = std::chrono::seconds(1);
+  clock::duration delay{};
   for (;;) {
     const int fd = ::accept4(s.h.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
@@ -509,11 +547,29 @@ stream listener::accept(clock::time_point deadline) {
 #  endif
         wait(s, false, deadline, op);
         break;
+      // Out of fds (the process's RLIMIT_NOFILE: EMFILE; the system's: ENFILE) or
+      // of memory for the new socket: wait and try again. (Linux takes the fd
+      // before it looks at the queue: EMFILE comes even with no connection pending.)
+      case EMFILE:
+      case ENFILE:
+      case ENOBUFS:
+      case ENOMEM: {
+        if (!resource_backoff_) throw_errno(e, op);
+        const clock::time_point now = clock::now();
+        if (now >= deadline) throw timeout_error(op);
+        delay = delay == clock::duration::zero() ? first_delay : std::min(2 * delay, max_delay);
+        ++resource_waits_;
+        const clock::time_point until = deadline - now > delay ? now + delay : deadline;
+        accept_back_off(s, until, op);
+        if (until == deadline) throw timeout_error(op);
+        break;
+      }
       // The connection died before we took it, or (Linux) a network error pending
-      // on it: take the next one.
+      // on it, or a firewall rule refused it (EPERM): take the next one.
       case EINTR:
       case ECONNABORTED:
       case EPROTO:
+      case EPERM:
       case ENETDOWN:
       case ENOPROTOOPT:
       case EHOSTDOWN:
@@ -542,9 +598,16 @@ stream connect(const std::string& host, std::uint16_t port, clock::time_point de
   const std::string what = "fiber::io::connect " + host_port(host, port);
   addresses addrs(host, port, false, what);
   int err = EADDRNOTAVAIL;
+  const char* failed_call = nullptr;  // named in the error when not connect itself
   for (addrinfo* a = addrs.list; a; a = a->ai_next) {
     auto s = open_socket(a, err);
-    if (!s) continue;
+    if (!s) {
+      // Out of fds or memory: no other address would do better.
+      if (out_of_resources(err)) throw_errno(err, what + ": socket");
+      failed_call = "socket";  // e.g. EAFNOSUPPORT: IPv6 disabled; try the next one
+      continue;
+    }
+    failed_call = nullptr;
     const int fd = s->h.fd;
     if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
       err = errno;
@@ -569,7 +632,7 @@ stream connect(const std::string& host, std::uint16_t port, clock::time_point de
     set_nodelay(fd, true);
     return stream(std::move(s));
   }
-  throw_errno(err, what);
+  throw_errno(err, failed_call ? what + ": " + failed_call : what);
 }
 
 #else  // !__linux__

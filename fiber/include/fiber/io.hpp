@@ -35,6 +35,12 @@
 // pipe whose reader has closed raises SIGPIPE, which kills the process unless it
 // is ignored (std::signal(SIGPIPE, SIG_IGN)); then the write throws EPIPE.
 //
+// Running out of fds or memory: listener::accept() waits it out (see there); any
+// other operation throws a std::system_error with the errno (EMFILE, ENFILE,
+// ENOBUFS, ENOMEM), naming the system call that failed when it is not the
+// operation's own, e.g. "fiber::io::connect 127.0.0.1:80: socket: Too many open
+// files".
+//
 // Rules. A stream or listener belongs to the loop (thread) it first waits on, and
 // cannot move to another loop, not even a later one on the same thread (release()
 // its fd inside the first loop and adopt() it again). Two fibers may use one stream
@@ -229,11 +235,43 @@ class listener {
   listener& operator=(const listener&) = delete;
 
   /// Parks until a connection comes; returns it (non-blocking, TCP_NODELAY).
+  ///
+  /// Errors that concern one incoming connection only do not reach the caller:
+  /// accept() takes the next connection at once after ECONNABORTED (the client
+  /// reset it while it was queued), EPROTO, EPERM (a firewall rule refused it),
+  /// the network errors Linux reports for the new socket (ENETDOWN, ENOPROTOOPT,
+  /// EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH), and EINTR.
+  ///
+  /// Running out of resources does not fail it either, so that a server goes on
+  /// serving the connections it has: on EMFILE (the process's RLIMIT_NOFILE),
+  /// ENFILE (the system's file table), ENOBUFS or ENOMEM, accept() waits and tries
+  /// again, as Go's net/http server does: 5 ms, then twice as long after each
+  /// new failure, at most 1 s between attempts (each call starts at 5 ms again).
+  /// Meanwhile the fiber is parked on the listener: the other fibers run (and
+  /// may close fds), new connections wait in the listen backlog, and the wait
+  /// honours `deadline` (timeout_error when it passes, also in the middle of a
+  /// wait), deadline_scope, cancellation (fiber::cancelled) and close() (EBADF at
+  /// once). Each wait counts in resource_waits() and nothing is logged;
+  /// fiber::dump() shows the fiber "parked in fiber::io::listener::accept
+  /// (backing off: out of fds or memory)". With set_resource_backoff(false),
+  /// these errors are thrown instead, like any other.
+  ///
+  /// Any other error is thrown as std::system_error naming accept, e.g. EBADF
+  /// after close(), EINVAL if the socket does not listen.
   stream accept(clock::time_point deadline = no_deadline);
   template <class Rep, class Period>
   stream accept(std::chrono::duration<Rep, Period> timeout) {
     return accept(detail::deadline_after(timeout));
   }
+
+  /// Whether accept() waits out EMFILE, ENFILE, ENOBUFS and ENOMEM (true, the
+  /// default) or throws them as std::system_error (false: for a server that
+  /// sheds load itself, e.g. by closing idle connections).
+  void set_resource_backoff(bool on) noexcept { resource_backoff_ = on; }
+  bool resource_backoff() const noexcept { return resource_backoff_; }
+  /// How many times accept() found the process or the system out of fds or
+  /// memory and waited (each attempt that failed so counts once).
+  std::uint64_t resource_waits() const noexcept { return resource_waits_; }
 
   /// The port it listens on (useful after listen(host, 0)).
   std::uint16_t local_port() const;
@@ -246,6 +284,8 @@ class listener {
 
  private:
   std::unique_ptr<stream::state> s_;
+  std::uint64_t resource_waits_ = 0;
+  bool resource_backoff_ = true;
 };
 
 /// Listens on `host` ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"; "" means
