@@ -55,6 +55,7 @@ bool reported(const fiber_test::death& d) {
 
 }  // namespace
 
+#ifndef _WIN32  // the SIGSEGV handler (overflow.cpp) is POSIX only
 TEST_CASE("loop overflow: endless recursion on an unguarded stack is reported", "[overflow]") {
   auto d = fiber_test::run_in_child([] {
     quiet_death_signals();
@@ -70,6 +71,7 @@ TEST_CASE("loop overflow: endless recursion on an unguarded stack is reported", 
   CHECK(reported(d));
   CHECK(d.stderr_text.find("'bottomless'") != std::string::npos);
 }
+#endif
 
 TEST_CASE("loop overflow: an overflow that returned is reported when its fiber yields with nothing else ready",
           "[overflow]") {
@@ -109,6 +111,7 @@ TEST_CASE("loop overflow: an overflow that returned is reported when its fiber e
   CHECK(reported(d));
 }
 
+#ifndef _WIN32  // the SIGSEGV handler (overflow.cpp) is POSIX only
 TEST_CASE("loop overflow: a frame larger than a page on a guarded stack is reported", "[overflow]") {
   // The guard page is 4 KiB; the frame is 256 KiB. The library's build compiles
   // with -fstack-clash-protection where the compiler has it (its users too): the
@@ -127,7 +130,9 @@ TEST_CASE("loop overflow: a frame larger than a page on a guarded stack is repor
   CHECK(reported(d));
   CHECK(d.stderr_text.find("'huge frame'") != std::string::npos);
 }
+#endif
 
+#ifndef _WIN32  // the SIGSEGV handler (overflow.cpp) is POSIX only
 TEST_CASE("loop overflow: a frame larger than a page on a generator's stack is reported", "[overflow]") {
   auto d = fiber_test::run_in_child([] {
     quiet_death_signals();
@@ -141,3 +146,4 @@ TEST_CASE("loop overflow: a frame larger than a page on a generator's stack is r
   INFO(d.stderr_text);
   CHECK(reported(d));
 }
+#endif
