@@ -1313,11 +1313,14 @@ bool io_wait_fd(int fd, bool write, clock::time_point deadline, const char* oper
   // same fd (one reads, one writes) registers a dup of it instead.
   int registered_fd = fd;
   if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    if (errno != EEXIST || (registered_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
-        epoll_ctl(L->epfd, EPOLL_CTL_ADD, registered_fd, &ev) != 0) {
+    if (errno == EEXIST && (registered_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+      throw std::system_error(errno, std::generic_category(),
+                              std::string(operation) + ": fcntl(F_DUPFD_CLOEXEC) of fd " + std::to_string(fd));
+    if (registered_fd == fd || epoll_ctl(L->epfd, EPOLL_CTL_ADD, registered_fd, &ev) != 0) {
       const int e = errno;
-      if (registered_fd != fd && registered_fd >= 0) ::close(registered_fd);
-      throw std::system_error(e, std::generic_category(), "fiber::io: epoll_ctl(ADD) of fd " + std::to_string(fd));
+      if (registered_fd != fd) ::close(registered_fd);
+      throw std::system_error(e, std::generic_category(),
+                              std::string(operation) + ": epoll_ctl(ADD) of fd " + std::to_string(fd));
     }
   }
   h.raw_registered_fd = registered_fd;
