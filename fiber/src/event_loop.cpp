@@ -919,6 +919,26 @@ class task_block_cache {
       }
   }
   static std::size_t size_class(std::size_t size) noexcept { return (size - 1) / granule; }
+
+  // Task blocks alive (made on this thread, less those freed on it), and their
+  // peak since the heap was last trimmed. When a burst of tasks ends, their blocks
+  // are free chunks scattered through the C heap, which glibc gives back only at
+  // its top: once the blocks alive fall to an eighth of a peak of at least
+  // trim_peak, give_back_free_memory() gives back every free page (malloc_trim; a
+  // few ms, once per burst;
+  // loop_stacks.hpp does the same as the burst's stacks go back, while the task
+  // handles may still hold their blocks).
+  static constexpr std::ptrdiff_t trim_peak = 4096;
+  void made() noexcept {
+    if (++alive_ > peak_) peak_ = alive_;
+  }
+  void freed() noexcept {
+    if (--alive_ < peak_ / 8 && peak_ >= trim_peak) [[unlikely]] {
+      peak_ = alive_;
+      give_back_free_memory();
+    }
+  }
+
   void* take(std::size_t c) noexcept {
     node* n = free_[c];
     if (n) {
@@ -942,6 +962,8 @@ class task_block_cache {
   };
   node* free_[classes] = {};
   std::size_t count_[classes] = {};
+  std::ptrdiff_t alive_ = 0;
+  std::ptrdiff_t peak_ = 0;
 };
 FIBER_PER_THREAD(task_block_cache, task_blocks)
 }  // namespace
@@ -949,8 +971,15 @@ FIBER_PER_THREAD(task_block_cache, task_blocks)
 void* fiber_control::operator new(std::size_t size) {
   if (size == 0 || size > task_block_cache::granule * task_block_cache::classes) return ::operator new(size);
   const std::size_t c = task_block_cache::size_class(size);
-  if (void* p = task_blocks().take(c)) return p;
-  return ::operator new((c + 1) * task_block_cache::granule);
+  task_block_cache& cache = task_blocks();
+  cache.made();
+  if (void* p = cache.take(c)) return p;
+  try {
+    return ::operator new((c + 1) * task_block_cache::granule);
+  } catch (...) {
+    cache.freed();
+    throw;
+  }
 }
 
 void fiber_control::operator delete(void* p, std::size_t size) noexcept {
@@ -959,7 +988,9 @@ void fiber_control::operator delete(void* p, std::size_t size) noexcept {
     return;
   }
   const std::size_t c = task_block_cache::size_class(size);
-  if (!task_blocks().give(p, c)) sized_delete(p, (c + 1) * task_block_cache::granule);
+  task_block_cache& cache = task_blocks();
+  if (!cache.give(p, c)) sized_delete(p, (c + 1) * task_block_cache::granule);
+  cache.freed();
 }
 
 void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {

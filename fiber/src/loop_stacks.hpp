@@ -14,14 +14,12 @@
 
 #include "fiber/event_loop.hpp"
 #include "fiber/stack.hpp"
+#include "registry.hpp"
 
 #if defined(_WIN32)
 #  include <windows.h>
 #else
 #  include <sys/mman.h>
-#endif
-#if defined(__GLIBC__)
-#  include <malloc.h>
 #endif
 
 namespace fiber::detail {
@@ -399,9 +397,7 @@ class loop_stacks {
   // ends it runs about once each time the stacks alive halve.
   void trim_heap() noexcept {
     given_back_ = 0;
-#if defined(__GLIBC__)
-    malloc_trim(0);
-#endif
+    give_back_free_memory();  // (registry.hpp)
   }
   static void apply(const range& r) noexcept {
     if (r.hi <= r.lo) return;

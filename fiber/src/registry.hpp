@@ -21,6 +21,12 @@ bool is_running(const record_base* r) noexcept;
 // guard page's handler and the loop's check of unguarded stacks both report so.
 void report_stack_overflow(const record_base* r) noexcept;
 
+// After a burst of fibers has ended: gives back to the system the pages of the
+// registry's chunks whose slots are all free, and the C heap's free pages
+// (glibc's malloc_trim). A few ms; called once per burst (event_loop.cpp,
+// loop_stacks.hpp).
+void give_back_free_memory() noexcept;
+
 // A new fiber id (unique in the process, from 1), for a loop task.
 std::uint64_t new_fiber_id() noexcept;
 
