@@ -261,16 +261,22 @@ struct event_loop::impl : detail::loop_core {
   [[gnu::always_inline]] void check_canary(detail::fiber_control* f) noexcept {
     if (std::uintptr_t* const c = f->canary) {
       const auto frame = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
-      if (!detail::canary_intact(c) || frame < reinterpret_cast<std::uintptr_t>(c) + detail::canary_bytes)
-        [[unlikely]]
-        canary_overwritten(f);
+      if (!detail::canary_intact(c)) [[unlikely]]
+        canary_overwritten(f, "the canary region at the bottom of its unguarded stack was overwritten");
+      if (frame < reinterpret_cast<std::uintptr_t>(c) + detail::canary_bytes) [[unlikely]]
+        canary_overwritten(f, "its frame lies below the top of the canary region at the bottom of its unguarded stack");
     }
   }
-  [[noreturn, gnu::noinline, gnu::cold]] static void canary_overwritten(detail::fiber_control* f) noexcept {
+  [[noreturn, gnu::noinline, gnu::cold]] static void canary_overwritten(detail::fiber_control* f,
+                                                                        const char* what) noexcept {
     if (f->record) detail::report_stack_overflow(f->record);
-    detail::fatal("fiber: found when the fiber switched out: the canary region at the bottom of its unguarded stack "
-                  "was overwritten (give it a larger stack: fiber::spawn_options::stack_size; guarded stacks "
-                  "catch an overflow as it happens: event_loop::options::guarded_stacks)");
+    char msg[400];
+    std::snprintf(msg, sizeof msg,
+                  "fiber: found when the fiber switched out: %s (give it a larger stack: "
+                  "fiber::spawn_options::stack_size; guarded stacks catch an overflow as it happens: "
+                  "event_loop::options::guarded_stacks)",
+                  what);
+    detail::fatal(msg);
   }
 
   // Stores the context we were handed by whoever switched to us.
