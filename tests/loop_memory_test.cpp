@@ -29,6 +29,15 @@
 
 namespace {
 
+// Small stacks: thousands at once. (ASan's frames carry redzones: the loop's own
+// paths need more than 16 KiB there.)
+#if defined(__SANITIZE_ADDRESS__)
+constexpr std::size_t small_stack = 48 * 1024;
+#else
+constexpr std::size_t small_stack = 16 * 1024;
+#endif
+
+
 #if defined(__linux__)
 // The process's resident set or its mapped size (bytes), from /proc/self/statm;
 // 0 if unknown.
@@ -44,14 +53,6 @@ std::size_t statm_bytes(bool resident) {
 // Under valgrind (its preload library is in LD_PRELOAD): the process's memory is
 // valgrind's too (shadow memory it does not give back), and its address space
 // is valgrind's to manage.
-// Small stacks: thousands at once. (ASan's frames carry redzones: the loop's own
-// paths need more than 16 KiB there.)
-#if defined(__SANITIZE_ADDRESS__)
-constexpr std::size_t small_stack = 48 * 1024;
-#else
-constexpr std::size_t small_stack = 16 * 1024;
-#endif
-
 bool under_valgrind() {
   const char* preload = std::getenv("LD_PRELOAD");
   return preload && std::strstr(preload, "vgpreload");
