@@ -95,7 +95,7 @@ static const char* captured_stderr(void) {
 }
 #else
 static void capture_stderr(void) {}
-static const char* captured_stderr(void) { return "(not captured on this system) fiber_"; }
+static const char* captured_stderr(void) { return NULL; } /* not captured on this system */
 #endif
 
 /* stmt (a second destroy, or a destroy of a handle of another kind) does not
@@ -111,7 +111,7 @@ static const char* captured_stderr(void) { return "(not captured on this system)
       printf("%s:%d: after %s, last error \"%s\" does not name %s\n", __FILE__, __LINE__, #stmt,    \
              fiber_last_error(), call),                                                             \
           ++failures;                                                                               \
-    if (!strstr(err_, call))                                                                        \
+    if (err_ && !strstr(err_, call))                                                                \
       printf("%s:%d: after %s, stderr \"%s\" does not name %s\n", __FILE__, __LINE__, #stmt, err_, \
              call),                                                                                 \
           ++failures;                                                                               \
@@ -126,7 +126,7 @@ static const char* captured_stderr(void) { return "(not captured on this system)
     stmt;                                                                                         \
     err_ = captured_stderr();                                                                     \
     CHECK(error_names("fiber_resume", "NULL"));                                                   \
-    if (err_[0] != 0 && strstr(err_, "not captured") == NULL)                                     \
+    if (err_ && err_[0] != 0)                                                                     \
       printf("%s:%d: %s wrote \"%s\" on stderr\n", __FILE__, __LINE__, #stmt, err_), ++failures; \
   } while (0)
 
