@@ -629,11 +629,11 @@ int fiber_task_join(fiber_task* handle, void** result) {
   if (!t) return refuse("fiber_task_join", handle);
   return guarded("fiber_task_join", [&]() -> int {
     if (t->task.status() == fiber::task_status::pending) {  // (an ended task's loop may be gone)
-      fiber::event_loop* running = fiber::event_loop::current();
-      if (!fiber::this_fiber::in_fiber())
-        t->loop->run_until(t->task);
-      else if (running != t->loop)
-        return fail(FIBER_EINVAL, "fiber_task_join: the task belongs to another loop than the joining task's");
+      if (!fiber::this_fiber::in_fiber()) {
+        // Outside any task: run the loop until the task ends, or, when the loop
+        // runs on another thread, wait there (get() blocks this thread).
+        if (!fiber::detail::loop_runs_elsewhere(*t->loop)) t->loop->run_until(t->task);
+      }
     }
     void* r = t->task.get();
     if (result) *result = r;

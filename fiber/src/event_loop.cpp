@@ -22,6 +22,8 @@
 #include "fiber/event_loop.hpp"
 
 #include "fiber/detail/eh_state.hpp"
+#include "loop/runtime.hpp"
+#include "loop/shared.hpp"
 #include "loop_stacks.hpp"
 #include "per_thread.hpp"
 #include "registry.hpp"
@@ -37,6 +39,7 @@
 #include <mutex>
 #include <ostream>
 #include <sstream>
+#include <thread>
 #include <system_error>
 #include <typeinfo>
 #include <unordered_map>
@@ -228,17 +231,34 @@ struct event_loop::impl : detail::loop_core {
     while (!timers.empty() && timers.front()->timer_deadline <= now) {
       detail::fiber_control* f = timers.front();
       end_park(f, f->park_by_scope ? detail::reason_scope : detail::reason_timeout, 0);
+      timer_remove(f);  // (shared mode: also when a waker claimed it first)
     }
   }
 
   // -- parking --
   void unlink_waiters(detail::fiber_control* f) noexcept {
+    if (shared.load(std::memory_order_relaxed)) {
+      detail::unlink_locked(f->park_waiters, f->park_count);
+      return;
+    }
     for (std::size_t i = 0; i < f->park_count; ++i) {
       detail::waiter& w = f->park_waiters[i];
       if (w.queue) w.queue->remove(w);
     }
   }
-  void end_park(detail::fiber_control* f, int reason, int result, bool next = false) noexcept {
+  // Ends f's park (a fiber of this loop; on its thread). In shared mode, only if
+  // this end wins f's claim: f unlinks its waiters itself when it runs (false if
+  // another end won).
+  bool end_park(detail::fiber_control* f, int reason, int result, bool next = false) noexcept {
+    if (shared.load(std::memory_order_relaxed)) {
+      if (!detail::claim(f, reason, result)) return false;
+      timer_remove(f);
+      if (next)
+        make_next(f);
+      else
+        make_ready(f);
+      return true;
+    }
     unlink_waiters(f);
     timer_remove(f);
     f->park_waiters = nullptr;
@@ -250,6 +270,7 @@ struct event_loop::impl : detail::loop_core {
       make_next(f);
     else
       make_ready(f);
+    return true;
   }
 
   // -- switching --
@@ -324,7 +345,7 @@ struct event_loop::impl : detail::loop_core {
         fail_start(f, e);
         next = next_after_park();
       } catch (...) {
-        f->status = task_status::failed;
+        f->outcome = task_status::failed;
         f->error = std::current_exception();
         finish(f);
         next = next_after_park();
@@ -343,7 +364,7 @@ struct event_loop::impl : detail::loop_core {
   const std::type_info* start_failure_type = nullptr;
   std::string start_failure_what;
   void fail_start(detail::fiber_control* f, const std::exception& e) noexcept {
-    f->status = task_status::failed;
+    f->outcome = task_status::failed;
     if (start_failure && *start_failure_type == typeid(e) && start_failure_what == e.what()) {
       f->error = start_failure;
     } else {
@@ -396,6 +417,7 @@ struct event_loop::impl : detail::loop_core {
       self.canary = f->canary;
       const bool reusable = f->stack_size == stacks.default_size();
       finish(f);  // may free f
+      if (rt && rt->hungry.load(std::memory_order_relaxed) > 0) donate();
       detail::fiber_control* next = startable(next_after_park());
       current = next;
       context& target = next ? next->ctx : scheduler;
@@ -424,19 +446,19 @@ struct event_loop::impl : detail::loop_core {
     if (f->cancel_pending) {
       // Cancelled before it ever ran: the body never starts.
       f->cancel_pending = false;
-      f->status = task_status::cancelled;
+      f->outcome = task_status::cancelled;
       f->error = std::make_exception_ptr(cancelled{});
     } else {
       try {
         f->run_body();
-        f->status = task_status::succeeded;
+        f->outcome = task_status::succeeded;
       } catch (const detail::forced_unwind&) {
         throw;  // the loop is being destroyed: let the context unwind us
       } catch (const cancelled&) {
-        f->status = task_status::cancelled;
+        f->outcome = task_status::cancelled;
         f->error = std::current_exception();
       } catch (...) {
-        f->status = task_status::failed;
+        f->outcome = task_status::failed;
         f->error = std::current_exception();
       }
     }
@@ -452,17 +474,31 @@ struct event_loop::impl : detail::loop_core {
   }
 
   void finish(detail::fiber_control* f) noexcept {
-    // The first joiner runs next (a hand-off: this fiber has nothing left to do).
-    if (detail::waiter* w = f->joiners.front()) {
-      f->joiners.remove(*w);
-      end_park(w->fiber, detail::reason_woken, w->index, true);
-    }
-    while (detail::waiter* w = f->joiners.front()) detail::wake(*w);
+    publish_outcome(f);
     unlink_alive(f);
-    if (f->detached && f->status == task_status::failed) report_detached(f);
+    if (f->detached.load(std::memory_order_acquire) && f->status.load(std::memory_order_relaxed) == task_status::failed)
+      report_detached(f);
     f->ctx = context{};  // empty already: the fiber is running
     f->loop = nullptr;
     detail::release(f);  // the loop's reference
+  }
+
+  // Publishes how f ended (f->outcome) and wakes its joiners.
+  void publish_outcome(detail::fiber_control* f) noexcept {
+    if (shared.load(std::memory_order_relaxed)) {
+      // Joiners may be fibers of other loops, or threads.
+      std::lock_guard lock(f->lock);
+      f->status.store(f->outcome, std::memory_order_release);
+      while (detail::waiter* w = detail::claim_front(f->joiners)) detail::wake(*w);
+    } else {
+      f->status.store(f->outcome, std::memory_order_release);
+      // The first joiner runs next (a hand-off: this fiber has nothing left to do).
+      if (detail::waiter* w = f->joiners.front()) {
+        f->joiners.remove(*w);
+        end_park(w->fiber, detail::reason_woken, w->index, true);
+      }
+      while (detail::waiter* w = f->joiners.front()) detail::wake(*w);
+    }
   }
 
   static void report_detached(detail::fiber_control* f) noexcept {
@@ -497,6 +533,7 @@ struct event_loop::impl : detail::loop_core {
   // burst of direct switches, not for a queue of any length (10^5 tasks starting).
   void serve_wakers(bool io) {
     ++passes;
+    detail::loop_pass(this);
     // Take the rest of the queue off, let the pass append to the lane, put it back.
     detail::fiber_control* const rest = lane_tail ? lane_tail->ready_next : ready_head;
     detail::fiber_control* const rest_tail = rest ? ready_tail : nullptr;
@@ -517,8 +554,21 @@ struct event_loop::impl : detail::loop_core {
       }
     } put_back{*this, rest, rest_tail};
     run_posted();
+    take_remote();
     fire_timers();
     if (io) poll(false);
+    if (rt && rt->hungry.load(std::memory_order_relaxed) > 0) donate();
+  }
+  // The fibers woken from other threads join the queue (the lane, in a pass).
+  void take_remote() noexcept {
+    if (!has_remote.load(std::memory_order_acquire)) return;
+    detail::fiber_control* f = detail::take_remote(this);
+    while (f) {
+      detail::fiber_control* next = f->remote_next;
+      f->remote_next = nullptr;
+      make_ready(f);
+      f = next;
+    }
   }
   // The fiber the scheduler runs first after a pass: the queue's head; but every
   // `queue_turn`th pass, the first fiber behind the lane, so that fibers woken on
@@ -551,6 +601,20 @@ struct event_loop::impl : detail::loop_core {
       timeout_ms = ms_to_next_timer();
       if (cap_ms >= 0 && (timeout_ms < 0 || timeout_ms > cap_ms)) timeout_ms = cap_ms;
     }
+    struct asleep {  // (a remote wake pokes the loop only while it sleeps: shared.cpp)
+      impl& L;
+      bool on;
+      ~asleep() {
+        if (on) L.sleeping.store(false, std::memory_order_relaxed);
+      }
+    } sleep{*this, timeout_ms != 0 && shared.load(std::memory_order_relaxed)};
+    if (sleep.on) {
+      if (spin_for_remote()) return;
+      sleeping.store(true, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (has_remote.load(std::memory_order_relaxed) || (rt && rt->injected.load(std::memory_order_relaxed)))
+        return;
+    }
 #if FIBER_HAVE_EPOLL
     epoll_event events[128];
     int n = epoll_wait(epfd, events, 128, timeout_ms);
@@ -567,26 +631,81 @@ struct event_loop::impl : detail::loop_core {
         continue;
       }
       const std::uint32_t e = events[i].events;
+      detail::op_guard guard(h->lock);
       if (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) h->hangup = true;
       if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
         if (h->readers.empty()) h->readable = true;
-        while (detail::waiter* w = h->readers.front()) detail::wake(*w);
+        while (detail::waiter* w = detail::claim_front(h->readers)) detail::wake(*w);
       }
       if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
         if (h->writers.empty()) h->writable = true;
-        while (detail::waiter* w = h->writers.front()) detail::wake(*w);
+        while (detail::waiter* w = detail::claim_front(h->writers)) detail::wake(*w);
       }
     }
 #else
     if (timeout_ms != 0) {
       std::unique_lock lock(post_mutex);
-      auto ready = [&] { return has_posted.load(std::memory_order_relaxed); };
+      auto ready = [&] {
+        return has_posted.load(std::memory_order_relaxed) || has_remote.load(std::memory_order_relaxed);
+      };
       if (timeout_ms < 0)
         post_cv.wait(lock, ready);
       else
         post_cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), ready);
     }
 #endif
+  }
+
+  // Shared mode, before sleeping: a fiber woken from another thread usually comes
+  // within microseconds (a reply on a channel); spinning a little first spares
+  // both sides a system call (Go's spinning Ms). True if one came.
+  // Bounded in time (spin_time), and in a runtime to half of its workers at
+  // once (Go's rule: spinners must not take the CPU from the workers that run).
+  static constexpr auto spin_time = std::chrono::microseconds(20);
+  bool spin_for_remote() noexcept {
+    auto came = [&] {
+      return has_remote.load(std::memory_order_relaxed) || has_posted.load(std::memory_order_relaxed) ||
+             (rt && (rt->injected.load(std::memory_order_relaxed) || rt->stopping.load(std::memory_order_relaxed) ||
+                     rt->deadlocked.load(std::memory_order_relaxed)));
+    };
+    if (rt) {
+      const int limit = std::max<int>(1, static_cast<int>(rt->workers.size()) / 2);
+      if (rt->spinning.fetch_add(1, std::memory_order_relaxed) >= limit) {
+        rt->spinning.fetch_sub(1, std::memory_order_relaxed);
+        return came();
+      }
+    }
+    const auto until = clock::now() + spin_time;
+    bool got = false;
+    for (unsigned i = 1;; ++i) {
+      if (came()) {
+        got = true;
+        break;
+      }
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+      if (i % 64 == 0 && clock::now() >= until) break;
+    }
+    if (rt) rt->spinning.fetch_sub(1, std::memory_order_relaxed);
+    return got;
+  }
+
+  // Before a deadlock is reported: another thread may be about to run a loop
+  // whose fibers share our primitives (two fiber::run on two threads), or to use
+  // them from outside any loop. Give it a moment (at most deadlock_grace): false
+  // if something came that may wake our fibers.
+  static constexpr auto deadlock_grace = std::chrono::milliseconds(100);
+  bool deadlock_confirmed() {
+    const auto until = clock::now() + deadlock_grace;
+    for (;;) {
+      detail::loop_pass(this);  // (a quiescent point: a flip by the newcomer may wait for it)
+      if (has_remote.load(std::memory_order_acquire) || has_posted.load(std::memory_order_acquire) ||
+          detail::others_may_wake())
+        return false;
+      if (clock::now() >= until) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   }
 
   [[noreturn]] void deadlock() {
@@ -611,12 +730,146 @@ struct event_loop::impl : detail::loop_core {
     if (shown < tasks.size()) out << "\n  ... and " << tasks.size() - shown << " more";
   }
 
+  // -- a worker of a runtime (loop/runtime.hpp) --
+  detail::runtime_core* rt = nullptr;
+  unsigned worker_index = 0;
+  std::atomic<bool> hungry{false};  // in idle_wait(): looking for work
+  std::atomic<bool> poked{false};   // a wake_hungry() poke is on its way
+
+  // Adopts a task from the inject queue: from now on it is this loop's.
+  void adopt(detail::fiber_control* f) noexcept {
+    {
+      std::lock_guard lock(f->lock);
+      f->loop = owner;
+      f->core = this;
+    }
+    f->all_prev = nullptr;
+    f->all_next = all_head;
+    if (all_head) all_head->all_prev = f;
+    all_head = f;
+    ++alive;
+    make_ready(f);
+  }
+  static constexpr std::size_t inject_batch = 64;
+  bool take_injected() noexcept {
+    if (!rt || rt->injected.load(std::memory_order_relaxed) == 0) return false;
+    detail::fiber_control* f = rt->take(inject_batch);
+    if (!f) return false;
+    if (rt->injected.load(std::memory_order_relaxed) > 0) rt->wake_hungry();  // more for another
+    while (f) {
+      detail::fiber_control* next = f->ready_next;
+      f->ready_next = nullptr;
+      adopt(f);
+      f = next;
+    }
+    return true;
+  }
+  // Gives up to half of the tasks queued here that have not started (the latest
+  // spawned first: from the tail) to the inject queue, for the hungry workers.
+  static constexpr std::size_t donation_scan = 64;
+  void donate() noexcept {
+    detail::fiber_control* found[donation_scan];
+    std::size_t n = 0;
+    std::size_t scanned = 0;
+    for (detail::fiber_control* f = ready_tail; f && scanned < donation_scan; f = f->ready_prev, ++scanned)
+      if (!f->started) found[n++] = f;
+    if (n == 0 || (n == 1 && !(runnext || (ready_head && ready_head != found[0])))) return;  // keep our only work
+    const std::size_t give = (n + 1) / 2;
+    detail::fiber_control* head = nullptr;
+    detail::fiber_control* tail = nullptr;
+    for (std::size_t i = 0; i < give; ++i) {
+      detail::fiber_control* f = found[i];
+      unqueue(f);
+      unlink_alive(f);
+      f->ready_next = nullptr;
+      (tail ? tail->ready_next : head) = f;
+      tail = f;
+    }
+    rt->inject(head, tail, give);
+  }
+  // A spawn while a worker is hungry: straight to the inject queue.
+  bool inject_spawn(detail::fiber_control* f) noexcept {
+    // (Only a spawn by a fiber of this worker: a task spawned from outside, such
+    // as fiber::run's main task, stays where it was put.)
+    if (!rt || rt->hungry.load(std::memory_order_relaxed) == 0 || detail::running_core != this) return false;
+    f->ready_next = nullptr;
+    rt->inject(f, f, 1);
+    return true;
+  }
+
+  // Nothing to run: hungry; spin a little; then sleep in the reactor until
+  // something comes (a remote wake, a post, IO, a timer, injected work). Reports
+  // the runtime's deadlock (runtime.hpp) when it is the last worker to go idle.
+  void idle_wait() {
+    rt->hungry.fetch_add(1, std::memory_order_seq_cst);
+    hungry.store(true, std::memory_order_seq_cst);
+    struct not_hungry {
+      impl& L;
+      ~not_hungry() {
+        L.hungry.store(false, std::memory_order_relaxed);
+        L.rt->hungry.fetch_sub(1, std::memory_order_relaxed);
+      }
+    } done_waiting{*this};
+    if (spin_for_remote()) return;
+    const bool stuck = timers.empty() && io_waiting == 0 && keep_alive.load() == 0;
+    if (stuck && enter_stuck()) return;
+    struct unstuck {
+      impl& L;
+      bool on;
+      ~unstuck() {
+        if (!on) return;
+        std::lock_guard lock(L.rt->idle_mutex);
+        --L.rt->stuck;
+      }
+    } leave{*this, stuck};
+    poll(true);
+    poked.store(false, std::memory_order_relaxed);
+  }
+  // True if the runtime is deadlocked (this call found it so, or another did).
+  bool enter_stuck() {
+    std::lock_guard lock(rt->idle_mutex);
+    if (rt->deadlocked.load(std::memory_order_relaxed)) return true;
+    if (++rt->stuck < rt->workers.size()) return false;
+    bool wakeable = rt->injected.load() > 0 || detail::plain_ops_in_flight() > 0 ||
+                    detail::running_loop_count() > static_cast<int>(rt->workers.size());
+    for (detail::loop_core* w : rt->workers) {
+      auto* W = static_cast<impl*>(w);
+      if (W->has_remote.load() || W->has_posted.load() || W->any_ready()) wakeable = true;
+    }
+    if (wakeable) {
+      --rt->stuck;
+      return false;
+    }
+    std::ostringstream msg;
+    std::size_t parked = 0;
+    for (detail::loop_core* w : rt->workers) parked += static_cast<impl*>(w)->alive;
+    msg << "fiber::run: deadlock: " << parked << " fiber(s) parked on " << rt->workers.size()
+        << " workers and nothing can wake them (no timer, no IO wait, no event_loop::keep_alive):";
+    for (std::size_t i = 0; i < rt->workers.size(); ++i) {
+      auto* W = static_cast<impl*>(rt->workers[i]);
+      msg << "\n  worker " << i << ": " << W->alive << " task(s)";
+      std::ostringstream tasks;
+      W->list_tasks(tasks, max_listed);
+      std::string t = tasks.str();
+      for (std::size_t p = 0; (p = t.find('\n', p)) != std::string::npos; p += 3) t.insert(p + 1, "  ");
+      msg << t;
+    }
+    --rt->stuck;
+    rt->report = msg.str();
+    rt->deadlocked.store(true, std::memory_order_release);
+    rt->poke_all();
+    return true;
+  }
+
   // The loops alive, for fiber::dump().
   impl* loops_prev = nullptr;
   impl* loops_next = nullptr;
 
   // Runs until `until` has ended, or (until == nullptr) no fiber is alive.
   void schedule(detail::fiber_control* until);
+  // The same for a worker of a runtime; until == nullptr: until the runtime
+  // stops and no fiber is left here.
+  void schedule_worker(detail::fiber_control* until);
   // One round for a foreign main loop (event_loop::run_once).
   std::size_t run_once(int timeout_ms);
   // Makes this the running loop of the thread for the scope; throws if one runs.
@@ -645,8 +898,11 @@ struct event_loop::impl::running_scope {
                   "only post() to it)");
     detail::running_core = &L;
     L.eh_globals = detail::eh_state::globals();  // a loop may be run by another thread than made it
+    detail::loop_started(&L);
+    L.take_remote();
   }
   ~running_scope() {
+    detail::loop_stopped(&loop);
     detail::running_core = nullptr;
     loop.runner.store(nullptr, std::memory_order_release);
   }
@@ -656,6 +912,10 @@ struct event_loop::impl::running_scope {
 };
 
 void event_loop::impl::schedule(detail::fiber_control* until) {
+  if (rt) {
+    schedule_worker(until);
+    return;
+  }
   running_scope running(*this, "fiber::event_loop::run");
   // Keep `until` alive while we look at it.
   if (until) ++until->refs;
@@ -675,8 +935,43 @@ void event_loop::impl::schedule(detail::fiber_control* until) {
       continue;
     }
     if (until ? until->status != task_status::pending : alive == 0) return;
-    if (timers.empty() && io_waiting == 0 && keep_alive.load() == 0 && !has_posted.load()) deadlock();
+    if (timers.empty() && io_waiting == 0 && keep_alive.load() == 0 && !has_posted.load() &&
+        !has_remote.load(std::memory_order_acquire) &&
+        !(shared.load(std::memory_order_relaxed) && detail::others_may_wake()) && deadlock_confirmed())
+      deadlock();
     poll(true);
+  }
+}
+
+void event_loop::impl::schedule_worker(detail::fiber_control* until) {
+  running_scope running(*this, "fiber::run");
+  if (until) ++until->refs;
+  struct drop {
+    detail::fiber_control* f;
+    ~drop() {
+      if (f) detail::release(f);
+    }
+  } drop_until{until};
+  auto done = [&] {
+    return until ? until->status.load(std::memory_order_acquire) != task_status::pending
+                 : rt->stopping.load(std::memory_order_acquire) && alive == 0 && rt->injected.load() == 0;
+  };
+  for (;;) {
+    if (done()) return;
+    serve_wakers(any_ready() && io_waiting);
+    demote_runnext();
+    if (detail::fiber_control* f = first_after_pass()) {
+      direct_budget = direct_switches;
+      transfer_to(f);
+      continue;
+    }
+    if (take_injected()) continue;
+    if (done()) return;
+    idle_wait();
+    if (rt->deadlocked.load(std::memory_order_acquire)) {
+      if (worker_index == 0) throw deadlock_error(rt->report);
+      return;
+    }
   }
 }
 
@@ -687,12 +982,15 @@ std::size_t event_loop::impl::run_once(int timeout_ms) {
     explicit round(bool& f) : flag(f) { flag = true; }
     ~round() { flag = false; }
   } in_round(foreign_round);
+  detail::loop_pass(this);
   run_posted();
+  take_remote();
   fire_timers();
   // Always collect what epoll has (a post's eventfd, edges on registered fds),
   // or native_handle() would stay readable and the foreign loop would spin.
   poll(!any_ready() && timeout_ms != 0, timeout_ms);
   run_posted();
+  take_remote();
   fire_timers();
   // Each fiber alive at the start gets at most one turn (a turn may run up to the
   // direct-switch budget of others): a round always ends.
@@ -769,9 +1067,14 @@ event_loop::~event_loop() {
       L.current = saved_current;
       detail::running_core = saved_loop;
     }
-    if (f->status == task_status::pending) {
-      f->status = task_status::cancelled;
+    if (f->status.load(std::memory_order_relaxed) == task_status::pending) {
+      f->outcome = task_status::cancelled;
       f->error = std::make_exception_ptr(cancelled{});
+      if (L.shared.load(std::memory_order_relaxed)) {
+        L.publish_outcome(f);  // (joiners of other loops, or threads, must not wait forever)
+      } else {
+        f->status.store(task_status::cancelled, std::memory_order_release);
+      }
     }
     if (f->all_prev || L.all_head == f) {
       L.unlink_alive(f);
@@ -833,6 +1136,46 @@ void event_loop::post(std::function<void()> fn) {
   impl_->post_cv.notify_one();
 #endif
 }
+
+namespace detail {
+void make_worker(event_loop& loop, runtime_core* rt, unsigned index) noexcept {
+  event_loop::impl& L = loop.internals();
+  L.rt = rt;
+  L.worker_index = index;
+  L.shared.store(true, std::memory_order_relaxed);  // (its fibers meet the other workers' from the start)
+  rt->workers[index] = &L;
+}
+bool worker_hungry(loop_core* core) noexcept { return static_cast<event_loop::impl*>(core)->hungry.load(); }
+bool worker_sleeping(loop_core* core) noexcept { return core->sleeping.load(); }
+bool worker_claim_poke(loop_core* core) noexcept {
+  return !static_cast<event_loop::impl*>(core)->poked.exchange(true);
+}
+std::size_t worker_alive(loop_core* core) noexcept { return static_cast<event_loop::impl*>(core)->alive; }
+
+void poke(loop_core* core) noexcept {
+#if FIBER_HAVE_EPOLL
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto r = write(static_cast<event_loop::impl*>(core)->evfd, &one, sizeof one);
+#else
+  auto* L = static_cast<event_loop::impl*>(core);
+  { std::lock_guard lock(L->post_mutex); }
+  L->post_cv.notify_one();
+#endif
+}
+
+bool loop_runs_elsewhere(const event_loop& loop) noexcept {
+  return runs_elsewhere(&const_cast<event_loop&>(loop).internals());
+}
+
+std::vector<loop_core*> loops_running_single() {
+  std::vector<loop_core*> out;
+  loop_list& l = loops();
+  std::lock_guard lock(l.mutex);
+  for (event_loop::impl* L = l.head; L; L = L->loops_next)
+    if (L->runner.load(std::memory_order_acquire) && !L->shared.load(std::memory_order_acquire)) out.push_back(L);
+  return out;
+}
+}  // namespace detail
 
 event_loop::keep_alive::keep_alive(event_loop& loop) : loop_(loop) { ++loop_.impl_->keep_alive; }
 event_loop::keep_alive::~keep_alive() {
@@ -1025,6 +1368,7 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
                 std::to_string(min_stack_size) + ")");
   }
   f->refs = 2;  // the task handle and the loop
+  if (!opts.eager && L.inject_spawn(f)) return;  // (a worker of a runtime, while another is hungry)
   f->all_next = L.all_head;
   if (L.all_head) L.all_head->all_prev = f;
   L.all_head = f;
@@ -1039,24 +1383,42 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
 }
 
 void release(fiber_control* f) noexcept {
-  if (--f->refs == 0) delete f;
+  if (f->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete f;
 }
 
 void release_handle(fiber_control* f) noexcept {
-  if (f->loop && runs_elsewhere(f->core))
-    fatal("fiber::task: the handle of a task was destroyed on another thread than the one running its event_loop "
-          "(a task handle belongs to its loop's thread while the loop runs)");
-  if (f->status == task_status::pending) f->detached = true;
+  if (f->status.load(std::memory_order_acquire) == task_status::pending)
+    f->detached.store(true, std::memory_order_release);
   release(f);
 }
 
-void cancel(fiber_control* f) noexcept {
-  if (f->status != task_status::pending || !f->loop) return;
+namespace {
+// On f's loop's thread.
+void cancel_here(fiber_control* f) noexcept {
+  if (f->status.load(std::memory_order_relaxed) != task_status::pending || !f->loop) return;
   event_loop::impl& L = f->loop->internals();
-  if (f->parked && !f->park_shielded) {
-    L.end_park(f, reason_cancelled, 0);
-  } else {
-    f->cancel_pending = true;
+  if (!(f->parked && !f->park_shielded && L.end_park(f, reason_cancelled, 0)))
+    f->cancel_pending = true;  // (shared mode: also when a wake won the claim; the next park delivers it)
+}
+}  // namespace
+
+void cancel(fiber_control* f) noexcept {
+  if (f->status.load(std::memory_order_acquire) != task_status::pending) return;
+  if (f->core == running_core || !runs_elsewhere(f->core)) {
+    cancel_here(f);
+    return;
+  }
+  // From another thread: its loop's thread does it (a cancellation touches the
+  // fiber's park, which only that thread may).
+  f->refs.fetch_add(1, std::memory_order_relaxed);
+  try {
+    static_cast<event_loop::impl*>(f->core)->owner->post([f] {
+      cancel_here(f);
+      release(f);
+    });
+  } catch (...) {
+    release(f);
+    fatal("fiber::task::cancel: out of memory while asking the task's loop to cancel it");
   }
 }
 
@@ -1101,7 +1463,9 @@ void unlink_all(waiter* waiters, std::size_t count) noexcept {
 }  // namespace
 
 // How a park that did not end by a wake ends: a result, or an exception.
+int resume_shared(fiber_control* self);
 int park_outcome(fiber_control* self) {
+  if (self->claim.load(std::memory_order_acquire) != 0) return resume_shared(self);
   switch (self->park_reason) {
     case reason_woken:
       return self->park_result;
@@ -1116,6 +1480,73 @@ int park_outcome(fiber_control* self) {
   }
 }
 
+// Shared mode: a fiber runs again after its park was claimed (scheduler.hpp,
+// "Threads"): it unlinks its other waiters and its timer, then reports how the
+// park ended, as the claim word says.
+int resume_shared(fiber_control* self) {
+  const std::uint32_t c = self->claim.load(std::memory_order_acquire);
+  unlink_locked(self->park_waiters, self->park_count);
+  if (event_loop::impl* L = running_loop_impl()) L->timer_remove(self);
+  self->park_waiters = nullptr;
+  self->park_count = 0;
+  self->parked = false;
+  self->claim.store(0, std::memory_order_release);
+  self->park_reason = static_cast<int>(c >> 24);
+  self->park_result = static_cast<int>(c & 0xffffffu);
+  return park_outcome(self);
+}
+
+namespace {
+// The shared-mode park (scheduler.hpp, "Threads"): the waiters were linked, with
+// their fiber and index, under their primitives' locks, so a waker of another
+// thread may have claimed us already. Whatever would end the park here (a
+// pending cancellation, a deadline passed) must win the claim first; if a waker
+// won, it is on its way to our remote queue: switch out and be woken.
+int park_shared(event_loop::impl* L, fiber_control* self, waiter* waiters, std::size_t count,
+                clock::time_point deadline, const char* operation, std::uintptr_t object) {
+  if (!L) return park_thread(waiters, count, deadline);  // a thread outside any loop
+  auto give_up = [&](int reason) {
+    if (!claim(self, reason, 0)) return false;
+    unlink_locked(waiters, count);
+    self->claim.store(0, std::memory_order_release);
+    return true;
+  };
+  if (!self) {  // (check_may_wait() keeps the primitives from linking waiters here)
+    unlink_locked(waiters, count);
+    require_fiber(operation);
+    return park_timeout;  // (not reached)
+  }
+  if (L->tearing_down && give_up(reason_cancelled))
+    throw error(std::string(operation) +
+                ": called while its event_loop is being destroyed (it unwinds its fibers: nothing can wait now)");
+  const bool shielded = self->park_shielded;
+  bool by_scope = false;
+  if (!shielded && self->scope_deadline <= deadline) {
+    deadline = self->scope_deadline;
+    by_scope = deadline != no_deadline;
+  }
+  if (!shielded && self->cancel_pending && give_up(reason_cancelled)) {
+    self->cancel_pending = false;
+    throw cancelled{};
+  }
+  if (deadline != no_deadline && (count > 0 || by_scope) && deadline <= clock::now() &&
+      give_up(by_scope ? reason_scope : reason_timeout)) {
+    if (by_scope) throw timed_out{};
+    return park_timeout;
+  }
+  self->park_operation = operation;
+  self->park_object = object;
+  self->park_waiters = waiters;
+  self->park_count = count;
+  self->parked = true;
+  self->park_reason = reason_pending;
+  self->park_by_scope = by_scope;
+  if (deadline != no_deadline && self->claim.load(std::memory_order_relaxed) == 0) L->timer_add(self, deadline);
+  L->switch_away();
+  return resume_shared(self);
+}
+}  // namespace
+
 // Every park but the common one (a fiber of a running loop, nothing pending, no
 // deadline of its own or of a scope): checks, pending cancellation, deadlines.
 int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, const char* operation,
@@ -1123,6 +1554,7 @@ int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, co
   event_loop::impl* L = running_loop_impl();
   fiber_control* self = L ? L->current : nullptr;
   if (!operation) operation = "fiber: a blocking operation";
+  if (shared_mode()) return park_shared(L, self, waiters, count, deadline, operation, object);
   if (!self) {
     unlink_all(waiters, count);
     require_fiber(operation);
@@ -1179,22 +1611,58 @@ namespace {
 void check_joinable(const fiber_control* f, const char* operation) {
   if (f == running())
     throw error(std::string(operation) + ": a task cannot wait for itself (it would never end: a deadlock)");
-  if (f->core != running_core) {
-    require_fiber(operation);
+  if (f->core == running_core) return;
+  check_may_wait(operation);
+  // A fiber of another loop, or a thread outside any loop: the task's loop must
+  // run on another thread, or the wait could never end.
+  if (!f->core->runner.load(std::memory_order_acquire) && !running_core)
     throw error(std::string(operation) +
-                ": the task belongs to another event_loop than the calling fiber's (that loop does not run while "
-                "this one does, so the wait could never end)");
-  }
+                ": not called from a fiber of a running event_loop, and the task's event_loop is not running "
+                "(nothing would ever end the wait)");
+  if (!f->core->runner.load(std::memory_order_acquire))
+    throw error(std::string(operation) +
+                ": the task belongs to another event_loop than the calling fiber's, and that loop does not run (so "
+                "the wait could never end)");
+}
+
+// Links `w` (index `index`) among f's joiners, unless f has ended: false then.
+bool link_joiner(fiber_control* f, waiter& w, int index = 0) {
+  op_guard guard(f->lock);
+  if (f->status.load(std::memory_order_acquire) != task_status::pending) return false;
+  enqueue(f->joiners, w, index);
+  return true;
 }
 }  // namespace
 
+// Links ws[k] among the joiners of tasks[k], for each k < n. In shared mode a
+// task may end meanwhile: then the wait is over (every waiter unlinked), and its
+// k is returned; else -1: park.
+int link_joiners(fiber_control* const* tasks, waiter* ws, std::size_t n) {
+  if (!shared_mode()) {
+    for (std::size_t k = 0; k < n; ++k) tasks[k]->joiners.push_back(ws[k]);
+    return -1;
+  }
+  for (std::size_t k = 0; k < n; ++k)
+    if (!link_joiner(tasks[k], ws[k], static_cast<int>(k))) {
+      fiber_control* self = waiting_self();
+      if (claim(self, reason_woken, static_cast<int>(k))) {
+        unlink_locked(ws, n);
+        self->claim.store(0, std::memory_order_release);
+        return static_cast<int>(k);
+      }
+      return -1;  // a task linked before ended first: its wake is on the way
+    }
+  return -1;
+}
+
 bool join(fiber_control* f, clock::time_point deadline, const char* operation) {
-  if (f->status != task_status::pending) return true;
+  if (f->status.load(std::memory_order_acquire) != task_status::pending) return true;
   check_joinable(f, operation);
   // A task that has not started runs next: its joiner has nothing to do before it.
-  if (!f->started && f->queued && running_loop_impl() && f->loop == running_loop_impl()->owner) running_loop_impl()->make_next(f);
+  if (f->core == running_core && !f->started && f->queued && running())
+    running_loop_impl()->make_next(f);
   waiter w;
-  f->joiners.push_back(w);
+  if (!link_joiner(f, w)) return true;
   return park(&w, 1, deadline, operation, wait_on_task(f)) != park_timeout;
 }
 
@@ -1205,9 +1673,9 @@ void join_shielded(fiber_control* const* fibers, std::size_t count) {
   self->park_shielded = true;
   for (std::size_t i = 0; i < count; ++i) {
     if (fibers[i] == self) continue;
-    while (fibers[i]->status == task_status::pending) {
+    while (fibers[i]->status.load(std::memory_order_acquire) == task_status::pending) {
       waiter w;
-      fibers[i]->joiners.push_back(w);
+      if (!link_joiner(fibers[i], w)) break;
       try {
         park(&w, 1, no_deadline, "fiber::gather: waiting for the cancelled tasks to end", wait_on_task(fibers[i]));
       } catch (const forced_unwind&) {
@@ -1226,10 +1694,9 @@ int join_any(fiber_control* const* fibers, std::size_t count, clock::time_point 
   if (count == 0) throw error("fiber::wait_any: no tasks to wait for");
   for (std::size_t i = 0; i < count; ++i) check_joinable(fibers[i], "fiber::wait_any");
   std::vector<waiter> ws(count);
-  for (std::size_t i = 0; i < count; ++i) {
-    ws[i].object = wait_on_task(fibers[i]);
-    fibers[i]->joiners.push_back(ws[i]);
-  }
+  for (std::size_t i = 0; i < count; ++i) ws[i].object = wait_on_task(fibers[i]);
+  const int ended = link_joiners(fibers, ws.data(), count);
+  if (ended >= 0) return ended;
   return park(ws.data(), count, deadline, "fiber::wait_any");
 }
 
@@ -1262,9 +1729,14 @@ void gather_all(fiber_control* const* fibers, std::size_t count) {
     if (which.empty()) return;
     for (std::size_t k : which) check_joinable(fibers[k], "fiber::gather");
     ws.resize(which.size());
+    std::vector<fiber_control*> pending(which.size());
     for (std::size_t k = 0; k < which.size(); ++k) {
       ws[k].object = wait_on_task(fibers[which[k]]);
-      fibers[which[k]]->joiners.push_back(ws[k]);
+      pending[k] = fibers[which[k]];
+    }
+    if (const int ended = link_joiners(pending.data(), ws.data(), ws.size()); ended >= 0) {
+      first = which[static_cast<std::size_t>(ended)];
+      continue;
     }
     // cancel_rest() parks: not inside the handler, where another fiber's catch
     // would change what `throw;` rethrows (the thread's caught-exception stack is
@@ -1296,15 +1768,17 @@ void io_register(io_handle& h) {
   if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, h.fd, &ev) != 0)
     throw std::system_error(errno, std::generic_category(), "fiber::io: epoll_ctl(ADD) of fd " + std::to_string(h.fd));
   h.registered = true;
+  h.epfd = L->epfd;
   h.readable = h.writable = h.hangup = false;
 }
 
 void io_unregister(io_handle& h) noexcept {
   if (!h.registered) return;
   h.registered = false;
-  if (event_loop::impl* L = running_loop_impl()) epoll_ctl(L->epfd, EPOLL_CTL_DEL, h.fd, nullptr);
-  while (waiter* w = h.readers.front()) wake(*w);
-  while (waiter* w = h.writers.front()) wake(*w);
+  epoll_ctl(h.epfd, EPOLL_CTL_DEL, h.fd, nullptr);  // (the epoll of the loop that registered it)
+  op_guard guard(h.lock);
+  while (waiter* w = claim_front(h.readers)) wake(*w);
+  while (waiter* w = claim_front(h.writers)) wake(*w);
 }
 
 namespace {
@@ -1318,13 +1792,15 @@ struct io_wait_count {
 bool io_wait(io_handle& h, bool write, clock::time_point deadline, const char* operation) {
   if (!operation) operation = write ? "fiber::io: waiting to write" : "fiber::io: waiting to read";
   require_fiber(operation);
+  op_guard guard(h.lock);
   bool& flag = write ? h.writable : h.readable;
   if (flag) {
     flag = false;
     return true;
   }
   waiter w;
-  (write ? h.writers : h.readers).push_back(w);
+  enqueue(write ? h.writers : h.readers, w);
+  guard.unlock();
   io_wait_count count(running_loop_impl());
   return park(&w, 1, deadline, operation, wait_on_fd(h.fd)) != park_timeout;
 }
@@ -1376,7 +1852,7 @@ bool io_wait_fd(int fd, bool write, clock::time_point deadline, const char* oper
     }
   } remove_on_exit{L, &h};
   waiter w;
-  (write ? h.writers : h.readers).push_back(w);
+  enqueue(write ? h.writers : h.readers, w);
   io_wait_count count(L);
   return park(&w, 1, deadline, operation, wait_on_fd(fd)) != park_timeout;
 }
@@ -1389,9 +1865,10 @@ void io_fd_closing(int fd) noexcept {
     // Out of epoll now, while fd is still open: once closed, its number may be
     // reused (and registered by another wait) before the woken fiber runs.
     raw_unregister(L->epfd, *h);
+    op_guard guard(h->lock);
     h->hangup = true;
-    while (waiter* w = h->readers.front()) wake(*w);
-    while (waiter* w = h->writers.front()) wake(*w);
+    while (waiter* w = claim_front(h->readers)) wake(*w);
+    while (waiter* w = claim_front(h->writers)) wake(*w);
   }
 }
 #else
@@ -1449,7 +1926,7 @@ void yield() {
   // posted functions to look at, or a fiber that yields in a loop, waiting for a
   // sleeper, would never let it wake. Under run_once, always: the foreign main
   // loop around it is work the loop cannot see.
-  if (!L->any_ready() && L->timers.empty() && L->io_waiting == 0 &&
+  if (!L->any_ready() && L->timers.empty() && L->io_waiting == 0 && !L->has_remote.load(std::memory_order_relaxed) &&
       !L->has_posted.load(std::memory_order_relaxed) && !L->foreign_round) {
     L->check_canary(self);  // (a switch-out that did not happen is still one)
     return;

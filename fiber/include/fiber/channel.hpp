@@ -93,6 +93,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <iterator>
 #include <memory>
 #include <new>
@@ -183,8 +184,11 @@ class channel {
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
   ~channel() {
-    wake_all_closed();
-    while (count_) pop_front_destroy();
+    {
+      detail::op_guard guard(lock_);
+      wake_all_closed();
+    }
+    while (count_.load(std::memory_order_relaxed)) pop_front_destroy();
     if (buf_) std::allocator<T>().deallocate(buf_, cap_);
   }
 
@@ -211,8 +215,8 @@ class channel {
 
   /// Sends only if no wait is needed (a receiver is parked, or the buffer has room).
   /// On false, `v` is untouched. Throws channel_closed on a closed channel.
-  bool try_send(const T& v) { return offer(v, "fiber::channel::try_send"); }
-  bool try_send(T&& v) { return offer(std::move(v), "fiber::channel::try_send"); }
+  bool try_send(const T& v) { return try_offer(v, "fiber::channel::try_send"); }
+  bool try_send(T&& v) { return try_offer(std::move(v), "fiber::channel::try_send"); }
 
   // -- receive --
 
@@ -220,10 +224,13 @@ class channel {
   FIBER_SWITCH_INLINE std::optional<T> recv() {
     detail::coop_tick();
     std::optional<T> out;
+    detail::op_guard guard(lock_);
     if (poll_recv(out, "fiber::channel::recv") == not_ready) {
+      detail::check_may_wait("fiber::channel::recv");
       detail::waiter w;
       w.slot = &out;
-      recvq_.push_back(w);
+      detail::enqueue(recvq_, w);
+      guard.unlock();
       detail::park(&w, 1, detail::no_deadline, "fiber::channel::recv", detail::wait_on(this));
     }
     return out;
@@ -239,6 +246,7 @@ class channel {
   /// A value if one is ready now (buffered, or from a parked sender); else empty.
   std::optional<T> try_recv() {
     std::optional<T> out;
+    detail::op_guard guard(lock_);
     poll_recv(out, "fiber::channel::try_recv");
     return out;
   }
@@ -248,17 +256,16 @@ class channel {
   /// No more sends. Parked receivers get an empty optional, parked senders throw
   /// channel_closed; buffered values stay for receivers. Closing twice throws.
   void close() {
+    detail::op_guard guard(lock_);
     if (closed_) throw channel_closed("fiber::channel::close: the channel is already closed");
-    if (const detail::waiter* w = recvq_.front()) detail::check_waker(*w, "fiber::channel::close");
-    if (const detail::waiter* w = sendq_.front()) detail::check_waker(*w, "fiber::channel::close");
-    closed_ = true;
+    closed_.store(true, std::memory_order_release);
     wake_all_closed();
   }
 
-  bool closed() const noexcept { return closed_; }
-  /// Values waiting in the buffer.
-  std::size_t size() const noexcept { return count_; }
-  bool empty() const noexcept { return count_ == 0; }
+  bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  /// Values waiting in the buffer (from another thread: a snapshot).
+  std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }
+  bool empty() const noexcept { return size() == 0; }
   std::size_t capacity() const noexcept { return cap_; }
 
   // -- range --
@@ -309,39 +316,48 @@ class channel {
   // the buffer), else into the buffer. `v` is moved from (or copied) only on success.
   template <class U>
   bool offer(U&& v, const char* operation) {
-    if (closed_) detail::throw_channel_closed(operation);
-    if (detail::waiter* w = recvq_.front()) {
-      detail::check_waker(*w, operation);  // before the value moves: a refused send leaves it
+    if (closed_.load(std::memory_order_relaxed)) detail::throw_channel_closed(operation);
+    if (detail::waiter* w = detail::claim_front(recvq_)) {
       static_cast<std::optional<T>*>(w->slot)->emplace(std::forward<U>(v));
       detail::wake(*w);
       return true;
     }
-    if (count_ < cap_) {
-      std::size_t tail = head_ + count_;
+    const std::size_t n = count_.load(std::memory_order_relaxed);
+    if (n < cap_) {
+      std::size_t tail = head_ + n;
       if (tail >= cap_) tail -= cap_;
       ::new (static_cast<void*>(buf_ + tail)) T(std::forward<U>(v));
-      ++count_;
+      count_.store(n + 1, std::memory_order_relaxed);
       return true;
     }
     return false;
+  }
+  template <class U>
+  bool try_offer(U&& v, const char* operation) {
+    detail::op_guard guard(lock_);
+    return offer(std::forward<U>(v), operation);
   }
 
   template <class U>
   FIBER_SWITCH_INLINE bool send_wait(U&& v, clock::time_point deadline, const char* operation) {
     detail::coop_tick();
+    detail::op_guard guard(lock_);
     if (offer(std::forward<U>(v), operation)) return true;
+    detail::check_may_wait(operation);
     if constexpr (std::is_lvalue_reference_v<U>) {
       T copy(v);  // a parked sender's value must be movable by the receiver
-      return park_send(copy, deadline, operation);
+      return park_send(guard, copy, deadline, operation);
     } else {
-      return park_send(v, deadline, operation);
+      return park_send(guard, v, deadline, operation);
     }
   }
 
-  FIBER_SWITCH_INLINE bool park_send(T& v, clock::time_point deadline, const char* operation) {
+  FIBER_SWITCH_INLINE bool park_send(detail::op_guard& guard, T& v, clock::time_point deadline,
+                                     const char* operation) {
     detail::waiter w;
     w.slot = &v;
-    sendq_.push_back(w);
+    detail::enqueue(sendq_, w);
+    guard.unlock();
     if (detail::park(&w, 1, deadline, operation, detail::wait_on(this)) == detail::park_timeout) return false;
     if (!w.slot) detail::throw_channel_closed(operation);
     return true;
@@ -350,14 +366,17 @@ class channel {
   recv_result<T> recv_wait(clock::time_point deadline, const char* operation) {
     detail::coop_tick();
     recv_result<T> r;
+    detail::op_guard guard(lock_);
     const int p = poll_recv(r.value, operation);
     if (p != not_ready) {
       r.status = p == got_value ? channel_status::ok : channel_status::closed;
       return r;
     }
+    detail::check_may_wait(operation);
     detail::waiter w;
     w.slot = &r.value;
-    recvq_.push_back(w);
+    detail::enqueue(recvq_, w);
+    guard.unlock();
     if (detail::park(&w, 1, deadline, operation, detail::wait_on(this)) == detail::park_timeout)
       r.status = channel_status::timeout;
     else
@@ -367,43 +386,41 @@ class channel {
 
   // Receives without waiting, into `out` (empty): from the buffer (refilled from the
   // first parked sender, keeping invariant 2), else straight from a parked sender.
-  // Throws fiber::error, naming `operation`, before it changes anything, if that
-  // sender is a fiber of a loop running on another thread.
-  int poll_recv(std::optional<T>& out, const char* operation) {
-    if (count_) {
-      if (const detail::waiter* w = sendq_.front()) detail::check_waker(*w, operation);
+  // The caller holds the guard.
+  int poll_recv(std::optional<T>& out, const char*) {
+    if (count_.load(std::memory_order_relaxed)) {
       out.emplace(std::move(buf_[head_]));
       pop_front_destroy();
-      if (detail::waiter* w = sendq_.front()) {
-        std::size_t tail = head_ + count_;
+      if (detail::waiter* w = detail::claim_front(sendq_)) {
+        const std::size_t n = count_.load(std::memory_order_relaxed);
+        std::size_t tail = head_ + n;
         if (tail >= cap_) tail -= cap_;
         ::new (static_cast<void*>(buf_ + tail)) T(std::move(*static_cast<T*>(w->slot)));
-        ++count_;
+        count_.store(n + 1, std::memory_order_relaxed);
         detail::wake(*w);
       }
       return got_value;
     }
-    if (detail::waiter* w = sendq_.front()) {
-      detail::check_waker(*w, operation);
+    if (detail::waiter* w = detail::claim_front(sendq_)) {
       out.emplace(std::move(*static_cast<T*>(w->slot)));
       detail::wake(*w);
       return got_value;
     }
-    return closed_ ? got_closed : not_ready;
+    return closed_.load(std::memory_order_relaxed) ? got_closed : not_ready;
   }
 
   void pop_front_destroy() noexcept {
     buf_[head_].~T();
     if (++head_ == cap_) head_ = 0;
-    --count_;
+    count_.store(count_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   }
 
   void wake_all_closed() noexcept {
-    while (detail::waiter* w = recvq_.front()) {
+    while (detail::waiter* w = detail::claim_front(recvq_)) {
       w->slot = nullptr;
       detail::wake(*w);
     }
-    while (detail::waiter* w = sendq_.front()) {
+    while (detail::waiter* w = detail::claim_front(sendq_)) {
       w->slot = nullptr;
       detail::wake(*w);
     }
@@ -412,10 +429,13 @@ class channel {
   T* buf_ = nullptr;
   std::size_t cap_ = 0;
   std::size_t head_ = 0;
-  std::size_t count_ = 0;
-  detail::wait_queue sendq_;
-  detail::wait_queue recvq_;
-  bool closed_ = false;
+  // Atomic only so that size()/closed() may be read from any thread; changed
+  // under the guard.
+  std::atomic<std::size_t> count_{0};
+  detail::spin_lock lock_;
+  detail::wait_queue sendq_{&lock_};
+  detail::wait_queue recvq_{&lock_};
+  std::atomic<bool> closed_{false};
 };
 
 // ---- select -------------------------------------------------------------------------
@@ -432,12 +452,13 @@ struct recv_case {
   F fn;
   std::optional<T> slot{};
 
+  spin_lock* lock() const noexcept { return &ch->lock_; }
   bool poll() { return ch->poll_recv(slot, "fiber::select: a recv case") != channel<T>::not_ready; }
-  void enqueue(waiter& w) noexcept {
+  void enqueue(waiter& w, int index) noexcept {
     w.slot = &slot;
     w.sending = false;
     w.object = wait_on(ch);
-    ch->recvq_.push_back(w);
+    detail::enqueue(ch->recvq_, w, index);
   }
   void finish() { fn(std::move(slot)); }
   void complete(waiter&) { finish(); }  // a null slot (closed) left `slot` empty
@@ -456,12 +477,13 @@ struct send_case {
     else
       return *value;
   }
+  spin_lock* lock() const noexcept { return &ch->lock_; }
   bool poll() { return ch->offer(std::move(ref()), "fiber::select: a send case"); }
-  void enqueue(waiter& w) noexcept {
+  void enqueue(waiter& w, int index) noexcept {
     w.slot = &ref();
     w.sending = true;
     w.object = wait_on(ch);
-    ch->sendq_.push_back(w);
+    detail::enqueue(ch->sendq_, w, index);
   }
   void finish() { fn(); }
   void complete(waiter& w) {
@@ -486,6 +508,50 @@ inline void visit_case(Tuple& cases, std::size_t i, Fn&& f, std::index_sequence<
   ((i == I ? (void)f(std::get<I>(cases)) : (void)0), ...);
 }
 
+// Shared mode: the locks of a select's channels, each once, taken in address
+// order (so that two selects never deadlock) and held from the first poll until
+// the select's waiters are linked; nothing in single mode.
+template <std::size_t M>
+class select_locks {
+ public:
+  select_locks() noexcept {
+    loop_core* const L = running_core;
+    shared_ = !L || L->shared.load(std::memory_order_relaxed);
+    plain_ = !L;
+  }
+  ~select_locks() {
+    unlock();
+    if (plain_ && entered_) plain_exit();
+  }
+  select_locks(const select_locks&) = delete;
+  select_locks& operator=(const select_locks&) = delete;
+  bool shared() const noexcept { return shared_; }
+  void add(spin_lock* l) noexcept { locks_[n_++] = l; }
+  void lock() noexcept {
+    if (plain_) {
+      plain_enter();
+      entered_ = true;
+    }
+    std::sort(locks_, locks_ + n_);
+    n_ = static_cast<std::size_t>(std::unique(locks_, locks_ + n_) - locks_);
+    for (std::size_t i = 0; i < n_; ++i) locks_[i]->lock();
+    held_ = true;
+  }
+  void unlock() noexcept {
+    if (!held_) return;
+    held_ = false;
+    for (std::size_t i = n_; i-- > 0;) locks_[i]->unlock();
+  }
+
+ private:
+  spin_lock* locks_[M ? M : 1];
+  std::size_t n_ = 0;
+  bool shared_ = false;
+  bool plain_ = false;
+  bool entered_ = false;
+  bool held_ = false;
+};
+
 template <class... C>
 int select_impl(clock::time_point deadline, C&... cs) {
   constexpr std::size_t n = sizeof...(C);
@@ -509,31 +575,47 @@ int select_impl(clock::time_point deadline, C&... cs) {
   }
 
   // Poll in a random order (Fisher-Yates), so that no ready case is favoured.
-  std::uint8_t order[m ? m : 1];
-  for (std::size_t k = 0; k < m; ++k) order[k] = pos[k];
-  for (std::size_t k = m; k > 1; --k) std::swap(order[k - 1], order[select_random(static_cast<std::uint32_t>(k))]);
+  // perm: the channel cases (by their rank among them) in that order.
+  std::uint8_t perm[m ? m : 1];
+  for (std::size_t k = 0; k < m; ++k) perm[k] = static_cast<std::uint8_t>(k);
+  for (std::size_t k = m; k > 1; --k) std::swap(perm[k - 1], perm[select_random(static_cast<std::uint32_t>(k))]);
+  std::uint8_t order[m ? m : 1];  // their argument positions
+  for (std::size_t k = 0; k < m; ++k) order[k] = pos[perm[k]];
+  select_locks<m> locks;
+  if (locks.shared() && m) {
+    for (std::size_t k = 0; k < m; ++k)
+      visit_case(cases, pos[k], [&](auto& c) {
+        if constexpr (!is_default_case_v<decltype(c)>) locks.add(c.lock());
+      }, seq{});
+    locks.lock();
+  }
   for (std::size_t k = 0; k < m; ++k) {
     bool done = false;
     visit_case(cases, order[k], [&](auto& c) {
       if constexpr (!is_default_case_v<decltype(c)>) done = c.poll();
     }, seq{});
     if (done) {
+      locks.unlock();  // (the callback runs unlocked)
       visit_case(cases, order[k], [](auto& c) { c.finish(); }, seq{});
       return order[k];
     }
   }
   if (default_pos >= 0) {
+    locks.unlock();
     visit_case(cases, static_cast<std::size_t>(default_pos), [](auto& c) { c.finish(); }, seq{});
     return default_pos;
   }
 
-  // Nothing ready: park on every case at once.
-  if (!running()) require_fiber("fiber::select");
+  // Nothing ready: park on every case at once (ws[j]: the j-th channel case),
+  // queued in the shuffled order too (as Go's select does), so that of two cases
+  // waiting on one channel, either may be the one served first.
+  check_may_wait("fiber::select");
   waiter ws[m ? m : 1];
   for (std::size_t k = 0; k < m; ++k)
-    visit_case(cases, pos[k], [&](auto& c) {
-      if constexpr (!is_default_case_v<decltype(c)>) c.enqueue(ws[k]);
+    visit_case(cases, order[k], [&](auto& c) {
+      if constexpr (!is_default_case_v<decltype(c)>) c.enqueue(ws[perm[k]], perm[k]);
     }, seq{});
+  locks.unlock();
   const int r = park(ws, m, deadline, "fiber::select");
   if (r == park_timeout) return -1;
   visit_case(cases, pos[r], [&](auto& c) {

@@ -128,13 +128,20 @@ struct fiber_control {
   fiber_control* all_next = nullptr;
   bool queued = false;                  // in the ready queue
   bool started = false;
-  task_status status = task_status::pending;
-  bool detached = false;
-  bool cancel_pending = false;          // cancel() asked; delivered at the next park
+  // Set (release) once the outcome (error, value) is stored; read from any thread.
+  std::atomic<task_status> status{task_status::pending};
+  task_status outcome = task_status::pending;  // how the body ended, until finish() publishes it
+  std::atomic<bool> detached{false};
+  std::atomic<bool> cancel_pending{false};  // cancel() asked; delivered at the next park
   std::exception_ptr error;             // the body's exception, when status is failed or cancelled
-  wait_queue joiners;                   // fibers waiting for this one to end
+  spin_lock lock;                       // joiners and the status change, in shared mode
+  wait_queue joiners{&lock};            // fibers waiting for this one to end
   clock::time_point scope_deadline = no_deadline;  // innermost deadline_scope
-  int refs = 1;                         // task handles (the loop holds its own while alive)
+  std::atomic<int> refs{1};             // task handles (the loop holds its own while alive)
+  // Shared mode (scheduler.hpp, "Threads"): 0, or how the park was ended by the
+  // claim that won (claim_word()); the fiber resets it once it has cleaned up.
+  std::atomic<std::uint32_t> claim{0};
+  fiber_control* remote_next = nullptr;  // in its loop's remote queue
 
   // For debugging (fiber::dump(), the deadlock report): the task's fiber id, given
   // at spawn (task::id(), this_fiber::id() inside it); the fiber that runs it,
@@ -231,6 +238,17 @@ struct loop_core {
   int coop_left = 128;
   int coop_budget = 128;
   bool tearing_down = false;
+  // Shared mode (scheduler.hpp, "Threads"): set by the loop's own thread, at a
+  // point where none of its fibers is inside an operation; never cleared.
+  std::atomic<bool> shared{false};
+  // Fibers woken from other threads, for the loop's thread to take in.
+  spin_lock remote_lock;
+  fiber_control* remote_head = nullptr;
+  fiber_control* remote_tail = nullptr;
+  std::atomic<bool> has_remote{false};
+  // The loop's thread waits in the reactor (or is about to): a remote wake must
+  // poke it (loop/shared.cpp).
+  std::atomic<bool> sleeping{false};
   // The thread running the loop (its tls_state), while run() or run_once() runs:
   // what the checks against using the loop from other threads compare with.
   std::atomic<const thread_state*> runner{nullptr};
@@ -291,24 +309,16 @@ inline bool runs_elsewhere(const loop_core* core) noexcept {
   return r && r != this_thread_state();
 }
 
-// Throws fiber::error, naming `operation`, if `f` is a task of a loop that runs on
-// another thread (a task handle belongs to its loop's thread while the loop runs).
-inline void check_thread(const fiber_control* f, const char* operation) {
-  // (The first test settles the common case, a fiber of the task's own loop;
-  // f->core is only read through once f->loop says the loop is still there.)
-  if (f->core != running_core && f->loop && runs_elsewhere(f->core)) [[unlikely]]
-    throw_task_wrong_thread(operation);
-}
+// Whether `loop` runs on another thread than the caller's.
+bool loop_runs_elsewhere(const event_loop& loop) noexcept;
 
-// Throws fiber::error, naming `operation`, unless the caller may wake the fiber
-// of `w` (a waiter found in a queue): it must be on the thread of w's loop, unless
-// that loop runs nowhere. For the primitives (channels...) that a fiber of another
-// thread could otherwise touch.
-void check_waker_slow(const loop_core* core, const char* operation);
-inline void check_waker(const waiter& w, const char* operation) {
-  const loop_core* const core = w.fiber->core;
-  if (core != running_core) [[unlikely]]
-    check_waker_slow(core, operation);
+// Before a waiter is linked: throws fiber::error, naming `operation`, where no
+// wait may be: on a loop's thread outside its fibers (a posted function). A
+// thread outside any loop may wait (it blocks).
+inline void check_may_wait(const char* operation) {
+  loop_core* const L = running_core;
+  if (L && !L->current) [[unlikely]]
+    require_fiber(operation);
 }
 
 // Out of line: everything but the common cases.
@@ -344,8 +354,8 @@ FIBER_SWITCH_INLINE int park(waiter* waiters, std::size_t count, clock::time_poi
                              const char* operation = nullptr, std::uintptr_t object = 0) {
   loop_core* const L = running_core;
   fiber_control* const self = L ? L->current : nullptr;
-  if (count != 1 || !self || L->tearing_down || self->cancel_pending || deadline != no_deadline ||
-      self->scope_deadline != no_deadline) [[unlikely]]
+  if (count != 1 || !self || L->tearing_down || self->cancel_pending.load(std::memory_order_relaxed) || deadline != no_deadline ||
+      self->scope_deadline != no_deadline || L->shared.load(std::memory_order_relaxed)) [[unlikely]]
     return park_slow(waiters, count, deadline, operation, object);
   waiters->fiber = self;
   waiters->index = 0;
@@ -372,7 +382,87 @@ FIBER_SWITCH_INLINE int park(waiter* waiters, std::size_t count, clock::time_poi
   return park_outcome(self);
 }
 
+// ---- shared mode (scheduler.hpp, "Threads"; loop/shared.cpp) ----
+
+// Whether the caller runs shared: always outside a loop; on a loop's thread,
+// once that loop turned shared.
+inline bool shared_mode() noexcept {
+  loop_core* const L = running_core;
+  return !L || L->shared.load(std::memory_order_relaxed);
+}
+
+// A thread outside any loop uses a primitive: while it does (plain_enter() to
+// plain_exit(), a wait included), every loop that runs is shared.
+void plain_enter() noexcept;
+void plain_exit() noexcept;
+
+// Guards a primitive's operation: in shared mode, holds its lock from the
+// constructor to unlock() (before a park) or the end of the scope; in single
+// mode, nothing (one relaxed load).
+class op_guard {
+ public:
+  explicit op_guard(spin_lock& l) noexcept {
+    loop_core* const L = running_core;
+    if (L && !L->shared.load(std::memory_order_relaxed)) [[likely]]
+      return;
+    if (!L) {
+      plain_ = true;
+      plain_enter();
+    }
+    lock_ = &l;
+    l.lock();
+  }
+  ~op_guard() {
+    unlock();
+    if (plain_) plain_exit();
+  }
+  op_guard(const op_guard&) = delete;
+  op_guard& operator=(const op_guard&) = delete;
+  void unlock() noexcept {
+    if (lock_) {
+      lock_->unlock();
+      lock_ = nullptr;
+    }
+  }
+
+ private:
+  spin_lock* lock_ = nullptr;
+  bool plain_ = false;
+};
+
+// The claim word: how a park ended, for the fiber to read when it runs again.
+inline constexpr std::uint32_t claim_word(int reason, int index) noexcept {
+  return static_cast<std::uint32_t>(reason) << 24 | (static_cast<std::uint32_t>(index) & 0xffffffu);
+}
+// Claims `f`'s park for an end by `reason` (and waiter `index`): true if this
+// claim is the one that won.
+inline bool claim(fiber_control* f, int reason, int index) noexcept {
+  std::uint32_t none = 0;
+  return f->claim.compare_exchange_strong(none, claim_word(reason, index), std::memory_order_acq_rel,
+                                          std::memory_order_relaxed);
+}
+// Shared mode: the first waiter of `q` whose fiber this call claimed (the
+// others, claimed already, are unlinked on the way), or nullptr. The caller holds
+// q's lock, fills the waiter's slot, then calls wake() on it.
+waiter* claim_front_shared(wait_queue& q) noexcept;
+// The first waiter of `q` that may be woken (single mode: the first), or nullptr.
+inline waiter* claim_front(wait_queue& q) noexcept {
+  waiter* w = q.front();
+  if (!w || !shared_mode()) [[likely]]
+    return w;
+  return claim_front_shared(q);
+}
+// Shared mode: wakes the fiber of `w`, claimed by claim_front().
+void wake_claimed(waiter& w) noexcept;
+// In shared mode, sets the waiter's fiber and index before it is linked (a
+// waker of another thread reads them at once); single mode: park() does.
+inline void enqueue(wait_queue& q, waiter& w, int index = 0) noexcept;
+
 inline void wake(waiter& w) noexcept {
+  if (shared_mode()) [[unlikely]] {
+    wake_claimed(w);
+    return;
+  }
   fiber_control* const f = w.fiber;
   if (w.queue) w.queue->remove(w);
   if (f->park_count == 1 && f->timer_slot == static_cast<std::size_t>(-1)) [[likely]] {
@@ -386,6 +476,16 @@ inline void wake(waiter& w) noexcept {
     return;
   }
   wake_slow(f, w.index);
+}
+
+// The fiber (or, outside any loop, the thread's stand-in) that waits, in shared mode.
+fiber_control* waiting_self() noexcept;
+inline void enqueue(wait_queue& q, waiter& w, int index) noexcept {
+  if (shared_mode()) [[unlikely]] {
+    w.fiber = waiting_self();
+    w.index = index;
+  }
+  q.push_back(w);
 }
 
 template <class F, class... Args>
@@ -611,7 +711,6 @@ class task {
   explicit task(detail::task_state<T>* s) noexcept : state_(s) {}
   void check(const char* op) const {
     if (!state_) detail::throw_empty_task(op);
-    detail::check_thread(state_, op);
   }
   void reset() noexcept {
     if (state_) detail::release_handle(std::exchange(state_, nullptr));
@@ -633,17 +732,73 @@ auto spawn(spawn_options opts, F&& fn, Args&&... args) {
   return loop->spawn(opts, std::forward<F>(fn), std::forward<Args>(args)...);
 }
 
-/// asyncio.run: a loop on this thread runs `fn(args...)` as its main task; when it
-/// returns, the tasks still alive are cancelled and waited for; then its value is
-/// returned (or its exception rethrown).
+/// Options of fiber::run.
+struct run_options {
+  /// Worker threads, each running an event_loop with its own reactor. 1 (the
+  /// default): everything runs on the calling thread, as event_loop::run does.
+  /// N > 1: the calling thread is worker 0 and N-1 threads are started. 0: one
+  /// per core (std::thread::hardware_concurrency()).
+  ///
+  /// The rule on N workers: a task that has not started yet may start on any
+  /// worker (spawn queues it on the spawner's worker; idle workers take queued
+  /// tasks from busy ones). A fiber that has started never changes threads:
+  /// thread_local state, errno, thread ids and locks held by legacy code stay
+  /// valid across every blocking operation. Channels, select, the sync
+  /// primitives, task handles and post() work between fibers of different workers.
+  unsigned threads = 1;
+  /// Each worker loop's options.
+  event_loop::options loop{};
+};
+
+namespace detail {
+// N loops, one per worker thread, the caller's thread being worker 0
+// (src/loop/runtime.cpp). Starts workers 1..N-1; the destructor stops and joins them.
+class runtime {
+ public:
+  runtime(unsigned threads, const event_loop::options& opts);
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+  event_loop& main_loop() noexcept;
+  std::size_t workers() const noexcept;
+  // After the main task: cancels every task on every worker, waits for them all.
+  void shutdown();
+
+ private:
+  void stop() noexcept;
+  struct state;
+  std::unique_ptr<state> s_;
+};
+}  // namespace detail
+
+/// asyncio.run: runs `fn(args...)` as the main task of a loop on this thread (or
+/// of a runtime of opts.threads workers); when it returns, the tasks still alive
+/// are cancelled and waited for; then its value is returned (or its exception
+/// rethrown).
+template <class F, class... Args>
+auto run(run_options opts, F&& fn, Args&&... args) {
+  if (opts.threads == 1) {
+    event_loop loop(opts.loop);
+    auto main = loop.spawn(std::forward<F>(fn), std::forward<Args>(args)...);
+    loop.run_until(main);
+    loop.cancel_all();
+    loop.run();
+    return main.get();
+  }
+  detail::runtime rt(opts.threads, opts.loop);
+  auto main = rt.main_loop().spawn(std::forward<F>(fn), std::forward<Args>(args)...);
+  rt.main_loop().run_until(main);
+  rt.shutdown();
+  return main.get();
+}
 template <class F, class... Args>
 auto run(F&& fn, Args&&... args) {
-  event_loop loop;
-  auto main = loop.spawn(std::forward<F>(fn), std::forward<Args>(args)...);
-  loop.run_until(main);
-  loop.cancel_all();
-  loop.run();
-  return main.get();
+  return run(run_options{}, std::forward<F>(fn), std::forward<Args>(args)...);
+}
+/// fiber::run(fn, {.threads = 4})
+template <class F>
+auto run(F&& fn, run_options opts) {
+  return run(opts, std::forward<F>(fn));
 }
 
 namespace this_fiber {

@@ -77,11 +77,13 @@ clock::time_point to_loop_clock(std::chrono::time_point<Clock, Duration> t) {
   }
 }
 
-// The running fiber, or throws fiber::error naming `operation`.
+// Who waits: the running fiber, or outside any loop the thread's stand-in
+// (waiting_self()); throws fiber::error naming `operation` on a loop's thread
+// outside its fibers.
 inline fiber_control* require_running(const char* operation) {
-  fiber_control* self = running();
-  if (!self) require_fiber(operation);
-  return self;
+  if (fiber_control* self = running()) return self;
+  check_may_wait(operation);
+  return waiting_self();
 }
 
 // While alive, the running fiber's parks ignore cancellation (it stays pending) and
@@ -89,7 +91,9 @@ inline fiber_control* require_running(const char* operation) {
 // condition_variable wait).
 class shield {
  public:
-  explicit shield(fiber_control* self) noexcept : self_(self), saved_(self->park_shielded) { self_->park_shielded = true; }
+  explicit shield(fiber_control* self) noexcept : self_(self), saved_(self->park_shielded) {
+    self_->park_shielded = true;
+  }
   ~shield() { self_->park_shielded = saved_; }
   shield(const shield&) = delete;
   shield& operator=(const shield&) = delete;
@@ -118,9 +122,11 @@ class mutex {
   /// Takes the mutex if it is free now.
   bool try_lock() {
     detail::fiber_control* self = detail::require_running("fiber::mutex::try_lock");
-    if (owner_ == self) throw error("fiber::mutex::try_lock: the calling fiber already owns the mutex");
-    if (owner_) return false;
-    owner_ = self;
+    detail::op_guard guard(lock_);
+    detail::fiber_control* const owner = owner_.load(std::memory_order_relaxed);
+    if (owner == self) throw error("fiber::mutex::try_lock: the calling fiber already owns the mutex");
+    if (owner) return false;
+    owner_.store(self, std::memory_order_relaxed);
     return true;
   }
 
@@ -137,42 +143,59 @@ class mutex {
   /// Releases the mutex, handing it to the first waiter if there is one. Throws
   /// fiber::error if the caller does not own it.
   void unlock() {
-    detail::fiber_control* self = detail::running();
-    if (!owner_ || owner_ != self)
-      throw error(owner_ ? "fiber::mutex::unlock: the mutex is owned by another fiber"
-                         : "fiber::mutex::unlock: the mutex is not locked");
-    if (detail::waiter* w = waiters_.pop_front()) {
-      owner_ = w->fiber;
+    detail::fiber_control* self = caller();
+    detail::op_guard guard(lock_);
+    detail::fiber_control* const owner = owner_.load(std::memory_order_relaxed);
+    if (!owner || owner != self)
+      throw error(owner ? "fiber::mutex::unlock: the mutex is owned by another fiber"
+                        : "fiber::mutex::unlock: the mutex is not locked");
+    if (detail::waiter* w = detail::claim_front(waiters_)) {
+      owner_.store(w->fiber, std::memory_order_relaxed);
+      waiters_.remove(*w);
       detail::wake(*w);
     } else {
-      owner_ = nullptr;
+      owner_.store(nullptr, std::memory_order_relaxed);
     }
   }
 
-  /// Whether the calling fiber owns the mutex.
-  bool owned_by_caller() const noexcept { return owner_ && owner_ == detail::running(); }
+  /// Whether the calling fiber (or thread, outside any loop) owns the mutex.
+  bool owned_by_caller() const noexcept {
+    detail::fiber_control* const owner = owner_.load(std::memory_order_relaxed);
+    return owner && owner == caller();
+  }
   /// Whether any fiber owns it.
-  bool locked() const noexcept { return owner_ != nullptr; }
+  bool locked() const noexcept { return owner_.load(std::memory_order_relaxed) != nullptr; }
 
  private:
   friend class condition_variable;
 
+  // The fiber that calls, or (outside any loop) the thread's stand-in.
+  static detail::fiber_control* caller() noexcept {
+    if (detail::fiber_control* self = detail::running()) return self;
+    return detail::running_core ? nullptr : detail::waiting_self();
+  }
+
   bool lock_until(const char* operation, clock::time_point deadline) {
     detail::fiber_control* self = detail::require_running(operation);
-    if (owner_ == self) throw error(std::string(operation) + ": the calling fiber already owns the mutex (deadlock)");
+    if (owner_.load(std::memory_order_relaxed) == self)
+      throw error(std::string(operation) + ": the calling fiber already owns the mutex (deadlock)");
     detail::coop_tick();  // (may yield: the owner is read again below)
-    if (!owner_) {
-      owner_ = self;
+    detail::op_guard guard(lock_);
+    if (!owner_.load(std::memory_order_relaxed)) {
+      owner_.store(self, std::memory_order_relaxed);
       return true;
     }
     detail::waiter w;
-    waiters_.push_back(w);
+    detail::enqueue(waiters_, w);
+    guard.unlock();
     // Woken only by unlock(), which made us the owner first.
     return detail::park(&w, 1, deadline, operation, detail::wait_on(this)) != detail::park_timeout;
   }
 
-  detail::fiber_control* owner_ = nullptr;
-  detail::wait_queue waiters_;
+  // Atomic only so that locked() may be read from any thread; changed under lock_.
+  std::atomic<detail::fiber_control*> owner_{nullptr};
+  detail::spin_lock lock_;
+  detail::wait_queue waiters_{&lock_};
 };
 
 /// A condition variable for fibers, used with std::unique_lock<fiber::mutex>.
@@ -185,10 +208,12 @@ class condition_variable {
   condition_variable& operator=(const condition_variable&) = delete;
 
   void notify_one() noexcept {
-    if (detail::waiter* w = waiters_.front()) detail::wake(*w);
+    detail::op_guard guard(lock_);
+    if (detail::waiter* w = detail::claim_front(waiters_)) detail::wake(*w);
   }
   void notify_all() noexcept {
-    while (detail::waiter* w = waiters_.front()) detail::wake(*w);
+    detail::op_guard guard(lock_);
+    while (detail::waiter* w = detail::claim_front(waiters_)) detail::wake(*w);
   }
 
   /// Unlocks `lock`, waits for a notification, locks again. On fiber::cancelled
@@ -229,8 +254,11 @@ class condition_variable {
       throw error(std::string(operation) + ": the lock does not hold the mutex for the calling fiber");
     mutex& m = *lock.mutex();
     detail::waiter w;
-    waiters_.push_back(w);
-    m.unlock();  // may hand the mutex to another fiber; nothing runs before we park
+    {
+      detail::op_guard guard(lock_);
+      detail::enqueue(waiters_, w);
+    }
+    m.unlock();  // may hand the mutex to another fiber; a notify finds us queued already
     int r = 0;
     std::exception_ptr failure;
     try {
@@ -256,7 +284,8 @@ class condition_variable {
     m.lock();
   }
 
-  detail::wait_queue waiters_;
+  detail::spin_lock lock_;
+  detail::wait_queue waiters_{&lock_};
 };
 
 /// A counting semaphore for fibers. release() hands the count to waiting fibers in
@@ -273,8 +302,10 @@ class semaphore {
   void acquire() { (void)acquire_until("fiber::semaphore::acquire", detail::no_deadline); }
   /// Takes a unit if one is available now (callable outside fibers too).
   bool try_acquire() noexcept {
-    if (count_ <= 0) return false;
-    --count_;
+    detail::op_guard guard(lock_);
+    const std::ptrdiff_t c = count_.load(std::memory_order_relaxed);
+    if (c <= 0) return false;
+    count_.store(c - 1, std::memory_order_relaxed);
     return true;
   }
   template <class Clock, class Duration>
@@ -290,36 +321,41 @@ class semaphore {
   /// callable outside fibers too (on the loop's thread, e.g. from event_loop::post).
   void release(std::ptrdiff_t n = 1) {
     if (n < 0) throw error("fiber::semaphore::release: negative count");
-    if (n > 0)
-      if (const detail::waiter* w = waiters_.front()) detail::check_waker(*w, "fiber::semaphore::release");
+    detail::op_guard guard(lock_);
     while (n > 0) {
-      detail::waiter* w = waiters_.pop_front();
+      detail::waiter* w = detail::claim_front(waiters_);
       if (!w) break;
       --n;
+      waiters_.remove(*w);
       detail::wake(*w);
     }
-    count_ += n;
+    count_.store(count_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
   /// Units available now.
-  std::ptrdiff_t available() const noexcept { return count_; }
+  std::ptrdiff_t available() const noexcept { return count_.load(std::memory_order_relaxed); }
 
  private:
   bool acquire_until(const char* operation, clock::time_point deadline) {
     detail::require_running(operation);
     detail::coop_tick();
-    if (count_ > 0) {
-      --count_;
+    detail::op_guard guard(lock_);
+    const std::ptrdiff_t c = count_.load(std::memory_order_relaxed);
+    if (c > 0) {
+      count_.store(c - 1, std::memory_order_relaxed);
       return true;
     }
     detail::waiter w;
-    waiters_.push_back(w);
+    detail::enqueue(waiters_, w);
+    guard.unlock();
     // Woken only by release(), which kept the unit for us.
     return detail::park(&w, 1, deadline, operation, detail::wait_on(this)) != detail::park_timeout;
   }
 
-  std::ptrdiff_t count_;
-  detail::wait_queue waiters_;
+  // Atomic only so that available() may be read from any thread; changed under lock_.
+  std::atomic<std::ptrdiff_t> count_;
+  detail::spin_lock lock_;
+  detail::wait_queue waiters_{&lock_};
 };
 
 /// Go's sync.WaitGroup: add(n) before starting work, done() when a piece ends,
@@ -336,14 +372,14 @@ class wait_group {
   /// woken. Throws fiber::error, leaving the counter as it was, if it would go
   /// below zero. Never blocks.
   void add(std::ptrdiff_t n = 1) {
-    if (n < 0 && counter_ + n < 0)
-      throw error("fiber::wait_group: the counter would become negative (" + std::to_string(counter_ + n) +
+    detail::op_guard guard(lock_);
+    const std::ptrdiff_t c = counter_.load(std::memory_order_relaxed);
+    if (n < 0 && c + n < 0)
+      throw error("fiber::wait_group: the counter would become negative (" + std::to_string(c + n) +
                   "): more done() than add()");
-    if (counter_ + n == 0)
-      if (const detail::waiter* w = waiters_.front()) detail::check_waker(*w, "fiber::wait_group::add");
-    counter_ += n;
-    if (counter_ == 0)
-      while (detail::waiter* w = waiters_.front()) detail::wake(*w);
+    counter_.store(c + n, std::memory_order_relaxed);
+    if (c + n == 0)
+      while (detail::waiter* w = detail::claim_front(waiters_)) detail::wake(*w);
   }
   void done() { add(-1); }
 
@@ -358,19 +394,23 @@ class wait_group {
     return wait_until_impl("fiber::wait_group::wait_for", detail::deadline_after(timeout));
   }
 
-  std::ptrdiff_t count() const noexcept { return counter_; }
+  std::ptrdiff_t count() const noexcept { return counter_.load(std::memory_order_relaxed); }
 
  private:
   bool wait_until_impl(const char* operation, clock::time_point deadline) {
     detail::require_running(operation);
-    if (counter_ == 0) return true;
+    detail::op_guard guard(lock_);
+    if (counter_.load(std::memory_order_relaxed) == 0) return true;
     detail::waiter w;
-    waiters_.push_back(w);
+    detail::enqueue(waiters_, w);
+    guard.unlock();
     return detail::park(&w, 1, deadline, operation, detail::wait_on(this)) != detail::park_timeout;
   }
 
-  std::ptrdiff_t counter_;
-  detail::wait_queue waiters_;
+  // Atomic only so that count() may be read from any thread; changed under lock_.
+  std::atomic<std::ptrdiff_t> counter_;
+  detail::spin_lock lock_;
+  detail::wait_queue waiters_{&lock_};
 };
 
 }  // namespace fiber

@@ -16,11 +16,28 @@
 //     first wake() of any of a fiber's waiters unlinks all of them. So a waiter
 //     found in a queue always belongs to a parked fiber that no one has woken yet,
 //     and wake() on it is always valid.
-//   - Everything here runs on the loop's thread; only event_loop::post() may be
-//     called from another thread.
 //   - A fiber is in the ready queue at most once, and never while parked.
+//
+// Threads. A loop runs *single* until a second thread could touch what its fibers
+// wait on (another loop runs in the process, or a thread outside any loop uses a
+// primitive); from then on it runs *shared* (loop/shared.cpp). Single: none of
+// the below, and the rules above hold as written. Shared:
+//   - Every primitive guards its state with its spin_lock (op_guard), from the
+//     first look at it until its waiter is linked; park() comes after the unlock.
+//   - A waker first *claims* the fiber of a waiter it found (claim(): one atomic
+//     compare-and-swap on the fiber's claim word); only the one claim that wins
+//     may fill the waiter's slot and wake it. A waiter whose fiber is claimed
+//     already (another case of its select, its timer, a cancellation) is skipped
+//     and unlinked: claim_front(). The woken fiber unlinks its other waiters
+//     itself, under their locks, when it runs again.
+//   - A fiber woken by another thread goes to its loop's remote queue; the loop
+//     takes it in at its next pass (so a fiber never runs on two threads: only
+//     its own loop's thread resumes it).
+//   - A thread outside any loop that blocks (a channel's recv, a mutex's lock...)
+//     waits as a thread, with a stand-in fiber_control (loop/shared.cpp).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -50,10 +67,31 @@ inline std::uintptr_t wait_on_task(const fiber_control* task) noexcept {
   return reinterpret_cast<std::uintptr_t>(task) | 2u;
 }
 
+// A test-and-test-and-set lock for the primitives' state in shared mode: held
+// for a few dozen instructions, never across a park.
+class spin_lock {
+ public:
+  void lock() noexcept {
+    while (locked_.exchange(true, std::memory_order_acquire))
+      while (locked_.load(std::memory_order_relaxed)) relax();
+  }
+  bool try_lock() noexcept { return !locked_.exchange(true, std::memory_order_acquire); }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  static void relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  std::atomic<bool> locked_{false};
+};
+
 // One thing a parked fiber waits for. Lives on the parked fiber's stack.
 struct waiter {
-  fiber_control* fiber = nullptr;  // set by park()
+  fiber_control* fiber = nullptr;  // set by park() (shared mode: by enqueue())
   wait_queue* queue = nullptr;     // the queue this waiter is linked in, if any
+  spin_lock* lock = nullptr;       // that queue's primitive's lock (set when linked)
   waiter* prev = nullptr;
   waiter* next = nullptr;
   void* slot = nullptr;            // for the primitive: e.g. where a channel value goes
@@ -67,15 +105,18 @@ struct waiter {
 // Intrusive FIFO of waiters.
 class wait_queue {
  public:
-  wait_queue() = default;
+  // `lock`: the lock of the primitive the queue belongs to (shared mode).
+  explicit wait_queue(spin_lock* lock) noexcept : lock_(lock) {}
   wait_queue(const wait_queue&) = delete;
   wait_queue& operator=(const wait_queue&) = delete;
 
   bool empty() const noexcept { return head_ == nullptr; }
   waiter* front() const noexcept { return head_; }
+  spin_lock* lock() const noexcept { return lock_; }
 
   void push_back(waiter& w) noexcept {
     w.queue = this;
+    w.lock = lock_;
     w.next = nullptr;
     w.prev = tail_;
     if (tail_)
@@ -99,6 +140,7 @@ class wait_queue {
  private:
   waiter* head_ = nullptr;
   waiter* tail_ = nullptr;
+  spin_lock* lock_;
 };
 
 // What park() reports when it returns normally.
@@ -140,12 +182,14 @@ void require_fiber(const char* operation);
 // ends the next wait at once, which may then find EAGAIN again; loop on that.
 struct io_handle {
   int fd = -1;
-  wait_queue readers;
-  wait_queue writers;
+  spin_lock lock;  // readers, writers and the flags, in shared mode
+  wait_queue readers{&lock};
+  wait_queue writers{&lock};
   bool readable = false;
   bool writable = false;
   bool hangup = false;  // an edge said the peer hung up or the fd has an error (sticky)
   bool registered = false;
+  int epfd = -1;                  // the epoll it is registered with (its loop's)
   io_handle* next_raw = nullptr;  // io_wait_fd's handles, listed by the loop
   int raw_registered_fd = -1;     // io_wait_fd: the fd (or dup) in epoll; -1 once removed
 };

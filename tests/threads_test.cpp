@@ -1,0 +1,391 @@
+// Fibers on several threads: fiber::run on N workers, and primitives shared
+// between loops and with threads outside any loop (scheduler.hpp, "Threads";
+// src/loop/shared.cpp, src/loop/runtime.cpp).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fiber/channel.hpp"
+#include "fiber/event_loop.hpp"
+#include "fiber/sync.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// How much of a workload to run: sanitizers and emulators are 10-50x slower.
+#if defined(FIBER_TEST_EMULATED) || defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr int scale = 10;
+#else
+constexpr int scale = 1;
+#endif
+
+// The distinct threads in `ids`.
+std::size_t distinct(const std::vector<std::thread::id>& ids) {
+  return std::set<std::thread::id>(ids.begin(), ids.end()).size();
+}
+
+// Work without a park: while one worker is busy with it, the others take the
+// tasks queued behind it (a task that parked at once would let its own worker
+// start them all first).
+void busy_for(std::chrono::microseconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+}  // namespace
+
+// ---- separate loops, threads outside any loop --------------------------------------
+
+TEST_CASE("threads: two fiber::run on two threads share channels: ping-pong, select, close", "[threads]") {
+  fiber::channel<int> ping;
+  fiber::channel<int> pong(4);
+  fiber::channel<int> side;
+  const int n = 20000 / scale;
+  long long sum = 0;
+  int side_seen = 0;
+  std::thread a([&] {
+    fiber::run([&] {
+      for (int i = 0; i < n; ++i) {
+        ping.send(i);
+        REQUIRE(pong.recv() == i);
+      }
+      ping.close();
+    });
+  });
+  std::thread b([&] {
+    fiber::run([&] {
+      bool open = true;
+      while (open) {
+        fiber::select(fiber::on_recv(ping,
+                                     [&](std::optional<int> v) {
+                                       if (!v) {
+                                         open = false;
+                                         return;
+                                       }
+                                       sum += *v;
+                                       pong.send(*v);
+                                     }),
+                      fiber::on_recv(side, [&](std::optional<int>) { ++side_seen; }));
+      }
+    });
+  });
+  a.join();
+  b.join();
+  CHECK(sum == static_cast<long long>(n) * (n - 1) / 2);
+  CHECK(side_seen == 0);
+}
+
+TEST_CASE("threads: a thread outside any loop waits on channels, mutexes, semaphores, wait_groups and tasks",
+          "[threads]") {
+  fiber::channel<int> values;
+  fiber::mutex m;
+  fiber::semaphore units(0);
+  fiber::wait_group group(1);
+  fiber::channel<int> go;
+  std::atomic<bool> fiber_holds_mutex{false};
+  std::atomic<bool> plain_holds_mutex{false};
+  fiber::event_loop loop;
+  fiber::task<int> answer;
+  std::thread runner([&] {
+    loop.spawn([&] {
+      answer = fiber::spawn([&] {
+        go.recv();
+        return 42;
+      });
+      {
+        std::lock_guard lock(m);
+        fiber_holds_mutex = true;
+        fiber::this_fiber::sleep_for(20ms);
+        CHECK_FALSE(plain_holds_mutex.load());
+      }
+      for (int i = 0; i < 100; ++i) values.send(i);
+      values.close();
+      units.release(3);
+      fiber::this_fiber::sleep_for(5ms);
+      group.done();
+      answer.join();
+    }).detach();
+    loop.run();
+  });
+  while (!fiber_holds_mutex) std::this_thread::sleep_for(1ms);
+  {
+    std::lock_guard lock(m);  // blocks this thread until the fiber unlocks
+    plain_holds_mutex = true;
+    CHECK(m.owned_by_caller());
+  }
+  plain_holds_mutex = false;
+  int expected = 0;
+  while (auto v = values.recv()) CHECK(*v == expected++);  // blocks between values
+  CHECK(expected == 100);
+  for (int i = 0; i < 3; ++i) units.acquire();
+  CHECK_FALSE(units.try_acquire());
+  group.wait();
+  // A timed wait that times out, on a thread.
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(go.recv_for(20ms).status == fiber::channel_status::timeout);
+  CHECK(std::chrono::steady_clock::now() - t0 >= 20ms);
+  go.send(1);  // blocks until the task takes it
+  while (!answer) std::this_thread::sleep_for(1ms);
+  runner.join();
+  CHECK(answer.get() == 42);
+}
+
+TEST_CASE("threads: select, once parked, picks either of two send cases on one channel", "[threads][channel]") {
+  // Go queues a parked select's cases in its random order: with two send cases
+  // waiting on one unbuffered channel, either may be the one a receiver meets.
+  std::map<int, int> won;
+  fiber::run([&] {
+    for (int round = 0; round < 200; ++round) {
+      fiber::channel<int> ch;
+      auto sender = fiber::spawn([&] { fiber::select(fiber::on_send(ch, 1), fiber::on_send(ch, 2)); });
+      fiber::this_fiber::yield();  // the select parks: no receiver yet
+      ++won[*ch.recv()];
+      sender.join();
+    }
+  });
+  CHECK(won[1] > 20);
+  CHECK(won[2] > 20);
+}
+
+// ---- the runtime: fiber::run on N workers -------------------------------------------
+
+TEST_CASE("runtime: tasks spread over the workers; a started fiber never changes threads", "[threads][runtime]") {
+  // A ring of fibers passing a token through unbuffered channels: 10^5 blocking
+  // operations, most of them waking a fiber of another worker. Each checks its
+  // thread after every one.
+  constexpr int fibers = 8;
+  const int laps = 100000 / fibers / 2 / scale;
+  std::vector<std::thread::id> started_on(fibers);
+  std::atomic<int> moved{0};
+  fiber::run(
+      [&] {
+        std::vector<std::unique_ptr<fiber::channel<int>>> ring;
+        for (int i = 0; i < fibers; ++i) ring.push_back(std::make_unique<fiber::channel<int>>());
+        std::vector<fiber::task<void>> ts;
+        for (int i = 0; i < fibers; ++i)
+          ts.push_back(fiber::spawn([&, i] {
+            busy_for(3ms);
+            const auto me = std::this_thread::get_id();
+            started_on[i] = me;
+            fiber::channel<int>& in = *ring[i];
+            fiber::channel<int>& out = *ring[(i + 1) % fibers];
+            if (i == 0) out.send(0);
+            for (int lap = 0; lap < laps; ++lap) {
+              auto v = in.recv();
+              if (std::this_thread::get_id() != me) ++moved;
+              if (i == 0 && lap == laps - 1) break;
+              out.send(*v + 1);
+              if (std::this_thread::get_id() != me) ++moved;
+            }
+          }));
+        for (auto& t : ts) t.join();
+      },
+      fiber::run_options{.threads = 4});
+  CHECK(moved == 0);
+  INFO("the ring's fibers started on " << distinct(started_on) << " threads");
+  CHECK(distinct(started_on) >= 2);
+}
+
+TEST_CASE("runtime: 8 workers on this machine: every queued task runs, on several threads", "[threads][runtime]") {
+  const int n = 10000 / scale;
+  std::vector<std::thread::id> ran_on(static_cast<std::size_t>(n));
+  std::atomic<int> ran{0};
+  const int total = fiber::run(
+      [&] {
+        std::vector<fiber::task<int>> ts;
+        for (int i = 0; i < n; ++i)
+          ts.push_back(fiber::spawn([&, i] {
+            ran_on[static_cast<std::size_t>(i)] = std::this_thread::get_id();
+            ++ran;
+            // A little work, and a park now and then: the workers must share.
+            volatile unsigned x = 0;
+            for (int k = 0; k < 2000; ++k) x = x + static_cast<unsigned>(k);
+            if (i % 7 == 0) fiber::this_fiber::yield();
+            return 1;
+          }));
+        int sum = 0;
+        for (auto& t : ts) sum += t.get();
+        return sum;
+      },
+      fiber::run_options{.threads = 8});
+  CHECK(total == n);
+  CHECK(ran == n);
+  INFO("the tasks ran on " << distinct(ran_on) << " threads");
+  CHECK(distinct(ran_on) >= 2);
+}
+
+TEST_CASE("runtime: cancellation across workers; shutdown with fibers parked on other workers", "[threads][runtime]") {
+  std::atomic<int> cancelled{0};
+  std::atomic<int> parked{0};
+  fiber::channel<int> never;
+  std::vector<std::thread::id> threads;
+  std::mutex threads_mutex;
+  fiber::run(
+      [&] {
+        auto park_forever = [&] {
+          busy_for(3ms);
+          {
+            std::lock_guard lock(threads_mutex);
+            threads.push_back(std::this_thread::get_id());
+          }
+          ++parked;
+          try {
+            never.recv();
+          } catch (const fiber::cancelled&) {
+            ++cancelled;
+            throw;
+          }
+        };
+        std::vector<fiber::task<void>> ts;
+        for (int i = 0; i < 16; ++i) ts.push_back(fiber::spawn(park_forever));
+        while (parked < 16) fiber::this_fiber::sleep_for(1ms);
+        // Cancel half of them from here (a fiber of worker 0): each is woken on its own worker.
+        for (int i = 0; i < 8; ++i) ts[static_cast<std::size_t>(i)].cancel();
+        for (int i = 0; i < 8; ++i) REQUIRE_THROWS_AS(ts[static_cast<std::size_t>(i)].join(), fiber::cancelled);
+        CHECK(cancelled == 8);
+        for (int i = 8; i < 16; ++i) ts[static_cast<std::size_t>(i)].detach();
+        // Return with 8 fibers parked: run() cancels them and waits for them.
+      },
+      fiber::run_options{.threads = 3});
+  CHECK(cancelled == 16);
+  INFO("the parked fibers ran on " << distinct(threads) << " threads");
+  CHECK(distinct(threads) >= 2);
+}
+
+TEST_CASE("runtime: a deadlock is reported with every worker's parked tasks", "[threads][runtime]") {
+  fiber::channel<int> never;
+  std::string what;
+  try {
+    fiber::run(
+        [&] {
+          std::vector<fiber::task<void>> ts;
+          for (int i = 0; i < 6; ++i)
+            ts.push_back(fiber::spawn(fiber::spawn_options{.name = "stuck"}, [&] { never.recv(); }));
+          for (auto& t : ts) t.join();
+        },
+        fiber::run_options{.threads = 2});
+  } catch (const fiber::deadlock_error& e) {
+    what = e.what();
+  }
+  INFO(what);
+  CHECK_THAT(what, Catch::StartsWith("fiber::run: deadlock: 7 fiber(s) parked on 2 workers"));
+  CHECK_THAT(what, Catch::Contains("worker 0: ") && Catch::Contains("worker 1: "));
+  CHECK_THAT(what, Catch::Contains("\"stuck\": parked in fiber::channel::recv"));
+  CHECK_THAT(what, Catch::Contains("parked in fiber::task::join"));
+}
+
+TEST_CASE("runtime: a randomized model of producers and consumers over the workers loses, duplicates and reorders "
+          "nothing",
+          "[threads][runtime]") {
+  // Producers send (producer, sequence) to random channels of mixed capacities,
+  // by send or by a select over two channels; consumers receive by recv or by a
+  // select over every channel until all are closed. Every message must arrive
+  // exactly once, and each consumer must see each producer's messages on a
+  // channel in the order they were sent there.
+  const std::uint64_t seed = GENERATE(1, 2, 3, 4, 5);
+  constexpr int producers = 6;
+  constexpr int consumers = 5;
+  constexpr int channels = 4;
+  const int per_producer = 500000 / producers / scale;  // 5x10^5 messages: 10^6 operations or more per seed
+  const std::size_t capacities[channels] = {0, 1, 3, 64};
+  std::vector<std::unique_ptr<fiber::channel<std::uint64_t>>> chans;
+  for (std::size_t c : capacities) chans.push_back(std::make_unique<fiber::channel<std::uint64_t>>(c));
+  std::vector<std::atomic<int>> received(static_cast<std::size_t>(producers * per_producer));
+  std::atomic<long> operations{0};
+  std::atomic<int> order_violations{0};
+  std::atomic<int> out_of_range{0};
+  INFO("seed " << seed);
+  fiber::run(
+      [&] {
+        fiber::select_seed(seed);
+        fiber::wait_group producing(producers);
+        std::vector<fiber::task<void>> ts;
+        for (int p = 0; p < producers; ++p)
+          ts.push_back(fiber::spawn([&, p] {
+            std::mt19937_64 rng(seed * 1000 + static_cast<std::uint64_t>(p));
+            for (int s = 0; s < per_producer; ++s) {
+              const std::uint64_t msg = static_cast<std::uint64_t>(p) << 32 | static_cast<std::uint64_t>(s);
+              const std::size_t a = rng() % channels;
+              if (rng() % 4 == 0) {
+                const std::size_t b = (a + 1 + rng() % (channels - 1)) % channels;
+                fiber::select(fiber::on_send(*chans[a], msg), fiber::on_send(*chans[b], msg));
+              } else {
+                chans[a]->send(msg);
+              }
+              ++operations;
+            }
+            producing.done();
+          }));
+        for (int c = 0; c < consumers; ++c)
+          ts.push_back(fiber::spawn([&, c] {
+            std::map<std::pair<int, std::size_t>, std::int64_t> last;  // (producer, channel) -> sequence
+            auto take = [&](std::size_t ch, std::uint64_t msg) {
+              const int p = static_cast<int>(msg >> 32);
+              const auto s = static_cast<std::int64_t>(msg & 0xffffffffu);
+              if (p >= producers || s >= per_producer) {
+                ++out_of_range;
+                return;
+              }
+              auto [it, fresh] = last.emplace(std::make_pair(p, ch), s);
+              if (!fresh) {
+                if (s <= it->second) ++order_violations;
+                it->second = s;
+              }
+              ++received[static_cast<std::size_t>(p * per_producer + s)];
+              ++operations;
+            };
+            std::vector<bool> open(channels, true);
+            std::size_t still_open = channels;
+            std::mt19937 rng(static_cast<unsigned>(seed) + 77u * static_cast<unsigned>(c));
+            while (still_open) {
+              if (rng() % 2) {
+                // (One channel only: not for long, or every consumer could wait
+                // where no producer sends.)
+                const std::size_t ch = rng() % channels;
+                if (!open[ch]) continue;
+                auto r = chans[ch]->recv_for(1ms);
+                if (r.status == fiber::channel_status::ok)
+                  take(ch, *r.value);
+                else if (r.status == fiber::channel_status::closed)
+                  open[ch] = false, --still_open;
+              } else {
+                auto on = [&](std::size_t ch) {
+                  return fiber::on_recv(*chans[ch], [&, ch](std::optional<std::uint64_t> v) {
+                    if (v)
+                      take(ch, *v);
+                    else if (open[ch])
+                      open[ch] = false, --still_open;
+                  });
+                };
+                fiber::select(on(0), on(1), on(2), on(3));
+              }
+            }
+          }));
+        producing.wait();
+        for (auto& ch : chans) ch->close();
+        for (auto& t : ts) t.join();
+      },
+      fiber::run_options{.threads = 4});
+  CHECK(out_of_range == 0);
+  CHECK(order_violations == 0);
+  int lost = 0, duplicated = 0;
+  for (auto& r : received) {
+    if (r == 0) ++lost;
+    if (r > 1) ++duplicated;
+  }
+  CHECK(lost == 0);
+  CHECK(duplicated == 0);
+  CHECK(operations >= 2L * producers * per_producer);
+}
