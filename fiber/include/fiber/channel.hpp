@@ -52,24 +52,26 @@
 //     sender (they throw channel_closed); values already buffered stay, and receivers get
 //     them before they see the channel closed.
 //   - Waiters are served first come, first served. When several cases of a select are
-//     ready it picks one at random (the cases are polled in a shuffled order).
-//   - Blocking operations park only the calling fiber and must run on a fiber of the
-//     running loop (else fiber::error); they throw fiber::cancelled when the task is
-//     cancelled and fiber::timed_out past an enclosing deadline_scope, and then leave
-//     the channel as if they had never been called (a send's value is not consumed).
-//     try_send/try_recv/close (and a select with a default case) never park and work
-//     anywhere on the loop's thread, even outside a fiber (e.g. from event_loop::post).
-//   - A channel belongs to one loop: use it from that loop's thread only. An operation
-//     that would hand a value to, take one from, or wake a fiber of a loop running on
-//     another thread throws fiber::error instead (other accesses from another thread
-//     cannot be told apart and are data races). Do not destroy a channel that fibers
-//     wait on (if it happens, they are woken as by close()).
+//     ready it picks one at random (the cases are polled in a shuffled order); a select
+//     that parks queues its cases in that order too, so of two cases waiting on one
+//     channel, either may be served first.
+//   - Blocking operations park only the calling fiber; they throw fiber::cancelled when
+//     the task is cancelled and fiber::timed_out past an enclosing deadline_scope, and
+//     then leave the channel as if they had never been called (a send's value is not
+//     consumed). On a loop's thread outside its fibers (a function given to
+//     event_loop::post) they throw fiber::error rather than block the loop; on a thread
+//     that runs no loop they block the thread. try_send/try_recv/close (and a select
+//     with a default case) never park and work anywhere.
+//   - Threads: a channel may be shared by the fibers of several loops (the workers of a
+//     fiber::run runtime, or loops on separate threads) and by threads that run no loop.
+//     Its state is then guarded by a spin lock (scheduler.hpp, "Threads"). Do not destroy
+//     a channel that fibers wait on (if it happens, they are woken as by close()).
 //
 // Cost: no allocation per operation. The buffer is allocated once, by the constructor;
 // waiters live on the parked fibers' stacks; select keeps its cases and waiters on the
 // caller's stack; nothing is virtual or type-erased.
 //
-// Invariants (each holds between operations; everything runs on the loop's thread):
+// Invariants (each holds between operations, under the lock in shared mode):
 //   (1) count_ <= cap_; the buffered values are buf_[head_], buf_[head_+1], ... (mod cap_),
 //       oldest first. An unbuffered channel (cap_ == 0) has count_ == 0 and no buf_.
 //   (2) sendq_ non-empty implies count_ == cap_: a sender parks only when the buffer is full,

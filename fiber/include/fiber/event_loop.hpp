@@ -514,10 +514,11 @@ struct spawn_options {
 };
 
 /// One event loop per thread: a ready queue, timers and (on Linux) an epoll
-/// reactor. Not movable. Only post() (and keep_alive) may be used from other
-/// threads: while the loop runs, its other operations, its tasks' handles and the
-/// channels its fibers wait on throw fiber::error when used from another thread
-/// than the one running it (what is not checked is a data race).
+/// reactor. Not movable. Of the loop itself, only post() (and keep_alive) may be
+/// used from other threads: while it runs, run(), run_once(), spawn() and
+/// cancel_all() throw fiber::error when called from another thread. Its tasks'
+/// handles, and the channels and sync primitives its fibers wait on, work from
+/// any thread (scheduler.hpp, "Threads").
 class event_loop {
  public:
   struct options {

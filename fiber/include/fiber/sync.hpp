@@ -7,8 +7,10 @@
 // enclosing fiber::deadline_scope (throws fiber::timed_out). An operation that can
 // complete at once does so without waiting, and so without delivering either (as
 // asyncio's Lock.acquire() does on a free lock); this_fiber::check_cancelled() is
-// there for loops that never have to wait. All of this runs on the loop's thread:
-// these types are not for synchronising threads.
+// there for loops that never have to wait. They work between fibers of different
+// loops (the workers of a fiber::run runtime) and with threads that run no loop,
+// whose waits block the thread (scheduler.hpp, "Threads"); in a function posted to
+// a loop (outside its fibers), a wait throws fiber::error instead.
 //
 // Invariants (each primitive keeps them between any two of its operations):
 //   - Waiters queue in FIFO order, and what a waiter waits for is *handed* to it
@@ -34,8 +36,7 @@
 //
 // Misuse is reported by throwing fiber::error: unlocking a mutex the caller does
 // not own, locking one it already owns, a wait_group counter going negative,
-// waiting (or locking) outside a fiber of a running event_loop, a release() or
-// add() that would wake a fiber of a loop running on another thread.
+// waiting (or locking) in a function posted to a loop.
 //
 // Not checked: a task must unlock what it locked before it ends; a primitive must
 // outlive its waiters.
