@@ -26,6 +26,7 @@
 #include "fiber/debug.hpp"
 #include "fiber/event_loop.hpp"
 #include "fiber/io.hpp"
+#include "environment.hpp"
 
 using namespace std::chrono_literals;
 using fiber::io::stream;
@@ -757,10 +758,7 @@ std::string strerror_of(int e) { return std::strerror(e); }
 // got and says EMFILE; with none queued, accept4 says EAGAIN. The kernel looks
 // for a free fd first: EMFILE even with the queue empty, and the connections stay
 // queued. The tests below are skipped there.
-bool under_valgrind() {
-  const char* preload = std::getenv("LD_PRELOAD");
-  return preload && std::strstr(preload, "vgpreload");
-}
+using fiber_test::under_valgrind;
 
 }  // namespace
 

@@ -15,6 +15,8 @@
 #include "fiber/event_loop.hpp"
 #include "fiber/sync.hpp"
 
+#include "environment.hpp"
+
 #if defined(__linux__)
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -160,7 +162,13 @@ TEST_CASE("budget: timers due while 10^5 tasks start fire within 20 ms", "[budge
   using ms = std::chrono::duration<double, std::milli>;
   INFO("start-up of " << tasks << " tasks took " << ms(total).count() << " ms; the latest timer fired "
                       << ms(worst).count() << " ms late");
-  CHECK(worst < 20ms);
+  if (fiber_test::under_valgrind()) {
+    // 20-50x slower: the bound is relative there. A timer that waited for the
+    // queue would be late by most of the start-up.
+    CHECK(worst < total / 5);
+  } else {
+    CHECK(worst < 20ms);
+  }
 }
 
 #if defined(__linux__)
