@@ -326,7 +326,10 @@ struct event_loop::impl : detail::loop_core {
   // it), and the next ready fiber is tried instead; nullptr means the scheduler.
   detail::fiber_control* startable(detail::fiber_control* next) noexcept {
     while (next && !next->started) {
-      next->started = true;
+      {
+        detail::op_guard guard(next->lock);  // (a canceller of another thread reads it: cancel())
+        next->started = true;
+      }
       detail::fiber_control* f = next;
       if (!idle.empty() && f->stack_size == stacks.default_size()) {
         worker* w = idle.back();
@@ -1145,6 +1148,7 @@ void make_worker(event_loop& loop, runtime_core* rt, unsigned index) noexcept {
   L.shared.store(true, std::memory_order_relaxed);  // (its fibers meet the other workers' from the start)
   rt->workers[index] = &L;
 }
+bool core_is_worker(loop_core* core) noexcept { return static_cast<event_loop::impl*>(core)->rt != nullptr; }
 bool worker_hungry(loop_core* core) noexcept { return static_cast<event_loop::impl*>(core)->hungry.load(); }
 bool worker_sleeping(loop_core* core) noexcept { return core->sleeping.load(); }
 bool worker_claim_poke(loop_core* core) noexcept {
@@ -1404,7 +1408,16 @@ void cancel_here(fiber_control* f) noexcept {
 
 void cancel(fiber_control* f) noexcept {
   if (f->status.load(std::memory_order_acquire) != task_status::pending) return;
-  if (f->core == running_core || !runs_elsewhere(f->core)) {
+  loop_core* core;
+  {
+    op_guard guard(f->lock);
+    if (!f->started) {  // (it may start on another worker: it finds this when it does)
+      f->cancel_pending.store(true, std::memory_order_relaxed);
+      return;
+    }
+    core = f->core;  // a started fiber never changes loops
+  }
+  if (core == running_core || !runs_elsewhere(core)) {
     cancel_here(f);
     return;
   }
@@ -1412,7 +1425,7 @@ void cancel(fiber_control* f) noexcept {
   // fiber's park, which only that thread may).
   f->refs.fetch_add(1, std::memory_order_relaxed);
   try {
-    static_cast<event_loop::impl*>(f->core)->owner->post([f] {
+    static_cast<event_loop::impl*>(core)->owner->post([f] {
       cancel_here(f);
       release(f);
     });
@@ -1608,18 +1621,26 @@ void transfer_slow(fiber_control* next) { static_cast<event_loop::impl*>(running
 namespace {
 // Before waiting for `f` to end: throws fiber::error, naming `operation`, unless
 // the caller is a fiber of f's loop (so that something can run f meanwhile).
-void check_joinable(const fiber_control* f, const char* operation) {
+// f's loop. A task not started yet may move to another worker of a runtime
+// (adopt()), which changes it under f's lock.
+loop_core* core_of(fiber_control* f) noexcept {
+  op_guard guard(f->lock);
+  return f->core;
+}
+
+void check_joinable(fiber_control* f, const char* operation) {
   if (f == running())
     throw error(std::string(operation) + ": a task cannot wait for itself (it would never end: a deadlock)");
-  if (f->core == running_core) return;
+  loop_core* const core = core_of(f);
+  if (core == running_core) return;
   check_may_wait(operation);
   // A fiber of another loop, or a thread outside any loop: the task's loop must
   // run on another thread, or the wait could never end.
-  if (!f->core->runner.load(std::memory_order_acquire) && !running_core)
+  if (!core->runner.load(std::memory_order_acquire) && !running_core)
     throw error(std::string(operation) +
                 ": not called from a fiber of a running event_loop, and the task's event_loop is not running "
                 "(nothing would ever end the wait)");
-  if (!f->core->runner.load(std::memory_order_acquire))
+  if (!core->runner.load(std::memory_order_acquire) && !core_is_worker(core))
     throw error(std::string(operation) +
                 ": the task belongs to another event_loop than the calling fiber's, and that loop does not run (so "
                 "the wait could never end)");
@@ -1659,8 +1680,7 @@ bool join(fiber_control* f, clock::time_point deadline, const char* operation) {
   if (f->status.load(std::memory_order_acquire) != task_status::pending) return true;
   check_joinable(f, operation);
   // A task that has not started runs next: its joiner has nothing to do before it.
-  if (f->core == running_core && !f->started && f->queued && running())
-    running_loop_impl()->make_next(f);
+  if (core_of(f) == running_core && !f->started && f->queued && running()) running_loop_impl()->make_next(f);
   waiter w;
   if (!link_joiner(f, w)) return true;
   return park(&w, 1, deadline, operation, wait_on_task(f)) != park_timeout;

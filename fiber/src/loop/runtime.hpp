@@ -61,6 +61,7 @@ namespace fiber::detail {
 // From event_loop.cpp.
 void make_worker(event_loop& loop, runtime_core* rt, unsigned index) noexcept;
 bool worker_hungry(loop_core* core) noexcept;
+bool core_is_worker(loop_core* core) noexcept;
 bool worker_sleeping(loop_core* core) noexcept;
 bool worker_claim_poke(loop_core* core) noexcept;  // true if not poked already since it went to sleep
 }  // namespace fiber::detail
