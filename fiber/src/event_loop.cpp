@@ -1676,6 +1676,12 @@ int link_joiners(fiber_control* const* tasks, waiter* ws, std::size_t n) {
   return -1;
 }
 
+// (GCC 12 sees the joiner's waiter, a local, linked into f's queue, and warns;
+// the waiter is unlinked before join() returns, by the waker or by park().)
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#  pragma GCC diagnostic push
+#  pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
 bool join(fiber_control* f, clock::time_point deadline, const char* operation) {
   if (f->status.load(std::memory_order_acquire) != task_status::pending) return true;
   check_joinable(f, operation);
@@ -1685,6 +1691,9 @@ bool join(fiber_control* f, clock::time_point deadline, const char* operation) {
   if (!link_joiner(f, w)) return true;
   return park(&w, 1, deadline, operation, wait_on_task(f)) != park_timeout;
 }
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#  pragma GCC diagnostic pop
+#endif
 
 void join_shielded(fiber_control* const* fibers, std::size_t count) {
   fiber_control* self = running();
