@@ -95,7 +95,7 @@ TEST_CASE("channel: a buffered channel holds up to its capacity, then senders pa
   });
 }
 
-TEST_CASE("channel: values come out in FIFO order; parked senders and receivers are served in order",
+TEST_CASE("channel: values come out in FIFO order - parked senders and receivers are served in order",
           "[channel]") {
   fiber::run([] {
     channel<int> buffered(100);
@@ -393,7 +393,7 @@ TEST_CASE("channel: move-only values (std::unique_ptr) pass through every path",
 
 // ---- outside a fiber ---------------------------------------------------------------------
 
-TEST_CASE("channel: outside a loop, try_ forms work and ready operations do not block; a posted function may "
+TEST_CASE("channel: outside a loop, try_ forms work and ready operations do not block - a posted function may "
           "not wait",
           "[channel]") {
   channel<int> buffered(2);

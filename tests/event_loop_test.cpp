@@ -83,7 +83,7 @@ TEST_CASE("loop: fiber::run returns the main task's value and rethrows its excep
   REQUIRE(fiber::event_loop::current() == nullptr);
 }
 
-TEST_CASE("loop: spawn, get, join, detach; get twice and moved-from handles throw", "[loop]") {
+TEST_CASE("loop: spawn, get, join, detach - get twice and moved-from handles throw", "[loop]") {
   fiber::run([] {
     REQUIRE(fiber::this_fiber::in_fiber());
     auto a = fiber::spawn([] {
@@ -578,7 +578,7 @@ TEST_CASE("loop: run() from inside a fiber throws fiber::error, and the loop goe
   REQUIRE(t.get() == 7);
 }
 
-TEST_CASE("loop: fiber-only operations outside a fiber throw fiber::error; waits in a posted function too",
+TEST_CASE("loop: fiber-only operations outside a fiber throw fiber::error - waits in a posted function too",
           "[loop]") {
   REQUIRE_FALSE(fiber::this_fiber::in_fiber());
   REQUIRE_THROWS_AS(fiber::this_fiber::sleep_for(1ms), fiber::error);

@@ -40,7 +40,7 @@ template <class F>
 during_unwind(F) -> during_unwind<F>;
 }  // namespace
 
-TEST_CASE("exception state: a context suspended inside a catch block keeps its exception; its resumer has none") {
+TEST_CASE("exception state: a context suspended inside a catch block keeps its exception - its resumer has none") {
   std::string fiber_before, fiber_after;
   context f{[&](context&& main) {
     try {

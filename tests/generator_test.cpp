@@ -322,7 +322,7 @@ TEST_CASE("generator: closing an unstarted generator never runs the body") {
   REQUIRE_THROWS_AS(g.next(), fiber::stop_iteration);
 }
 
-TEST_CASE("generator: throw_exception raises at the yield; the body may handle it and yield") {
+TEST_CASE("generator: throw_exception raises at the yield - the body may handle it and yield") {
   generator<std::string, int> g{[](auto& co) {
     for (;;) {
       try {

@@ -412,7 +412,7 @@ TEST_CASE("io: a deadline_scope around a read throws fiber::timed_out", "[io]") 
   });
 }
 
-TEST_CASE("io: cancelling a task blocked in read or accept; the objects stay usable", "[io]") {
+TEST_CASE("io: cancelling a task blocked in read or accept - the objects stay usable", "[io]") {
   fiber::run([] {
     stream a, b;
     std::tie(a, b) = socket_pair();

@@ -62,7 +62,7 @@ struct sets_on_destroy {
 
 }  // namespace
 
-TEST_CASE("misuse: a loop refuses run, run_once, spawn and cancel_all from another thread; its task handles, "
+TEST_CASE("misuse: a loop refuses run, run_once, spawn and cancel_all from another thread - its task handles, "
           "channels and semaphores work there",
           "[misuse][threads]") {
   fiber::event_loop loop;

@@ -72,7 +72,7 @@ TEST_CASE("pooled_stack: reuses freed stacks and keeps at most max_cached") {
   REQUIRE(pool.cached() == 2);
 }
 
-TEST_CASE("stack_view: the caller's memory is used as is; bad ranges are refused") {
+TEST_CASE("stack_view: the caller's memory is used as is - bad ranges are refused") {
   alignas(16) static char memory[fiber::min_stack_size + 4096];
   fiber::stack_memory s = fiber::stack_view{memory, sizeof memory}.allocate();
   REQUIRE(s.base == memory);

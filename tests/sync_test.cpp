@@ -429,7 +429,7 @@ TEST_CASE("sync: semaphore timed acquire never gives up early", "[sync]") {
   });
 }
 
-TEST_CASE("sync: semaphore: cancellation and deadline_scope during acquire; no unit is lost", "[sync]") {
+TEST_CASE("sync: semaphore: cancellation and deadline_scope during acquire - no unit is lost", "[sync]") {
   fiber::run([] {
     fiber::semaphore sem(0);
     std::vector<std::string> log;

@@ -161,7 +161,7 @@ TEST_CASE("threads: select, once parked, picks either of two send cases on one c
 
 // ---- the runtime: fiber::run on N workers -------------------------------------------
 
-TEST_CASE("runtime: tasks spread over the workers; a started fiber never changes threads", "[threads][runtime]") {
+TEST_CASE("runtime: tasks spread over the workers - a started fiber never changes threads", "[threads][runtime]") {
   // A ring of fibers passing a token through unbuffered channels: 10^5 blocking
   // operations, most of them waking a fiber of another worker. Each checks its
   // thread after every one.
@@ -226,7 +226,7 @@ TEST_CASE("runtime: 8 workers on this machine: every queued task runs, on severa
   CHECK(distinct(ran_on) >= 2);
 }
 
-TEST_CASE("runtime: cancellation across workers; shutdown with fibers parked on other workers", "[threads][runtime]") {
+TEST_CASE("runtime: cancellation across workers - shutdown with fibers parked on other workers", "[threads][runtime]") {
   std::atomic<int> cancelled{0};
   std::atomic<int> parked{0};
   fiber::channel<int> never;

@@ -88,7 +88,7 @@ __attribute__((noinline)) void throw_from_depth(int depth, int* unwound) {
 
 }  // namespace
 
-TEST_CASE("windows: inside a fiber the TIB describes the fiber's stack; back in main, main's again") {
+TEST_CASE("windows: inside a fiber the TIB describes the fiber's stack - back in main, main's again") {
   const stack_description main_before = stack_description::current();
   REQUIRE(main_before.limit < address(&main_before));
   REQUIRE(address(&main_before) < main_before.base);
