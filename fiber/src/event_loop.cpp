@@ -326,8 +326,10 @@ struct event_loop::impl : detail::loop_core {
   // it), and the next ready fiber is tried instead; nullptr means the scheduler.
   detail::fiber_control* startable(detail::fiber_control* next) noexcept {
     while (next && !next->started) {
-      {
-        detail::op_guard guard(next->lock);  // (a canceller of another thread reads it: cancel())
+      if (shared.load(std::memory_order_relaxed)) {
+        std::lock_guard guard(next->lock);  // (a canceller of another thread reads it: cancel())
+        next->started = true;
+      } else {
         next->started = true;
       }
       detail::fiber_control* f = next;
@@ -672,7 +674,10 @@ struct event_loop::impl : detail::loop_core {
                      rt->deadlocked.load(std::memory_order_relaxed)));
     };
     if (rt) {
-      const int limit = std::max<int>(1, static_cast<int>(rt->workers.size()) / 2);
+      // (and never more than half of the cores: with more workers than cores,
+      // a spinner takes the CPU from the worker it waits for)
+      static const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+      const int limit = std::max(1, std::min(static_cast<int>(rt->workers.size()), cores) / 2);
       if (rt->spinning.fetch_add(1, std::memory_order_relaxed) >= limit) {
         rt->spinning.fetch_sub(1, std::memory_order_relaxed);
         return came();
@@ -881,6 +886,7 @@ struct event_loop::impl : detail::loop_core {
 
 namespace detail {
 constinit thread_local loop_core* running_core = nullptr;
+constinit thread_local bool thread_shared = true;
 }
 
 namespace {
@@ -902,11 +908,13 @@ struct event_loop::impl::running_scope {
     detail::running_core = &L;
     L.eh_globals = detail::eh_state::globals();  // a loop may be run by another thread than made it
     detail::loop_started(&L);
+    detail::thread_shared = L.shared.load(std::memory_order_relaxed);
     L.take_remote();
   }
   ~running_scope() {
     detail::loop_stopped(&loop);
     detail::running_core = nullptr;
+    detail::thread_shared = true;
     loop.runner.store(nullptr, std::memory_order_release);
   }
   impl& loop;
@@ -1064,11 +1072,14 @@ event_loop::~event_loop() {
       context c = std::move(f->ctx);
       event_loop::impl* const saved_loop = running_loop_impl();
       detail::fiber_control* const saved_current = L.current;
+      const bool saved_shared = detail::thread_shared;
       detail::running_core = impl_.get();
+      detail::thread_shared = L.shared.load(std::memory_order_relaxed);
       L.current = f;
       c = context{};  // unwinds the fiber's stack
       L.current = saved_current;
       detail::running_core = saved_loop;
+      detail::thread_shared = saved_shared;
     }
     if (f->status.load(std::memory_order_relaxed) == task_status::pending) {
       f->outcome = task_status::cancelled;
@@ -1371,7 +1382,7 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
     throw error("fiber::spawn: stack_size " + std::to_string(stack_size) + " is below fiber::min_stack_size (" +
                 std::to_string(min_stack_size) + ")");
   }
-  f->refs = 2;  // the task handle and the loop
+  f->refs.store(2, std::memory_order_relaxed);  // the task handle and the loop
   if (!opts.eager && L.inject_spawn(f)) return;  // (a worker of a runtime, while another is hungry)
   f->all_next = L.all_head;
   if (L.all_head) L.all_head->all_prev = f;
@@ -1387,13 +1398,25 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
 }
 
 void release(fiber_control* f) noexcept {
-  if (f->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete f;
+  if (shared_mode()) {
+    if (f->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete f;
+    return;
+  }
+  // Single mode: no other thread holds a reference (release_handle() below).
+  const int n = f->refs.load(std::memory_order_relaxed);
+  f->refs.store(n - 1, std::memory_order_relaxed);
+  if (n == 1) delete f;
 }
 
 void release_handle(fiber_control* f) noexcept {
+  // From a thread outside any loop: the loops turn shared first (their own
+  // releases then count atomically too).
+  const bool plain = !running_core;
+  if (plain) plain_enter();
   if (f->status.load(std::memory_order_acquire) == task_status::pending)
     f->detached.store(true, std::memory_order_release);
   release(f);
+  if (plain) plain_exit();
 }
 
 namespace {
@@ -1624,6 +1647,7 @@ namespace {
 // f's loop. A task not started yet may move to another worker of a runtime
 // (adopt()), which changes it under f's lock.
 loop_core* core_of(fiber_control* f) noexcept {
+  if (!thread_shared) return f->core;
   op_guard guard(f->lock);
   return f->core;
 }
@@ -1648,9 +1672,13 @@ void check_joinable(fiber_control* f, const char* operation) {
 
 // Links `w` (index `index`) among f's joiners, unless f has ended: false then.
 bool link_joiner(fiber_control* f, waiter& w, int index = 0) {
+  if (!thread_shared) {
+    f->joiners.push_back(w);  // (single mode: it has not ended, the caller saw)
+    return true;
+  }
   op_guard guard(f->lock);
   if (f->status.load(std::memory_order_acquire) != task_status::pending) return false;
-  enqueue(f->joiners, w, index);
+  enqueue(f->joiners, w, true, index);
   return true;
 }
 }  // namespace

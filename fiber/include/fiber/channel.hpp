@@ -190,7 +190,7 @@ class channel {
       detail::op_guard guard(lock_);
       wake_all_closed();
     }
-    while (count_.load(std::memory_order_relaxed)) pop_front_destroy();
+    while (count_) pop_front_destroy();
     if (buf_) std::allocator<T>().deallocate(buf_, cap_);
   }
 
@@ -227,11 +227,11 @@ class channel {
     detail::coop_tick();
     std::optional<T> out;
     detail::op_guard guard(lock_);
-    if (poll_recv(out, "fiber::channel::recv") == not_ready) {
+    if (poll_recv(out, guard.shared()) == not_ready) {
       detail::check_may_wait("fiber::channel::recv");
       detail::waiter w;
       w.slot = &out;
-      detail::enqueue(recvq_, w);
+      detail::enqueue(recvq_, w, guard.shared());
       guard.unlock();
       detail::park(&w, 1, detail::no_deadline, "fiber::channel::recv", detail::wait_on(this));
     }
@@ -249,7 +249,7 @@ class channel {
   std::optional<T> try_recv() {
     std::optional<T> out;
     detail::op_guard guard(lock_);
-    poll_recv(out, "fiber::channel::try_recv");
+    poll_recv(out, guard.shared());
     return out;
   }
 
@@ -260,13 +260,19 @@ class channel {
   void close() {
     detail::op_guard guard(lock_);
     if (closed_) throw channel_closed("fiber::channel::close: the channel is already closed");
-    closed_.store(true, std::memory_order_release);
+    closed_ = true;
     wake_all_closed();
   }
 
-  bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  bool closed() const noexcept {
+    detail::op_guard guard(lock_);
+    return closed_;
+  }
   /// Values waiting in the buffer (from another thread: a snapshot).
-  std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }
+  std::size_t size() const noexcept {
+    detail::op_guard guard(lock_);
+    return count_;
+  }
   bool empty() const noexcept { return size() == 0; }
   std::size_t capacity() const noexcept { return cap_; }
 
@@ -317,19 +323,19 @@ class channel {
   // Sends without waiting, if it can: into a parked receiver's slot (no trip through
   // the buffer), else into the buffer. `v` is moved from (or copied) only on success.
   template <class U>
-  bool offer(U&& v, const char* operation) {
-    if (closed_.load(std::memory_order_relaxed)) detail::throw_channel_closed(operation);
-    if (detail::waiter* w = detail::claim_front(recvq_)) {
+  bool offer(U&& v, const char* operation, bool shared) {
+    if (closed_) detail::throw_channel_closed(operation);
+    if (detail::waiter* w = detail::claim_front(recvq_, shared)) {
       static_cast<std::optional<T>*>(w->slot)->emplace(std::forward<U>(v));
-      detail::wake(*w);
+      detail::wake(*w, shared);
       return true;
     }
-    const std::size_t n = count_.load(std::memory_order_relaxed);
+    const std::size_t n = count_;
     if (n < cap_) {
       std::size_t tail = head_ + n;
       if (tail >= cap_) tail -= cap_;
       ::new (static_cast<void*>(buf_ + tail)) T(std::forward<U>(v));
-      count_.store(n + 1, std::memory_order_relaxed);
+      count_ = n + 1;
       return true;
     }
     return false;
@@ -337,14 +343,14 @@ class channel {
   template <class U>
   bool try_offer(U&& v, const char* operation) {
     detail::op_guard guard(lock_);
-    return offer(std::forward<U>(v), operation);
+    return offer(std::forward<U>(v), operation, guard.shared());
   }
 
   template <class U>
   FIBER_SWITCH_INLINE bool send_wait(U&& v, clock::time_point deadline, const char* operation) {
     detail::coop_tick();
     detail::op_guard guard(lock_);
-    if (offer(std::forward<U>(v), operation)) return true;
+    if (offer(std::forward<U>(v), operation, guard.shared())) return true;
     detail::check_may_wait(operation);
     if constexpr (std::is_lvalue_reference_v<U>) {
       T copy(v);  // a parked sender's value must be movable by the receiver
@@ -358,7 +364,7 @@ class channel {
                                      const char* operation) {
     detail::waiter w;
     w.slot = &v;
-    detail::enqueue(sendq_, w);
+    detail::enqueue(sendq_, w, guard.shared());
     guard.unlock();
     if (detail::park(&w, 1, deadline, operation, detail::wait_on(this)) == detail::park_timeout) return false;
     if (!w.slot) detail::throw_channel_closed(operation);
@@ -369,7 +375,7 @@ class channel {
     detail::coop_tick();
     recv_result<T> r;
     detail::op_guard guard(lock_);
-    const int p = poll_recv(r.value, operation);
+    const int p = poll_recv(r.value, guard.shared());
     if (p != not_ready) {
       r.status = p == got_value ? channel_status::ok : channel_status::closed;
       return r;
@@ -377,7 +383,7 @@ class channel {
     detail::check_may_wait(operation);
     detail::waiter w;
     w.slot = &r.value;
-    detail::enqueue(recvq_, w);
+    detail::enqueue(recvq_, w, guard.shared());
     guard.unlock();
     if (detail::park(&w, 1, deadline, operation, detail::wait_on(this)) == detail::park_timeout)
       r.status = channel_status::timeout;
@@ -389,32 +395,32 @@ class channel {
   // Receives without waiting, into `out` (empty): from the buffer (refilled from the
   // first parked sender, keeping invariant 2), else straight from a parked sender.
   // The caller holds the guard.
-  int poll_recv(std::optional<T>& out, const char*) {
-    if (count_.load(std::memory_order_relaxed)) {
+  int poll_recv(std::optional<T>& out, bool shared) {
+    if (count_) {
       out.emplace(std::move(buf_[head_]));
       pop_front_destroy();
-      if (detail::waiter* w = detail::claim_front(sendq_)) {
-        const std::size_t n = count_.load(std::memory_order_relaxed);
+      if (detail::waiter* w = detail::claim_front(sendq_, shared)) {
+        const std::size_t n = count_;
         std::size_t tail = head_ + n;
         if (tail >= cap_) tail -= cap_;
         ::new (static_cast<void*>(buf_ + tail)) T(std::move(*static_cast<T*>(w->slot)));
-        count_.store(n + 1, std::memory_order_relaxed);
-        detail::wake(*w);
+        count_ = n + 1;
+        detail::wake(*w, shared);
       }
       return got_value;
     }
-    if (detail::waiter* w = detail::claim_front(sendq_)) {
+    if (detail::waiter* w = detail::claim_front(sendq_, shared)) {
       out.emplace(std::move(*static_cast<T*>(w->slot)));
-      detail::wake(*w);
+      detail::wake(*w, shared);
       return got_value;
     }
-    return closed_.load(std::memory_order_relaxed) ? got_closed : not_ready;
+    return closed_ ? got_closed : not_ready;
   }
 
   void pop_front_destroy() noexcept {
     buf_[head_].~T();
     if (++head_ == cap_) head_ = 0;
-    count_.store(count_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    --count_;
   }
 
   void wake_all_closed() noexcept {
@@ -431,13 +437,11 @@ class channel {
   T* buf_ = nullptr;
   std::size_t cap_ = 0;
   std::size_t head_ = 0;
-  // Atomic only so that size()/closed() may be read from any thread; changed
-  // under the guard.
-  std::atomic<std::size_t> count_{0};
-  detail::spin_lock lock_;
+  std::size_t count_ = 0;
+  mutable detail::spin_lock lock_;
   detail::wait_queue sendq_{&lock_};
   detail::wait_queue recvq_{&lock_};
-  std::atomic<bool> closed_{false};
+  bool closed_ = false;
 };
 
 // ---- select -------------------------------------------------------------------------
@@ -455,7 +459,7 @@ struct recv_case {
   std::optional<T> slot{};
 
   spin_lock* lock() const noexcept { return &ch->lock_; }
-  bool poll() { return ch->poll_recv(slot, "fiber::select: a recv case") != channel<T>::not_ready; }
+  bool poll(bool shared) { return ch->poll_recv(slot, shared) != channel<T>::not_ready; }
   void enqueue(waiter& w, int index) noexcept {
     w.slot = &slot;
     w.sending = false;
@@ -480,7 +484,7 @@ struct send_case {
       return *value;
   }
   spin_lock* lock() const noexcept { return &ch->lock_; }
-  bool poll() { return ch->offer(std::move(ref()), "fiber::select: a send case"); }
+  bool poll(bool shared) { return ch->offer(std::move(ref()), "fiber::select: a send case", shared); }
   void enqueue(waiter& w, int index) noexcept {
     w.slot = &ref();
     w.sending = true;
@@ -516,11 +520,7 @@ inline void visit_case(Tuple& cases, std::size_t i, Fn&& f, std::index_sequence<
 template <std::size_t M>
 class select_locks {
  public:
-  select_locks() noexcept {
-    loop_core* const L = running_core;
-    shared_ = !L || L->shared.load(std::memory_order_relaxed);
-    plain_ = !L;
-  }
+  select_locks() noexcept : shared_(thread_shared), plain_(thread_shared && !running_core) {}
   ~select_locks() {
     unlock();
     if (plain_ && entered_) plain_exit();
@@ -594,7 +594,7 @@ int select_impl(clock::time_point deadline, C&... cs) {
   for (std::size_t k = 0; k < m; ++k) {
     bool done = false;
     visit_case(cases, order[k], [&](auto& c) {
-      if constexpr (!is_default_case_v<decltype(c)>) done = c.poll();
+      if constexpr (!is_default_case_v<decltype(c)>) done = c.poll(locks.shared());
     }, seq{});
     if (done) {
       locks.unlock();  // (the callback runs unlocked)

@@ -300,6 +300,10 @@ struct loop_core {
 
 // The loop running on this thread (constinit: no TLS init wrapper on access).
 extern constinit thread_local loop_core* running_core;
+// Whether this thread runs shared (scheduler.hpp, "Threads"): true outside any
+// loop; on a loop's thread, its loop's `shared`. Kept with running_core (one
+// load where two would do).
+extern constinit thread_local bool thread_shared;
 
 // Whether `core`'s loop runs on another thread than the caller's. (The caller's
 // thread state is asked for out of line: a fiber may have been resumed on another
@@ -386,10 +390,7 @@ FIBER_SWITCH_INLINE int park(waiter* waiters, std::size_t count, clock::time_poi
 
 // Whether the caller runs shared: always outside a loop; on a loop's thread,
 // once that loop turned shared.
-inline bool shared_mode() noexcept {
-  loop_core* const L = running_core;
-  return !L || L->shared.load(std::memory_order_relaxed);
-}
+inline bool shared_mode() noexcept { return thread_shared; }
 
 // A thread outside any loop uses a primitive: while it does (plain_enter() to
 // plain_exit(), a wait included), every loop that runs is shared.
@@ -401,33 +402,41 @@ void plain_exit() noexcept;
 // mode, nothing (one relaxed load).
 class op_guard {
  public:
-  explicit op_guard(spin_lock& l) noexcept {
-    loop_core* const L = running_core;
-    if (L && !L->shared.load(std::memory_order_relaxed)) [[likely]]
-      return;
-    if (!L) {
-      plain_ = true;
-      plain_enter();
-    }
-    lock_ = &l;
-    l.lock();
-  }
+  explicit op_guard(spin_lock& l) noexcept : state_(thread_shared ? enter(l) : 0) {}
   ~op_guard() {
-    unlock();
-    if (plain_) plain_exit();
+    if (state_) [[unlikely]]
+      leave();
   }
   op_guard(const op_guard&) = delete;
   op_guard& operator=(const op_guard&) = delete;
+  // Whether the operation runs shared (scheduler.hpp, "Threads").
+  bool shared() const noexcept { return state_ != 0; }
   void unlock() noexcept {
-    if (lock_) {
-      lock_->unlock();
-      lock_ = nullptr;
+    if (state_ & held) {
+      lock_of()->unlock();
+      state_ &= ~held;
     }
   }
 
  private:
-  spin_lock* lock_ = nullptr;
-  bool plain_ = false;
+  // state_: the lock's address, | held while it is held, | plain for a thread
+  // outside any loop (plain_exit() at the end); 0 in single mode.
+  static constexpr std::uintptr_t held = 1, plain = 2;
+  spin_lock* lock_of() const noexcept { return reinterpret_cast<spin_lock*>(state_ & ~(held | plain)); }
+  static std::uintptr_t enter(spin_lock& l) noexcept {
+    std::uintptr_t s = reinterpret_cast<std::uintptr_t>(&l) | held;
+    if (!running_core) {
+      s |= plain;
+      plain_enter();
+    }
+    l.lock();
+    return s;
+  }
+  void leave() noexcept {
+    unlock();
+    if (state_ & plain) plain_exit();
+  }
+  std::uintptr_t state_;
 };
 
 // The claim word: how a park ended, for the fiber to read when it runs again.
@@ -446,20 +455,23 @@ inline bool claim(fiber_control* f, int reason, int index) noexcept {
 // q's lock, fills the waiter's slot, then calls wake() on it.
 waiter* claim_front_shared(wait_queue& q) noexcept;
 // The first waiter of `q` that may be woken (single mode: the first), or nullptr.
-inline waiter* claim_front(wait_queue& q) noexcept {
+inline waiter* claim_front(wait_queue& q, bool shared) noexcept {
   waiter* w = q.front();
-  if (!w || !shared_mode()) [[likely]]
+  if (!w || !shared) [[likely]]
     return w;
   return claim_front_shared(q);
 }
+inline waiter* claim_front(wait_queue& q) noexcept { return claim_front(q, shared_mode()); }
 // Shared mode: wakes the fiber of `w`, claimed by claim_front().
 void wake_claimed(waiter& w) noexcept;
 // In shared mode, sets the waiter's fiber and index before it is linked (a
 // waker of another thread reads them at once); single mode: park() does.
-inline void enqueue(wait_queue& q, waiter& w, int index = 0) noexcept;
+inline void enqueue(wait_queue& q, waiter& w, bool shared, int index = 0) noexcept;
+inline void enqueue(wait_queue& q, waiter& w, int index = 0) noexcept { enqueue(q, w, shared_mode(), index); }
 
-inline void wake(waiter& w) noexcept {
-  if (shared_mode()) [[unlikely]] {
+// `shared`: the caller's mode (shared_mode(), or its op_guard's).
+inline void wake(waiter& w, bool shared) noexcept {
+  if (shared) [[unlikely]] {
     wake_claimed(w);
     return;
   }
@@ -477,11 +489,12 @@ inline void wake(waiter& w) noexcept {
   }
   wake_slow(f, w.index);
 }
+inline void wake(waiter& w) noexcept { wake(w, shared_mode()); }
 
 // The fiber (or, outside any loop, the thread's stand-in) that waits, in shared mode.
 fiber_control* waiting_self() noexcept;
-inline void enqueue(wait_queue& q, waiter& w, int index) noexcept {
-  if (shared_mode()) [[unlikely]] {
+inline void enqueue(wait_queue& q, waiter& w, bool shared, int index) noexcept {
+  if (shared) [[unlikely]] {
     w.fiber = waiting_self();
     w.index = index;
   }
@@ -558,7 +571,7 @@ class event_loop {
     using R = std::invoke_result_t<decltype(body)&>;
     using T = std::conditional_t<std::is_reference_v<R>, std::decay_t<R>, R>;
     auto* s = new detail::task_impl<T, decltype(body)>(std::move(body));
-    s->refs = 1;
+    s->refs.store(1, std::memory_order_relaxed);
     detail::submit(*this, s, opts);
     return task<T>(s);
   }

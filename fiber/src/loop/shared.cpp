@@ -94,7 +94,10 @@ void loop_started(loop_core* L) noexcept {
 
 void loop_stopped(loop_core*) noexcept { running_loops.fetch_sub(1, std::memory_order_seq_cst); }
 
-void loop_pass_slow(loop_core* L) noexcept { L->shared.store(true, std::memory_order_release); }
+void loop_pass_slow(loop_core* L) noexcept {
+  L->shared.store(true, std::memory_order_release);
+  if (running_core == L) thread_shared = true;
+}
 bool flip_requested() noexcept { return flipped.load(std::memory_order_acquire); }
 
 int running_loop_count() noexcept { return running_loops.load(std::memory_order_acquire); }
@@ -109,6 +112,8 @@ void plain_enter() noexcept {
   if (!flipped.load(std::memory_order_seq_cst) && running_loops.load(std::memory_order_seq_cst) > 0) flip_all();
 }
 void plain_exit() noexcept { plain_ops.fetch_sub(1, std::memory_order_release); }
+
+void yield_thread() noexcept { std::this_thread::yield(); }
 
 fiber_control* waiting_self() noexcept {
   if (loop_core* L = running_core) return L->current;

@@ -68,12 +68,20 @@ inline std::uintptr_t wait_on_task(const fiber_control* task) noexcept {
 }
 
 // A test-and-test-and-set lock for the primitives' state in shared mode: held
-// for a few dozen instructions, never across a park.
+// for a few dozen instructions, never across a park. A waiter that spins for long
+// yields its CPU (with more threads than cores, the holder may be preempted).
+void yield_thread() noexcept;  // std::this_thread::yield(), out of line
 class spin_lock {
  public:
   void lock() noexcept {
-    while (locked_.exchange(true, std::memory_order_acquire))
-      while (locked_.load(std::memory_order_relaxed)) relax();
+    while (locked_.exchange(true, std::memory_order_acquire)) {
+      for (unsigned spins = 0; locked_.load(std::memory_order_relaxed); ++spins) {
+        if (spins < 128)
+          relax();
+        else
+          yield_thread();
+      }
+    }
   }
   bool try_lock() noexcept { return !locked_.exchange(true, std::memory_order_acquire); }
   void unlock() noexcept { locked_.store(false, std::memory_order_release); }
