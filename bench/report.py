@@ -379,6 +379,7 @@ def print_context(results):
 # ---- the event loop against its peers (fiber_loop_bench, bench/peers/) ----------------
 
 LOOP_BINARY = 'fiber_loop_bench'
+MT_BINARY = 'fiber_mt_bench'  # fiber::run on several workers, a process of its own (mt_bench.cpp)
 SKYNET_RESULT = 499999500000
 GO_SOURCES = {'loop_peer': 'loop_peer.go', 'echo_server': 'echo_server.go'}
 PY_LOOP_PEER = os.path.join(HERE, 'peers', 'loop_peer.py')
@@ -400,7 +401,13 @@ LOOP_GROUPS = {
         'spawn_join/python_asyncio_create_task', 'spawn_join/fiber_spawn_join_eager',
         'spawn_join/boost_fibers_fiber_join_dispatch']),
     'skynet': ('s', False, 'skynet/fiber', 'skynet/go', [
-        'skynet/fiber', 'skynet/fiber_eager', 'skynet/boost_fibers', 'skynet/go', 'skynet/python_asyncio']),
+        'skynet/fiber', 'skynet/fiber_eager', 'skynet/boost_fibers', 'skynet/go', 'skynet/python_asyncio',
+        'skynet/fiber_2workers', 'skynet/go_gomaxprocs2']),
+    # Every core (fiber_mt_bench): two threads, on this machine's cores.
+    'pingpong_mt': ('ns', False, 'pingpong_mt/fiber_2workers', 'pingpong_mt/boost_fibers_2threads', [
+        'pingpong_mt/fiber_2workers', 'pingpong_mt/boost_fibers_2threads']),
+    'fanout_cpu': ('ms', False, 'fanout_cpu/fiber_2workers', 'fanout_cpu/fiber_1worker', [
+        'fanout_cpu/fiber_2workers', 'fanout_cpu/fiber_1worker']),
     'echo': ('msg/s', True, 'echo/fiber_echo_server', 'echo/c_epoll', [
         'echo/fiber_echo_server', 'echo/c_epoll', 'echo/go', 'echo/python_asyncio']),
 }
@@ -452,8 +459,8 @@ def build_go_peers(build_dir):
     return built, None
 
 
-def go_env():
-    return dict(os.environ, GOMAXPROCS='1')
+def go_env(procs=1):
+    return dict(os.environ, GOMAXPROCS=str(procs))
 
 
 def run_measured(cmd, env=None, timeout=900):
@@ -619,8 +626,32 @@ def collect_loop(args, wanted=None):
         elif not bench:
             skip(names, f'{LOOP_BINARY} not built')
 
+    # The benchmarks of several workers, in their own process.
+    mt = [g for g in groups if g in ('pingpong_mt', 'fanout_cpu')]
+    if mt:
+        names = [n for g in mt for n in LOOP_GROUPS[g][4] if n in wanted]
+        mt_bench = optional_binary(build_dir, os.path.join('bench', MT_BINARY), MT_BINARY)
+        if mt_bench:
+            available = list_benchmarks(mt_bench)
+            skip([n for n in names if n not in available], 'not in this build')
+            names = [n for n in names if n in available]
+            if names:
+                data = run_binary(mt_bench, args.min_time, exact(names), args.repetitions)
+                samples, errors = repetitions_of(data)
+                for name, error in errors.items():
+                    skipped.setdefault(name, f'failed: {error}')
+                for name, (real, cpu, cv) in medians(data).items():
+                    if name in errors:
+                        continue
+                    unit = LOOP_GROUPS[name.split('/')[0]][0]
+                    scale = 1e-6 if unit == 'ms' else 1.0
+                    rows[name] = {'value': real * scale, 'unit': unit, 'cpu': cpu, 'cv': cv, 'by': MT_BINARY,
+                                  'samples': [v * scale for v in samples.get(name, [real])], 'paired_by': MT_BINARY}
+        else:
+            skip(names, f'{MT_BINARY} not built')
+
     go_bins, go_why = ({}, None)
-    go_rows = set(GO_MICRO_ROWS.values()) | {'skynet/go', 'echo/go'}
+    go_rows = set(GO_MICRO_ROWS.values()) | {'skynet/go', 'skynet/go_gomaxprocs2', 'echo/go'}
     if wanted & go_rows:
         go_bins, go_why = build_go_peers(build_dir)
 
@@ -646,6 +677,7 @@ def collect_loop(args, wanted=None):
 
     if 'skynet' in groups:
         avail = mem_available_kb()
+        mt_bin = optional_binary(build_dir, os.path.join('bench', MT_BINARY), MT_BINARY)
         runs = [('skynet/fiber', [bench, '--skynet=fiber'] if bench else None, None,
                  None if bench else f'{LOOP_BINARY} not built'),
                 ('skynet/fiber_eager', [bench, '--skynet=fiber_eager'] if bench else None, None,
@@ -656,6 +688,10 @@ def collect_loop(args, wanted=None):
                  f'skipped: needs ~6 GB of memory, {avail // 1024} MB available'
                  if avail is not None and avail < BOOST_SKYNET_MIN_AVAILABLE_KB else None),
                 ('skynet/go', [go_bins.get('loop_peer', ''), 'skynet'], go_env(), f'skipped: {go_why}' if go_why else None),
+                ('skynet/fiber_2workers', [mt_bin, '--skynet=fiber_2workers'] if mt_bin else None, None,
+                 None if mt_bin else f'{MT_BINARY} not built'),
+                ('skynet/go_gomaxprocs2', [go_bins.get('loop_peer', ''), 'skynet'], go_env(2),
+                 f'skipped: {go_why}' if go_why else None),
                 ('skynet/python_asyncio', [sys.executable, PY_LOOP_PEER, 'skynet'], None, None)]
         for name, cmd, env, why in runs:
             if name not in wanted:
@@ -734,6 +770,8 @@ def short(name):
 def fmt_value(value, unit):
     if unit == 'ns':
         return fmt_ns(value) + ' ns'
+    if unit == 'ms':
+        return f'{value:.1f} ms'
     if unit == 's':
         return f'{value:.2f} s'
     return f'{value:,.0f} msg/s'
@@ -931,6 +969,17 @@ ACCEPTANCE = [
      (LOOP, 'skynet/fiber_eager'), (LOOP, 'skynet/go'), '<=', 0.5, 'x'),
     ("skynet 1M peak RSS, eager spawn (skynet/fiber_eager) <= 1.0x Go's",
      (LOOP, 'skynet/fiber_eager', 'rss'), (LOOP, 'skynet/go', 'rss'), '<=', 1.0, 'x'),
+    # Every core: two workers on this 2-core machine.
+    ('skynet 1M on 2 workers, wall time (skynet/fiber_2workers) <= 0.5x Go (GOMAXPROCS=2)',
+     (LOOP, 'skynet/fiber_2workers'), (LOOP, 'skynet/go_gomaxprocs2'), '<=', 0.5, 'x'),
+    ("skynet 1M on 2 workers, peak RSS (skynet/fiber_2workers) <= 1.0x Go's (GOMAXPROCS=2)",
+     (LOOP, 'skynet/fiber_2workers', 'rss'), (LOOP, 'skynet/go_gomaxprocs2', 'rss'), '<=', 1.0, 'x'),
+    ('cross-worker ping-pong round trip (pingpong_mt/fiber_2workers) <= 0.5x Boost.Fiber, two threads '
+     'with one fiber each (pingpong_mt/boost_fibers_2threads)',
+     (LOOP, 'pingpong_mt/fiber_2workers'), (LOOP, 'pingpong_mt/boost_fibers_2threads'), '<=', 0.5, 'x'),
+    ('CPU-bound fan-out, 10^4 tasks of ~100 us: 2 workers >= 1.8x the throughput of 1, i.e. '
+     'fanout_cpu/fiber_2workers time <= 0.556x fanout_cpu/fiber_1worker',
+     (LOOP, 'fanout_cpu/fiber_2workers'), (LOOP, 'fanout_cpu/fiber_1worker'), '<=', 0.556, 'x'),
     ('echo msgs/s (echo/fiber_echo_server) >= 1.0x Go (GOMAXPROCS=1)',
      (LOOP, 'echo/fiber_echo_server'), (LOOP, 'echo/go'), '>=', 1.0, 'x'),
     ('echo msgs/s (echo/fiber_echo_server) >= 0.9x the C epoll server',
