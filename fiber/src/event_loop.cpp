@@ -674,10 +674,12 @@ struct event_loop::impl : detail::loop_core {
                      rt->deadlocked.load(std::memory_order_relaxed)));
     };
     if (rt) {
-      // (and never more than half of the cores: with more workers than cores,
-      // a spinner takes the CPU from the worker it waits for)
+      // (all of them while each worker has a core of its own; with more workers
+      // than cores, half of the cores at most: a spinner would take the CPU from
+      // the worker it waits for)
       static const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-      const int limit = std::max(1, std::min(static_cast<int>(rt->workers.size()), cores) / 2);
+      const int workers = static_cast<int>(rt->workers.size());
+      const int limit = workers <= cores ? workers : std::max(1, cores / 2);
       if (rt->spinning.fetch_add(1, std::memory_order_relaxed) >= limit) {
         rt->spinning.fetch_sub(1, std::memory_order_relaxed);
         return came();
@@ -772,14 +774,16 @@ struct event_loop::impl : detail::loop_core {
     }
     return true;
   }
-  // Gives up to half of the tasks queued here that have not started (the latest
-  // spawned first: from the tail) to the inject queue, for the hungry workers.
+  // Gives up to half of the tasks queued here that have not started to the
+  // inject queue, for the hungry workers: the oldest first (from the head), as
+  // work stealing takes the oldest, which in a recursive computation are the
+  // largest (fewer hand-overs, and joins across workers, for the same work).
   static constexpr std::size_t donation_scan = 64;
   void donate() noexcept {
     detail::fiber_control* found[donation_scan];
     std::size_t n = 0;
     std::size_t scanned = 0;
-    for (detail::fiber_control* f = ready_tail; f && scanned < donation_scan; f = f->ready_prev, ++scanned)
+    for (detail::fiber_control* f = ready_head; f && scanned < donation_scan; f = f->ready_next, ++scanned)
       if (!f->started) found[n++] = f;
     if (n == 0 || (n == 1 && !(runnext || (ready_head && ready_head != found[0])))) return;  // keep our only work
     const std::size_t give = (n + 1) / 2;

@@ -760,7 +760,9 @@ struct run_options {
   /// valid across every blocking operation. Channels, select, the sync
   /// primitives, task handles and post() work between fibers of different workers.
   unsigned threads = 1;
-  /// Each worker loop's options.
+  /// Each worker loop's options; but guarded_stacks is the runtime's total, shared
+  /// by the workers (each guard page costs one of the process's vm.max_map_count
+  /// mappings).
   event_loop::options loop{};
 };
 

@@ -64,8 +64,12 @@ struct runtime::state {
 runtime::runtime(unsigned threads, const event_loop::options& opts) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   s_ = std::make_unique<state>(threads);
+  // Guarded stacks are the process's budget of mappings (vm.max_map_count: each
+  // guard page splits one); the workers share options::guarded_stacks.
+  event_loop::options each = opts;
+  each.guarded_stacks = opts.guarded_stacks / threads;
   for (unsigned i = 0; i < threads; ++i) {
-    s_->loops.push_back(std::make_unique<event_loop>(opts));
+    s_->loops.push_back(std::make_unique<event_loop>(each));
     make_worker(*s_->loops.back(), &s_->core, i);
   }
   s_->threads.reserve(threads - 1);
