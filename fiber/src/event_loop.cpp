@@ -1663,7 +1663,11 @@ void check_joinable(fiber_control* f, const char* operation) {
   if (core == running_core) return;
   check_may_wait(operation);
   // A fiber of another loop, or a thread outside any loop: the task's loop must
-  // run on another thread, or the wait could never end.
+  // run on another thread, or the wait could never end. (A loop that stopped
+  // because its tasks ended: then the task ended too, and the wait ends at once.)
+  if (!core->runner.load(std::memory_order_acquire) &&
+      f->status.load(std::memory_order_acquire) != task_status::pending)
+    return;
   if (!core->runner.load(std::memory_order_acquire) && !running_core)
     throw error(std::string(operation) +
                 ": not called from a fiber of a running event_loop, and the task's event_loop is not running "
