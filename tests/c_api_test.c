@@ -1,6 +1,6 @@
 /* The C API (fiber/fiber.h), compiled as C99: fibers with payloads, closing,
  * misuse, the event loop, tasks, sleep, channels of void*, cancellation, deadlock,
- * run_once, and waiting on a pipe. Prints one line per check that fails and exits
+ * fiber_run on two workers, run_once, and waiting on a pipe. Prints one line per check that fails and exits
  * with 1 if any did. */
 #include <fiber/fiber.h>
 
@@ -406,6 +406,48 @@ static void test_fds_and_run_once(void) {
 }
 #endif
 
+/* ---- a runtime of several workers (fiber_run) ---- */
+
+static fiber_chan* run_results;
+
+static void* run_worker_task(void* arg) {
+  /* Work without a wait, so that the other worker takes some of the queued tasks. */
+  volatile intptr_t x = 0;
+  intptr_t k;
+  for (k = 0; k < 500000; ++k) x += k;
+  if (fiber_chan_send(run_results, arg, -1) != FIBER_OK) return P(-1000);
+  return arg;
+}
+
+/* Spawns n tasks; each sends its number (1..n) over a channel and returns it. */
+static void* run_main(void* arg) {
+  intptr_t n = I(arg), i, sum = 0, joined = 0;
+  fiber_task* ts[64];
+  for (i = 0; i < n; ++i) ts[i] = fiber_spawn(NULL, run_worker_task, P(i + 1));
+  for (i = 0; i < n; ++i) {
+    void* v = NULL;
+    if (fiber_chan_recv(run_results, &v, -1) == FIBER_OK) sum += I(v);
+  }
+  for (i = 0; i < n; ++i) {
+    void* r = NULL;
+    if (ts[i] && fiber_task_join(ts[i], &r) == FIBER_OK) joined += I(r);
+    fiber_task_release(ts[i]);
+  }
+  return P(sum == joined ? sum : -1);
+}
+
+static void test_run_threads(void) {
+  void* r = NULL;
+  run_results = fiber_chan_create(4);
+  CHECK_STATUS(fiber_run(run_main, P(64), 2, &r), FIBER_OK);
+  CHECK(I(r) == 64 * 65 / 2);
+  r = NULL;
+  CHECK_STATUS(fiber_run(run_main, P(16), 1, &r), FIBER_OK); /* one thread: a single loop */
+  CHECK(I(r) == 16 * 17 / 2);
+  CHECK_STATUS(fiber_run(NULL, NULL, 2, &r), FIBER_EINVAL);
+  fiber_chan_destroy(run_results);
+}
+
 int main(void) {
   test_fibers();
   test_close();
@@ -414,6 +456,7 @@ int main(void) {
   test_loop_tasks();
   test_channels();
   test_cancel_and_deadlock();
+  test_run_threads();
 #if !defined(_WIN32)
   test_fds_and_run_once();
 #endif

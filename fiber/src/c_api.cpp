@@ -593,6 +593,23 @@ int fiber_loop_next_timeout_ms(const fiber_loop* handle) {
   return loop->loop.next_timeout_ms();
 }
 
+int fiber_run(fiber_task_fn fn, void* arg, unsigned threads, void** result) {
+  if (!fn) return fail(FIBER_EINVAL, "fiber_run: fn is NULL");
+  try {
+    void* r = fiber::run([fn, arg]() -> void* { return fn(arg); }, fiber::run_options{.threads = threads});
+    if (result) *result = r;
+    return FIBER_OK;
+  } catch (const fiber::deadlock_error& e) {
+    return fail(FIBER_DEADLOCK, e.what());
+  } catch (const fiber::error& e) {
+    return fail(FIBER_EINVAL, e.what());
+  } catch (const std::bad_alloc& e) {
+    return fail(FIBER_ENOMEM, std::string("fiber_run: ") + e.what());
+  } catch (const std::exception& e) {
+    return fail(FIBER_EXCEPTION, std::string("fiber_run: ") + e.what());
+  }
+}
+
 fiber_task* fiber_spawn(fiber_loop* loop, fiber_task_fn fn, void* arg) {
   if (!fn) {
     fail(FIBER_EINVAL, "fiber_spawn: fn is NULL");

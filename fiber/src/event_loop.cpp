@@ -651,7 +651,9 @@ struct event_loop::impl : detail::loop_core {
     if (timeout_ms != 0) {
       std::unique_lock lock(post_mutex);
       auto ready = [&] {
-        return has_posted.load(std::memory_order_relaxed) || has_remote.load(std::memory_order_relaxed);
+        return has_posted.load(std::memory_order_relaxed) || has_remote.load(std::memory_order_relaxed) ||
+               (rt && (rt->injected.load(std::memory_order_relaxed) || rt->stopping.load(std::memory_order_relaxed) ||
+                       rt->deadlocked.load(std::memory_order_relaxed)));
       };
       if (timeout_ms < 0)
         post_cv.wait(lock, ready);

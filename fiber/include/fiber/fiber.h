@@ -136,6 +136,16 @@ int fiber_loop_fd(const fiber_loop* loop);
  * also for NULL; 0 if loop is not live, for run_once to report it). */
 int fiber_loop_next_timeout_ms(const fiber_loop* loop);
 
+/* Runs fn(arg) as the main task of a runtime of `threads` worker threads, each with
+ * a loop of its own (the calling thread is worker 0; 0: one per core; 1: a single
+ * loop on this thread). Returns once fn has returned and every task has ended
+ * (those still alive are cancelled); *result (may be NULL) receives fn's value.
+ * Tasks spawned inside with fiber_spawn(NULL, ...) are queued on the spawner's
+ * worker and may start on any; a task that has started never changes threads.
+ * Channels and task handles work between the workers. FIBER_DEADLOCK if every
+ * worker's tasks wait with nothing to wake them. */
+int fiber_run(fiber_task_fn fn, void* arg, unsigned threads, void** result);
+
 /* Starts fn(arg) as a task of `loop` (NULL: the running loop). The handle must be
  * released with fiber_task_release (which detaches a task still running). NULL on
  * failure. */
