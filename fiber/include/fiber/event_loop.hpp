@@ -118,30 +118,49 @@ struct fiber_control {
   // fiber's own stack.
   virtual void run_body() = 0;
 
-  event_loop* loop = nullptr;
+  // The fields park(), wake() and a switch touch come first, in the first two
+  // cache lines; the rest (bookkeeping of tasks, debugging) after them.
   loop_core* core = nullptr;            // loop's scheduling state (below)
-  std::size_t stack_size = 0;
   context ctx;                          // the suspended fiber (empty: running or not started)
   fiber_control* ready_next = nullptr;  // ready-queue links
   fiber_control* ready_prev = nullptr;
-  fiber_control* all_prev = nullptr;    // the loop's list of fibers alive
-  fiber_control* all_next = nullptr;
   bool queued = false;                  // in the ready queue
   bool started = false;
-  // Set (release) once the outcome (error, value) is stored; read from any thread.
-  std::atomic<task_status> status{task_status::pending};
-  task_status outcome = task_status::pending;  // how the body ended, until finish() publishes it
-  std::atomic<bool> detached{false};
+  // Park bookkeeping (event_loop.cpp). park_operation and park_object say what a
+  // parked fiber waits for (park_object: see wait_on() in scheduler.hpp); they are
+  // meaningful only while `parked`.
+  bool parked = false;
+  bool park_shielded = false;
+  bool park_by_scope = false;           // the timer is the deadline_scope's
   std::atomic<bool> cancel_pending{false};  // cancel() asked; delivered at the next park
-  std::exception_ptr error;             // the body's exception, when status is failed or cancelled
-  spin_lock lock;                       // joiners and the status change, in shared mode
-  wait_queue joiners{&lock};            // fibers waiting for this one to end
+  int park_result = 0;
+  int park_reason = 0;
+  waiter* park_waiters = nullptr;
+  std::size_t park_count = 0;
+  std::size_t timer_slot = static_cast<std::size_t>(-1);
   clock::time_point scope_deadline = no_deadline;  // innermost deadline_scope
-  std::atomic<int> refs{1};             // task handles (the loop holds its own while alive)
+  std::uintptr_t* canary = nullptr;     // bottom of an unguarded stack
+  const char* park_operation = nullptr;
+  std::uintptr_t park_object = 0;
   // Shared mode (scheduler.hpp, "Threads"): 0, or how the park was ended by the
   // claim that won (claim_word()); the fiber resets it once it has cleaned up.
   std::atomic<std::uint32_t> claim{0};
+  // Set (release) once the outcome (error, value) is stored; read from any thread.
+  std::atomic<task_status> status{task_status::pending};
+  task_status outcome = task_status::pending;  // how the body ended, until finish() publishes it
+  std::atomic<int> refs{1};             // task handles (the loop holds its own while alive)
+
+  event_loop* loop = nullptr;
+  std::size_t stack_size = 0;
+  fiber_control* all_prev = nullptr;    // the loop's list of fibers alive
+  fiber_control* all_next = nullptr;
+  std::atomic<bool> detached{false};
+  spin_lock lock;                       // joiners and the status change, in shared mode
+  wait_queue joiners{&lock};            // fibers waiting for this one to end
+  std::exception_ptr error;             // the body's exception, when status is failed or cancelled
   fiber_control* remote_next = nullptr;  // in its loop's remote queue
+  clock::time_point timer_deadline{};
+  std::uint64_t timer_seq = 0;
 
   // For debugging (fiber::dump(), the deadlock report): the task's fiber id, given
   // at spawn (task::id(), this_fiber::id() inside it); the fiber that runs it,
@@ -149,23 +168,6 @@ struct fiber_control {
   std::uint64_t id = 0;
   record_base* record = nullptr;
   char name[32];
-
-  // Park bookkeeping (event_loop.cpp). park_operation and park_object say what a
-  // parked fiber waits for (park_object: see wait_on() in scheduler.hpp); they are
-  // meaningful only while `parked`.
-  const char* park_operation = nullptr;
-  std::uintptr_t park_object = 0;
-  waiter* park_waiters = nullptr;
-  std::size_t park_count = 0;
-  int park_result = 0;
-  int park_reason = 0;
-  bool park_shielded = false;
-  bool parked = false;
-  bool park_by_scope = false;           // the timer is the deadline_scope's
-  std::size_t timer_slot = static_cast<std::size_t>(-1);
-  clock::time_point timer_deadline{};
-  std::uint64_t timer_seq = 0;
-  std::uintptr_t* canary = nullptr;     // bottom of an unguarded stack
 };
 
 template <class T>
@@ -422,6 +424,7 @@ class op_guard {
   // state_: the lock's address, | held while it is held, | plain for a thread
   // outside any loop (plain_exit() at the end); 0 in single mode.
   static constexpr std::uintptr_t held = 1, plain = 2;
+  static_assert(alignof(spin_lock) >= 4, "op_guard: the flags need two free low bits in a spin_lock's address");
   spin_lock* lock_of() const noexcept { return reinterpret_cast<spin_lock*>(state_ & ~(held | plain)); }
   static std::uintptr_t enter(spin_lock& l) noexcept {
     std::uintptr_t s = reinterpret_cast<std::uintptr_t>(&l) | held;

@@ -70,8 +70,9 @@ inline std::uintptr_t wait_on_task(const fiber_control* task) noexcept {
 // A test-and-test-and-set lock for the primitives' state in shared mode: held
 // for a few dozen instructions, never across a park. A waiter that spins for long
 // yields its CPU (with more threads than cores, the holder may be preempted).
+// Aligned to 4: op_guard keeps two flags in the low bits of its address.
 void yield_thread() noexcept;  // std::this_thread::yield(), out of line
-class spin_lock {
+class alignas(4) spin_lock {
  public:
   void lock() noexcept {
     while (locked_.exchange(true, std::memory_order_acquire)) {
