@@ -928,6 +928,21 @@ struct event_loop::impl::running_scope {
   running_scope& operator=(const running_scope&) = delete;
 };
 
+namespace {
+// Keeps a task alive (one reference more) while a scheduler looks at it.
+struct held_task {
+  detail::fiber_control* f;
+  explicit held_task(detail::fiber_control* task) noexcept : f(task) {
+    if (f) ++f->refs;
+  }
+  ~held_task() {
+    if (f) detail::release(f);
+  }
+  held_task(const held_task&) = delete;
+  held_task& operator=(const held_task&) = delete;
+};
+}  // namespace
+
 void event_loop::impl::schedule(detail::fiber_control* until) {
   if (rt) {
     schedule_worker(until);
@@ -935,13 +950,7 @@ void event_loop::impl::schedule(detail::fiber_control* until) {
   }
   running_scope running(*this, "fiber::event_loop::run");
   // Keep `until` alive while we look at it.
-  if (until) ++until->refs;
-  struct drop {
-    detail::fiber_control* f;
-    ~drop() {
-      if (f) detail::release(f);
-    }
-  } drop_until{until};
+  const held_task keep_until(until);
   for (;;) {
     if (until ? until->status != task_status::pending : alive == 0) return;
     serve_wakers(any_ready() && io_waiting);
@@ -962,13 +971,7 @@ void event_loop::impl::schedule(detail::fiber_control* until) {
 
 void event_loop::impl::schedule_worker(detail::fiber_control* until) {
   running_scope running(*this, "fiber::run");
-  if (until) ++until->refs;
-  struct drop {
-    detail::fiber_control* f;
-    ~drop() {
-      if (f) detail::release(f);
-    }
-  } drop_until{until};
+  const held_task keep_until(until);
   auto done = [&] {
     return until ? until->status.load(std::memory_order_acquire) != task_status::pending
                  : rt->stopping.load(std::memory_order_acquire) && alive == 0 && rt->injected.load() == 0;
