@@ -264,6 +264,19 @@ TEST_CASE("budget: a greedy client does not stall the other connections of an ec
   const double p99 = rtt_ms[rtt_ms.size() * 99 / 100];
   INFO("round trip with a greedy client: median " << p50 << " ms, 99th percentile " << p99 << " ms, worst "
                                                    << rtt_ms.back() << " ms");
-  CHECK(p99 < 50.0);
+#if defined(FIBER_TEST_EMULATED)
+  const bool emulated = true;
+#else
+  const bool emulated = false;
+#endif
+  if (fiber_test::under_valgrind() || emulated) {
+    // Valgrind runs one thread at a time, 20-50x slower; qemu-user 10-50x slower:
+    // the greedy client's two threads take turns with the server's. A stalled
+    // server would still fail: its pinger waits 10 s, and without the budget it
+    // waits forever.
+    CHECK(p99 < 500.0);
+  } else {
+    CHECK(p99 < 50.0);
+  }
 }
 #endif

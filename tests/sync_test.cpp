@@ -438,16 +438,17 @@ TEST_CASE("sync: semaphore: cancellation and deadline_scope during acquire - no 
       log.push_back("a acquired");
       fiber::this_fiber::sleep_for(1h);
     });
+    auto c = fiber::spawn([&] {
+      sem.acquire();
+      log.push_back("c acquired");
+    });
+    fiber::this_fiber::yield();  // a and c wait in acquire, in that order
     auto b = fiber::spawn([&] {
       fiber::deadline_scope scope(2ms);
       REQUIRE_THROWS_AS(sem.acquire(), fiber::timed_out);
       log.push_back("b timed out");
     });
-    auto c = fiber::spawn([&] {
-      sem.acquire();
-      log.push_back("c acquired");
-    });
-    b.join();  // (its deadline passed: a and c wait in acquire, in that order)
+    b.join();  // (its deadline passed, however late it was to wait: a and c still wait)
     sem.release();  // handed to a...
     a.cancel();     // ...cancelled at the same moment: a still got it
     REQUIRE_THROWS_AS(a.join(), fiber::cancelled);

@@ -15,9 +15,17 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#  include <sys/socket.h>
+#  include <unistd.h>
+#endif
+
 #include "fiber/channel.hpp"
 #include "fiber/event_loop.hpp"
 #include "fiber/sync.hpp"
+#if defined(__linux__)
+#  include "fiber/io.hpp"
+#endif
 
 using namespace std::chrono_literals;
 
@@ -29,6 +37,12 @@ constexpr int scale = 10;
 #else
 constexpr int scale = 1;
 #endif
+
+// The calling thread, asked afresh: std::this_thread::get_id() is pthread_self(),
+// which glibc declares const, so a compiler may ask once per function and reuse
+// the answer across a blocking call, after which a fiber that migrates runs on
+// another thread (the hazard spawn_options::migratable documents).
+[[gnu::noipa]] std::thread::id this_thread() { return std::this_thread::get_id(); }
 
 // The distinct threads in `ids`.
 std::size_t distinct(const std::vector<std::thread::id>& ids) {
@@ -177,17 +191,17 @@ TEST_CASE("runtime: tasks spread over the workers - a started fiber never change
         for (int i = 0; i < fibers; ++i)
           ts.push_back(fiber::spawn([&, i] {
             busy_for(3ms);
-            const auto me = std::this_thread::get_id();
+            const auto me = this_thread();
             started_on[i] = me;
             fiber::channel<int>& in = *ring[i];
             fiber::channel<int>& out = *ring[(i + 1) % fibers];
             if (i == 0) out.send(0);
             for (int lap = 0; lap < laps; ++lap) {
               auto v = in.recv();
-              if (std::this_thread::get_id() != me) ++moved;
+              if (this_thread() != me) ++moved;
               if (i == 0 && lap == laps - 1) break;
               out.send(*v + 1);
-              if (std::this_thread::get_id() != me) ++moved;
+              if (this_thread() != me) ++moved;
             }
           }));
         for (auto& t : ts) t.join();
@@ -207,7 +221,7 @@ TEST_CASE("runtime: 8 workers on this machine: every queued task runs, on severa
         std::vector<fiber::task<int>> ts;
         for (int i = 0; i < n; ++i)
           ts.push_back(fiber::spawn([&, i] {
-            ran_on[static_cast<std::size_t>(i)] = std::this_thread::get_id();
+            ran_on[static_cast<std::size_t>(i)] = this_thread();
             ++ran;
             // A little work, and a park now and then: the workers must share.
             volatile unsigned x = 0;
@@ -226,6 +240,123 @@ TEST_CASE("runtime: 8 workers on this machine: every queued task runs, on severa
   CHECK(distinct(ran_on) >= 2);
 }
 
+TEST_CASE("runtime: migratable tasks move to an idle worker while ready - yields, sleeps and mutexes still work",
+          "[threads][runtime]") {
+  // Eight tasks that opted in, all started on worker 0 (eager spawns), each doing
+  // work between yields, sleeps and a shared mutex: worker 1, idle, takes ready
+  // ones. Where the target cannot migrate a started fiber, none moves.
+  constexpr int fibers = 8;
+  const int rounds = std::max(30, 300 / scale);
+  std::atomic<int> moved{0};
+  std::atomic<int> may{0};
+  long counter = 0;
+  fiber::run(
+      [&] {
+        fiber::mutex m;
+        std::vector<fiber::task<void>> ts;
+        for (int i = 0; i < fibers; ++i)
+          ts.push_back(fiber::spawn(
+              fiber::spawn_options{.eager = true, .migratable = true}, [&] {
+                if (fiber::this_fiber::may_migrate()) ++may;
+                std::set<std::thread::id> seen{this_thread()};
+                for (int r = 0; r < rounds; ++r) {
+                  busy_for(50us);
+                  switch (r % 3) {
+                    case 0:
+                      fiber::this_fiber::yield();
+                      break;
+                    case 1:
+                      fiber::this_fiber::sleep_for(20us);
+                      break;
+                    default: {
+                      std::lock_guard lock(m);
+                      const long c = counter;
+                      fiber::this_fiber::yield();  // (holding it: the others park on it)
+                      counter = c + 1;
+                    }
+                  }
+                  seen.insert(this_thread());
+                }
+                if (seen.size() > 1) ++moved;
+              }));
+        for (auto& t : ts) t.join();
+      },
+      fiber::run_options{.threads = 2});
+  CHECK(counter == static_cast<long>(fibers) * ((rounds + 0) / 3));
+  INFO(moved << " of " << fibers << " tasks ran on more than one thread; may_migrate: " << may);
+  if (may == fibers)
+    CHECK(moved >= 1);
+  else
+    CHECK(moved == 0);
+}
+
+#if defined(__linux__)
+TEST_CASE("runtime: a migratable task's stream keeps working on the worker it moved to", "[threads][runtime][io]") {
+  // A task that opted in echoes on a stream made on worker 0, while two pinned
+  // tasks keep worker 0 busy: woken by its socket, it is taken by worker 1 and
+  // reads and writes the same stream there (its fd stays in worker 0's epoll).
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  const int messages = std::max(50, 500 / scale);
+  std::atomic<bool> done{false};
+  std::thread peer([&] {
+    for (int i = 0; i < messages; ++i) {
+      std::uint32_t v = static_cast<std::uint32_t>(i), back = 0;
+      REQUIRE(::write(sv[1], &v, sizeof v) == sizeof v);
+      std::size_t got = 0;
+      while (got < sizeof back) {
+        const ssize_t n = ::read(sv[1], reinterpret_cast<char*>(&back) + got, sizeof back - got);
+        REQUIRE(n > 0);
+        got += static_cast<std::size_t>(n);
+      }
+      REQUIRE(back == v * 2 + 1);
+    }
+    ::close(sv[1]);
+  });
+  std::size_t threads_seen = 0;
+  bool may = false;
+  int echoed = 0;
+  fiber::run(
+      [&] {
+        std::vector<fiber::task<void>> load;
+        for (int i = 0; i < 2; ++i)
+          load.push_back(fiber::spawn(fiber::spawn_options{.eager = true}, [&] {
+            while (!done) {
+              busy_for(200us);
+              fiber::this_fiber::yield();
+            }
+          }));
+        auto echo = fiber::spawn(
+            fiber::spawn_options{.eager = true, .migratable = true}, [&] {
+              may = fiber::this_fiber::may_migrate();
+              fiber::io::stream s = fiber::io::stream::adopt(sv[0]);
+              std::set<std::thread::id> seen;
+              for (int i = 0; i < messages; ++i) {
+                std::uint32_t v = 0;
+                s.read_exact(&v, sizeof v);
+                seen.insert(this_thread());
+                v = v * 2 + 1;
+                s.write_all(&v, sizeof v);
+                ++echoed;
+              }
+              threads_seen = seen.size();
+            });
+        echo.get();
+        done = true;
+        for (auto& t : load) t.join();
+      },
+      fiber::run_options{.threads = 2});
+  peer.join();
+  CHECK(echoed == messages);
+  INFO("the echoing task ran on " << threads_seen << " threads; may_migrate: " << may);
+  if (may)
+    CHECK(threads_seen >= 2);
+  else
+    CHECK(threads_seen == 1);
+}
+
+#endif
+
 TEST_CASE("runtime: cancellation across workers - shutdown with fibers parked on other workers", "[threads][runtime]") {
   std::atomic<int> cancelled{0};
   std::atomic<int> parked{0};
@@ -238,7 +369,7 @@ TEST_CASE("runtime: cancellation across workers - shutdown with fibers parked on
           busy_for(3ms);
           {
             std::lock_guard lock(threads_mutex);
-            threads.push_back(std::this_thread::get_id());
+            threads.push_back(this_thread());
           }
           ++parked;
           try {

@@ -54,6 +54,17 @@
 #else
 #  define FIBER_HAVE_EPOLL 0
 #endif
+
+// Where a started fiber may move to another thread (spawn_options::migratable):
+// where every access to thread-local storage reads the thread pointer afresh (x86
+// ELF: through the segment register), so that code resumed on another thread
+// than it parked on, the library's inline fast paths included, finds the new
+// thread's state (context.hpp, FIBER_DETAIL_TLS).
+#if defined(__ELF__) && (defined(__x86_64__) || defined(__i386__))
+#  define FIBER_CAN_MIGRATE 1
+#else
+#  define FIBER_CAN_MIGRATE 0
+#endif
 namespace fiber {
 
 // ---- the loop -------------------------------------------------------------------
@@ -117,6 +128,12 @@ struct event_loop::impl : detail::loop_core {
   int epfd = -1;
   int evfd = -1;
   std::size_t io_waiting = 0;
+  // Fibers of other workers waiting on fds in this loop's epoll (fibers that
+  // migrated since their stream was registered here): the loop must poll for them.
+  std::atomic<std::size_t> io_waiting_elsewhere{0};
+  std::size_t io_waiters() const noexcept {
+    return io_waiting + io_waiting_elsewhere.load(std::memory_order_relaxed);
+  }
   std::atomic<int> keep_alive{0};
   std::mutex post_mutex;
   std::condition_variable post_cv;  // where there is no epoll
@@ -317,9 +334,15 @@ struct event_loop::impl : detail::loop_core {
     context& target = next ? next->ctx : scheduler;
     // resume() keeps our exceptions in flight ours (eh_state.hpp): a fiber may
     // park in a catch block while others throw and catch.
-    arrived(std::move(target).resume());
-    coop_left = coop_budget;  // our new turn
+    context from = std::move(target).resume();
+    // A fiber that may migrate can be resumed by another worker's loop.
+    impl* const L = self && self->migratable ? resumed_on() : this;
+    L->arrived(std::move(from));
+    L->coop_left = L->coop_budget;  // our new turn
   }
+  // The loop running on the calling thread, read afresh (out of line) after a
+  // switch that may have resumed the caller on another thread.
+  [[gnu::noinline]] static impl* resumed_on() noexcept;
 
   // `next`, given a context if it has not run yet. A fiber whose stack cannot be
   // allocated ends at once, failed with the allocation error (its get() rethrows
@@ -333,6 +356,18 @@ struct event_loop::impl : detail::loop_core {
         next->started = true;
       }
       detail::fiber_control* f = next;
+      if (f->migratable) {
+        // Its stack goes back to the cache of whichever thread it ends on.
+        try {
+          f->ctx = context(std::allocator_arg, cached_stack(f->stack_size),
+                           [this, f](context&& caller) { return fiber_main(f, std::move(caller)); });
+          break;
+        } catch (const std::exception& e) {
+          fail_start(f, e);
+          next = next_after_park();
+          continue;
+        }
+      }
       if (!idle.empty() && f->stack_size == stacks.default_size()) {
         worker* w = idle.back();
         idle.pop_back();
@@ -420,15 +455,18 @@ struct event_loop::impl : detail::loop_core {
       record->task = nullptr;
       f->record = nullptr;
       self.canary = f->canary;
-      const bool reusable = f->stack_size == stacks.default_size();
-      finish(f);  // may free f
-      if (rt && rt->hungry.load(std::memory_order_relaxed) > 0) donate();
-      detail::fiber_control* next = startable(next_after_park());
-      current = next;
-      context& target = next ? next->ctx : scheduler;
+      const bool migratable = f->migratable;
+      const bool reusable = f->stack_size == stacks.default_size() && !migratable;
+      // (A task that may migrate ends on whichever loop runs it now.)
+      impl* const L = migratable ? resumed_on() : this;
+      L->finish(f);  // may free f
+      if (L->rt && L->rt->hungry.load(std::memory_order_relaxed) > 0) L->donate();
+      detail::fiber_control* next = L->startable(L->next_after_park());
+      L->current = next;
+      context& target = next ? next->ctx : L->scheduler;
       if (!reusable || tearing_down || idle.size() >= max_idle_workers) {
         // End; this fiber's stack is freed by whoever arrives.
-        save_slot = nullptr;
+        L->save_slot = nullptr;
         return std::move(target);
       }
       // Wait for a task to start on this stack. Destroying the loop destroys the
@@ -539,6 +577,11 @@ struct event_loop::impl : detail::loop_core {
   void serve_wakers(bool io) {
     ++passes;
     detail::loop_pass(this);
+    wake_into_lane(io);
+    // (The whole queue is back: donate() scans it from its head.)
+    if (rt && rt->hungry.load(std::memory_order_relaxed) > 0) donate();
+  }
+  void wake_into_lane(bool io) {
     // Take the rest of the queue off, let the pass append to the lane, put it back.
     detail::fiber_control* const rest = lane_tail ? lane_tail->ready_next : ready_head;
     detail::fiber_control* const rest_tail = rest ? ready_tail : nullptr;
@@ -562,7 +605,6 @@ struct event_loop::impl : detail::loop_core {
     take_remote();
     fire_timers();
     if (io) poll(false);
-    if (rt && rt->hungry.load(std::memory_order_relaxed) > 0) donate();
   }
   // The fibers woken from other threads join the queue (the lane, in a pass).
   void take_remote() noexcept {
@@ -746,7 +788,7 @@ struct event_loop::impl : detail::loop_core {
   detail::runtime_core* rt = nullptr;
   unsigned worker_index = 0;
   std::atomic<bool> hungry{false};  // in idle_wait(): looking for work
-  std::atomic<bool> poked{false};   // a wake_hungry() poke is on its way
+  std::atomic<std::uint32_t> poked{0};  // a wake_hungry() poke is on its way (a word: spin_lock says why)
 
   // Adopts a task from the inject queue: from now on it is this loop's.
   void adopt(detail::fiber_control* f) noexcept {
@@ -776,24 +818,26 @@ struct event_loop::impl : detail::loop_core {
     }
     return true;
   }
-  // Gives up to half of the tasks queued here that have not started to the
-  // inject queue, for the hungry workers: the oldest first (from the head), as
-  // work stealing takes the oldest, which in a recursive computation are the
-  // largest (fewer hand-overs, and joins across workers, for the same work).
+  // Gives up to half of the tasks queued here that have not started, and of the
+  // ready fibers that may migrate, to the inject queue, for the hungry workers:
+  // the oldest first (from the head), as work stealing takes the oldest, which
+  // in a recursive computation are the largest (fewer hand-overs, and joins
+  // across workers, for the same work).
   static constexpr std::size_t donation_scan = 64;
   void donate() noexcept {
     detail::fiber_control* found[donation_scan];
     std::size_t n = 0;
     std::size_t scanned = 0;
     for (detail::fiber_control* f = ready_head; f && scanned < donation_scan; f = f->ready_next, ++scanned)
-      if (!f->started) found[n++] = f;
-    if (n == 0 || (n == 1 && !(runnext || (ready_head && ready_head != found[0])))) return;  // keep our only work
+      if (!f->started || movable(f)) found[n++] = f;
+    if (n == 0 || (n == 1 && !runnext && ready_head == found[0] && !found[0]->ready_next)) return;  // our only work
     const std::size_t give = (n + 1) / 2;
     detail::fiber_control* head = nullptr;
     detail::fiber_control* tail = nullptr;
     for (std::size_t i = 0; i < give; ++i) {
       detail::fiber_control* f = found[i];
       unqueue(f);
+      if (f->started) leave(f);
       unlink_alive(f);
       f->ready_next = nullptr;
       (tail ? tail->ready_next : head) = f;
@@ -801,6 +845,13 @@ struct event_loop::impl : detail::loop_core {
     }
     rt->inject(head, tail, give);
   }
+  // Whether a ready fiber that has started may go to another worker now: one that
+  // opted in, unless it is inside a wait that holds this loop's state other than
+  // its timer and its count of IO waiters (a hooked call's wait: io_wait_fd).
+  static bool movable(const detail::fiber_control* f) noexcept;
+  // A started fiber leaves this loop (on its thread): what it left here (a timer
+  // whose wait was ended by a wake, its place among the IO waiters) goes.
+  void leave(detail::fiber_control* f) noexcept;
   // A spawn while a worker is hungry: straight to the inject queue.
   bool inject_spawn(detail::fiber_control* f) noexcept {
     // (Only a spawn by a fiber of this worker: a task spawned from outside, such
@@ -825,7 +876,7 @@ struct event_loop::impl : detail::loop_core {
       }
     } done_waiting{*this};
     if (spin_for_remote()) return;
-    const bool stuck = timers.empty() && io_waiting == 0 && keep_alive.load() == 0;
+    const bool stuck = timers.empty() && io_waiters() == 0 && keep_alive.load() == 0;
     if (stuck && enter_stuck()) return;
     struct unstuck {
       impl& L;
@@ -837,7 +888,7 @@ struct event_loop::impl : detail::loop_core {
       }
     } leave{*this, stuck};
     poll(true);
-    poked.store(false, std::memory_order_relaxed);
+    poked.store(0, std::memory_order_relaxed);
   }
   // True if the runtime is deadlocked (this call found it so, or another did).
   bool enter_stuck() {
@@ -953,7 +1004,7 @@ void event_loop::impl::schedule(detail::fiber_control* until) {
   const held_task keep_until(until);
   for (;;) {
     if (until ? until->status != task_status::pending : alive == 0) return;
-    serve_wakers(any_ready() && io_waiting);
+    serve_wakers(any_ready() && io_waiters());
     demote_runnext();  // the queue's turn: see "ready queue"
     if (detail::fiber_control* f = first_after_pass()) {
       direct_budget = direct_switches;
@@ -961,7 +1012,7 @@ void event_loop::impl::schedule(detail::fiber_control* until) {
       continue;
     }
     if (until ? until->status != task_status::pending : alive == 0) return;
-    if (timers.empty() && io_waiting == 0 && keep_alive.load() == 0 && !has_posted.load() &&
+    if (timers.empty() && io_waiters() == 0 && keep_alive.load() == 0 && !has_posted.load() &&
         !has_remote.load(std::memory_order_acquire) &&
         !(shared.load(std::memory_order_relaxed) && detail::others_may_wake()) && deadlock_confirmed())
       deadlock();
@@ -978,7 +1029,7 @@ void event_loop::impl::schedule_worker(detail::fiber_control* until) {
   };
   for (;;) {
     if (done()) return;
-    serve_wakers(any_ready() && io_waiting);
+    serve_wakers(any_ready() && io_waiters());
     demote_runnext();
     if (detail::fiber_control* f = first_after_pass()) {
       direct_budget = direct_switches;
@@ -1172,7 +1223,7 @@ bool core_is_worker(loop_core* core) noexcept { return static_cast<event_loop::i
 bool worker_hungry(loop_core* core) noexcept { return static_cast<event_loop::impl*>(core)->hungry.load(); }
 bool worker_sleeping(loop_core* core) noexcept { return core->sleeping.load(); }
 bool worker_claim_poke(loop_core* core) noexcept {
-  return !static_cast<event_loop::impl*>(core)->poked.exchange(true);
+  return !static_cast<event_loop::impl*>(core)->poked.exchange(1);
 }
 std::size_t worker_alive(loop_core* core) noexcept { return static_cast<event_loop::impl*>(core)->alive; }
 
@@ -1392,6 +1443,7 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
                 std::to_string(min_stack_size) + ")");
   }
   f->refs.store(2, std::memory_order_relaxed);  // the task handle and the loop
+  f->migratable = FIBER_CAN_MIGRATE && opts.migratable && L.rt && L.rt->workers.size() > 1;
   if (!opts.eager && L.inject_spawn(f)) return;  // (a worker of a runtime, while another is hungry)
   f->all_next = L.all_head;
   if (L.all_head) L.all_head->all_prev = f;
@@ -1429,9 +1481,14 @@ void release_handle(fiber_control* f) noexcept {
 }
 
 namespace {
+loop_core* core_of(fiber_control* f) noexcept;
 // On f's loop's thread.
 void cancel_here(fiber_control* f) noexcept {
   if (f->status.load(std::memory_order_relaxed) != task_status::pending || !f->loop) return;
+  if (f->migratable && core_of(f) != running_core) {
+    cancel(f);  // it moved to another worker meanwhile: ask that one
+    return;
+  }
   event_loop::impl& L = f->loop->internals();
   if (!(f->parked && !f->park_shielded && L.end_park(f, reason_cancelled, 0)))
     f->cancel_pending = true;  // (shared mode: also when a wake won the claim; the next park delivers it)
@@ -1447,7 +1504,7 @@ void cancel(fiber_control* f) noexcept {
       f->cancel_pending.store(true, std::memory_order_relaxed);
       return;
     }
-    core = f->core;  // a started fiber never changes loops
+    core = f->core;  // (one that may migrate: cancel_here() follows it)
   }
   if (core == running_core || !runs_elsewhere(core)) {
     cancel_here(f);
@@ -1531,7 +1588,7 @@ int park_outcome(fiber_control* self) {
 int resume_shared(fiber_control* self) {
   const std::uint32_t c = self->claim.load(std::memory_order_acquire);
   unlink_locked(self->park_waiters, self->park_count);
-  if (event_loop::impl* L = running_loop_impl()) L->timer_remove(self);
+  if (event_loop::impl* L = event_loop::impl::resumed_on()) L->timer_remove(self);
   self->park_waiters = nullptr;
   self->park_count = 0;
   self->parked = false;
@@ -1828,6 +1885,66 @@ void gather_all(fiber_control* const* fibers, std::size_t count) {
 
 // ---- IO --------------------------------------------------------------------------
 
+// A fiber waiting for IO counts among the IO waiters of the loop whose epoll
+// watches the fd (io_waiting: the loop polls, and blocks in its reactor rather
+// than report a deadlock). A wait of a stream (io_wait) may end on another
+// worker than it began on when its fiber migrates (its fd stays in the first
+// loop's epoll, whose wake finds the fiber where it is); a fiber that waits on
+// a stream of another worker's epoll counts there (io_waiting_elsewhere). A
+// hooked call's wait (io_wait_fd) keeps the fiber where it is.
+struct io_wait_count {
+  event_loop::impl* L;  // whose count holds the wait; nullptr once the fiber left it (leave())
+  event_loop::impl* elsewhere = nullptr;  // or that other worker's
+  fiber_control* f;
+  bool movable;
+  io_wait_count(event_loop::impl* loop, event_loop::impl* watcher, bool can_move) noexcept
+      : L(loop), f(loop->current), movable(can_move) {
+    if (watcher && watcher != loop) {
+      L = nullptr;
+      elsewhere = watcher;
+      elsewhere->io_waiting_elsewhere.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      ++L->io_waiting;
+    }
+    f->io_count = this;
+  }
+  ~io_wait_count() {
+    f->io_count = nullptr;
+    if (L) --L->io_waiting;
+    if (elsewhere) elsewhere->io_waiting_elsewhere.fetch_sub(1, std::memory_order_relaxed);
+  }
+  io_wait_count(const io_wait_count&) = delete;
+  io_wait_count& operator=(const io_wait_count&) = delete;
+};
+
+}  // namespace detail
+
+bool event_loop::impl::movable(const detail::fiber_control* f) noexcept {
+  return f->migratable && !(f->io_count && !f->io_count->movable);
+}
+
+void event_loop::impl::leave(detail::fiber_control* f) noexcept {
+  timer_remove(f);  // (its wait ended by a wake: the fiber would remove it where it runs)
+  if (detail::io_wait_count* c = f->io_count; c && c->L == this) {
+    --io_waiting;
+    c->L = nullptr;
+  }
+}
+
+event_loop::impl* event_loop::impl::resumed_on() noexcept { return running_loop_impl(); }
+
+namespace detail {
+bool io_follows(const event_loop* registered) noexcept {
+  event_loop::impl* L = running_loop_impl();
+  if (!L || !L->current || !L->current->migratable || !L->rt) return false;
+  for (loop_core* w : L->rt->workers)
+    if (static_cast<event_loop::impl*>(w)->owner == registered) return true;
+  return false;
+}
+}  // namespace detail
+
+namespace detail {
+
 #if FIBER_HAVE_EPOLL
 void io_register(io_handle& h) {
   event_loop::impl* L = running_loop_impl();
@@ -1839,6 +1956,7 @@ void io_register(io_handle& h) {
     throw std::system_error(errno, std::generic_category(), "fiber::io: epoll_ctl(ADD) of fd " + std::to_string(h.fd));
   h.registered = true;
   h.epfd = L->epfd;
+  h.core = L;
   h.readable = h.writable = h.hangup = false;
 }
 
@@ -1850,14 +1968,6 @@ void io_unregister(io_handle& h) noexcept {
   while (waiter* w = claim_front(h.readers)) wake(*w);
   while (waiter* w = claim_front(h.writers)) wake(*w);
 }
-
-namespace {
-struct io_wait_count {
-  event_loop::impl* L;
-  explicit io_wait_count(event_loop::impl* l) : L(l) { ++L->io_waiting; }
-  ~io_wait_count() { --L->io_waiting; }
-};
-}  // namespace
 
 bool io_wait(io_handle& h, bool write, clock::time_point deadline, const char* operation) {
   if (!operation) operation = write ? "fiber::io: waiting to write" : "fiber::io: waiting to read";
@@ -1871,7 +1981,7 @@ bool io_wait(io_handle& h, bool write, clock::time_point deadline, const char* o
   waiter w;
   enqueue(write ? h.writers : h.readers, w);
   guard.unlock();
-  io_wait_count count(running_loop_impl());
+  io_wait_count count(running_loop_impl(), static_cast<event_loop::impl*>(h.core), true);
   return park(&w, 1, deadline, operation, wait_on_fd(h.fd)) != park_timeout;
 }
 
@@ -1923,7 +2033,7 @@ bool io_wait_fd(int fd, bool write, clock::time_point deadline, const char* oper
   } remove_on_exit{L, &h};
   waiter w;
   enqueue(write ? h.writers : h.readers, w);
-  io_wait_count count(L);
+  io_wait_count count(L, nullptr, false);
   return park(&w, 1, deadline, operation, wait_on_fd(fd)) != park_timeout;
 }
 
@@ -1977,6 +2087,7 @@ void coop_yield() {
   const bool others_ready = L->any_ready();
   L->make_ready(self);
   L->transfer_to(others_ready ? L->next_after_park() : nullptr);
+  if (self->migratable) L = event_loop::impl::resumed_on();
   L->coop_left = L->coop_budget - 1;  // the operation that yielded is the new turn's first
 }
 
@@ -1996,7 +2107,7 @@ void yield() {
   // posted functions to look at, or a fiber that yields in a loop, waiting for a
   // sleeper, would never let it wake. Under run_once, always: the foreign main
   // loop around it is work the loop cannot see.
-  if (!L->any_ready() && L->timers.empty() && L->io_waiting == 0 && !L->has_remote.load(std::memory_order_relaxed) &&
+  if (!L->any_ready() && L->timers.empty() && L->io_waiters() == 0 && !L->has_remote.load(std::memory_order_relaxed) &&
       !L->has_posted.load(std::memory_order_relaxed) && !L->foreign_round) {
     L->check_canary(self);  // (a switch-out that did not happen is still one)
     return;
@@ -2014,6 +2125,11 @@ void sleep_until(clock::time_point deadline) {
 }
 
 bool in_fiber() noexcept { return detail::running() != nullptr; }
+
+bool may_migrate() noexcept {
+  detail::fiber_control* self = detail::running();
+  return self && self->migratable;
+}
 
 clock::time_point deadline() noexcept {
   detail::fiber_control* self = detail::running();

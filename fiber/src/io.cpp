@@ -139,7 +139,7 @@ void prepare_wait(stream::state& s, const char* op) {
     if (s.h.fd < 0) throw_errno(EBADF, op);
     sched::io_register(s.h);
     s.loop = event_loop::current();
-  } else if (s.loop != event_loop::current()) {
+  } else if (s.loop != event_loop::current() && !sched::io_follows(s.loop)) {
     throw error(std::string(op) + ": the fd is registered with another event_loop");
   }
 }

@@ -126,6 +126,7 @@ struct fiber_control {
   fiber_control* ready_prev = nullptr;
   bool queued = false;                  // in the ready queue
   bool started = false;
+  bool migratable = false;              // spawn_options::migratable, where it takes effect
   // Park bookkeeping (event_loop.cpp). park_operation and park_object say what a
   // parked fiber waits for (park_object: see wait_on() in scheduler.hpp); they are
   // meaningful only while `parked`.
@@ -159,6 +160,9 @@ struct fiber_control {
   wait_queue joiners{&lock};            // fibers waiting for this one to end
   std::exception_ptr error;             // the body's exception, when status is failed or cancelled
   fiber_control* remote_next = nullptr;  // in its loop's remote queue
+  // While the fiber waits for IO (event_loop.cpp, io_wait_count): the count of
+  // waiters it is in, which a migration moves.
+  struct io_wait_count* io_count = nullptr;
   clock::time_point timer_deadline{};
   std::uint64_t timer_seq = 0;
 
@@ -527,6 +531,20 @@ struct spawn_options {
   /// The task's name, for debugging: fiber::this_fiber::name() inside it,
   /// fiber::dump(), the deadlock report. Copied; at most 31 bytes are kept.
   std::string_view name{};
+  /// On a runtime of several workers (fiber::run with run_options::threads > 1):
+  /// the task may move to another worker's thread whenever it is ready to run
+  /// again (after it yields, or a wait of it ends), as a goroutine may: an idle
+  /// worker takes it from a busy one. By default a task that has started never
+  /// changes threads, so that its thread_local state, errno and the locks it
+  /// holds stay valid across every blocking call; opt in only for code that
+  /// keeps none of these across one (the compiler may also reuse the address of
+  /// a thread_local variable read before a blocking call after it). Its streams
+  /// keep working on the new thread. Its stack is always guarded (a cached
+  /// protected stack, not the loop's pool). Where the thread pointer is not read
+  /// afresh by every access to thread-local storage (every target but x86 and
+  /// x86-64 ELF), and outside a runtime of several workers, the task stays on
+  /// the worker where it started: fiber::this_fiber::may_migrate() tells.
+  bool migratable = false;
 };
 
 /// One event loop per thread: a ready queue, timers and (on Linux) an epoll
@@ -831,6 +849,9 @@ void sleep_for(std::chrono::duration<Rep, Period> d) {
 }
 /// Whether the caller is a fiber of a running loop.
 bool in_fiber() noexcept;
+/// Whether the calling fiber may move to another worker's thread when it is
+/// ready to run again (spawn_options::migratable, where it takes effect).
+bool may_migrate() noexcept;
 /// The innermost deadline_scope's deadline (clock::time_point::max() if none).
 clock::time_point deadline() noexcept;
 /// Throws fiber::cancelled now if this task's cancellation is pending.

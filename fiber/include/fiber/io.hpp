@@ -43,7 +43,10 @@
 //
 // Rules. A stream or listener belongs to the loop (thread) it first waits on, and
 // cannot move to another loop, not even a later one on the same thread (release()
-// its fd inside the first loop and adopt() it again). Two fibers may use one stream
+// its fd inside the first loop and adopt() it again); but a task that may migrate
+// (spawn_options::migratable) keeps using its streams on whichever worker of the
+// runtime it moves to (the first loop's reactor still watches the fd, and wakes
+// the task where it runs). Two fibers may use one stream
 // at once if one only reads and the other only writes. close() from another fiber
 // wakes the fibers blocked on the object, which then throw std::system_error
 // (EBADF); destroying it while a fiber is blocked on it aborts with a message. The free

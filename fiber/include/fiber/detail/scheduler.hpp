@@ -75,7 +75,7 @@ void yield_thread() noexcept;  // std::this_thread::yield(), out of line
 class alignas(4) spin_lock {
  public:
   void lock() noexcept {
-    while (locked_.exchange(true, std::memory_order_acquire)) {
+    while (locked_.exchange(1, std::memory_order_acquire)) {
       for (unsigned spins = 0; locked_.load(std::memory_order_relaxed); ++spins) {
         if (spins < 128)
           relax();
@@ -84,8 +84,8 @@ class alignas(4) spin_lock {
       }
     }
   }
-  bool try_lock() noexcept { return !locked_.exchange(true, std::memory_order_acquire); }
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+  bool try_lock() noexcept { return !locked_.exchange(1, std::memory_order_acquire); }
+  void unlock() noexcept { locked_.store(0, std::memory_order_release); }
 
  private:
   static void relax() noexcept {
@@ -93,7 +93,9 @@ class alignas(4) spin_lock {
     __builtin_ia32_pause();
 #endif
   }
-  std::atomic<bool> locked_{false};
+  // A word, not a bool: an exchange of one byte is a call into libatomic on
+  // RISC-V (GCC 12), a word's is one instruction everywhere.
+  std::atomic<std::uint32_t> locked_{0};
 };
 
 // One thing a parked fiber waits for. Lives on the parked fiber's stack.
@@ -199,11 +201,16 @@ struct io_handle {
   bool hangup = false;  // an edge said the peer hung up or the fd has an error (sticky)
   bool registered = false;
   int epfd = -1;                  // the epoll it is registered with (its loop's)
+  struct loop_core* core = nullptr;  // that loop
   io_handle* next_raw = nullptr;  // io_wait_fd's handles, listed by the loop
   int raw_registered_fd = -1;     // io_wait_fd: the fd (or dup) in epoll; -1 once removed
 };
 void io_register(io_handle& h);  // throws std::system_error
 void io_unregister(io_handle& h) noexcept;
+// Whether the calling fiber may wait on a handle registered by `registered`,
+// another loop than its own: it may migrate, and both loops are workers of one
+// runtime (the registering worker's reactor wakes it where it runs).
+bool io_follows(const event_loop* registered) noexcept;
 // Parks until h's fd is readable (write == false) or writable; false on timeout.
 // Throws like park(); `operation` names the wait there and in fiber::dump().
 bool io_wait(io_handle& h, bool write, clock::time_point deadline, const char* operation = nullptr);
