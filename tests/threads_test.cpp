@@ -520,3 +520,145 @@ TEST_CASE("runtime: a randomized model of producers and consumers over the worke
   CHECK(duplicated == 0);
   CHECK(operations >= 2L * producers * per_producer);
 }
+
+// ---- placing a task on a worker: spawn_options::worker --------------------------------
+
+TEST_CASE("runtime: spawn_options::worker runs each task on the worker it names, on that worker's thread",
+          "[threads][runtime]") {
+  constexpr unsigned workers = 3;
+  constexpr int per_worker = 40 / scale + 4;
+  struct where {
+    unsigned worker = 99;
+    std::thread::id thread;
+  };
+  std::vector<where> ran(workers * per_worker);
+  unsigned seen_workers = 0;
+  fiber::run(
+      [&] {
+        seen_workers = fiber::this_runtime::workers();
+        CHECK(fiber::this_runtime::worker() == 0);  // the main task runs on worker 0
+        std::vector<fiber::task<void>> ts;
+        for (int i = 0; i < per_worker; ++i)
+          for (unsigned w = 0; w < workers; ++w)
+            ts.push_back(fiber::spawn({.worker = w}, [&, w, i] {
+              // Busy without a park: the idle workers would take unplaced tasks meanwhile.
+              busy_for(200us);
+              ran[w * per_worker + static_cast<unsigned>(i)] = {fiber::this_runtime::worker(),
+                                                                std::this_thread::get_id()};
+            }));
+        for (auto& t : ts) t.join();
+      },
+      fiber::run_options{.threads = workers});
+  CHECK(seen_workers == workers);
+  std::vector<std::thread::id> thread_of(workers);
+  for (unsigned w = 0; w < workers; ++w) {
+    thread_of[w] = ran[w * per_worker].thread;
+    for (int i = 0; i < per_worker; ++i) {
+      const where& r = ran[w * per_worker + static_cast<unsigned>(i)];
+      INFO("worker " << w << ", task " << i);
+      CHECK(r.worker == w);
+      CHECK(r.thread == thread_of[w]);
+    }
+  }
+  CHECK(distinct(thread_of) == workers);
+}
+
+TEST_CASE("runtime: tasks placed on another worker spawn, join and cancel across workers", "[threads][runtime]") {
+  std::atomic<int> leaves{0};
+  std::atomic<int> cancelled{0};
+  std::atomic<int> waiting{0};
+  fiber::channel<int> never;  // (outlives the tasks parked on it)
+  const int sum = fiber::run(
+      [&] {
+        // A task on worker 1 spawns on workers 0 and 1 and joins them.
+        auto parent = fiber::spawn({.worker = 1}, [&] {
+          CHECK(fiber::this_runtime::worker() == 1);
+          std::vector<fiber::task<int>> children;
+          for (int i = 0; i < 10; ++i)
+            children.push_back(fiber::spawn({.worker = static_cast<unsigned>(i % 2)}, [&, i] {
+              CHECK(fiber::this_runtime::worker() == static_cast<unsigned>(i % 2));
+              fiber::this_fiber::yield();
+              ++leaves;
+              return i;
+            }));
+          int s = 0;
+          for (auto& c : children) s += c.get();
+          return s;
+        });
+        // Tasks placed on worker 1 that wait forever: one cancelled from here
+        // (worker 0), the other left to the shutdown (cancelled and waited for).
+        auto wait_forever = [&] {
+          ++waiting;
+          try {
+            never.recv();
+          } catch (const fiber::cancelled&) {
+            ++cancelled;
+            throw;
+          }
+        };
+        auto waiter = fiber::spawn({.worker = 1}, wait_forever);
+        fiber::spawn({.worker = 1}, wait_forever).detach();
+        while (waiting < 2) fiber::this_fiber::sleep_for(1ms);
+        waiter.cancel();
+        CHECK_THROWS_AS(waiter.join(), fiber::cancelled);
+        CHECK(cancelled == 1);
+        // Cancelled at once: before it starts (its body never runs), or parked.
+        auto early = fiber::spawn({.worker = 1}, wait_forever);
+        early.cancel();
+        CHECK_THROWS_AS(early.join(), fiber::cancelled);
+        return parent.get();
+      },
+      fiber::run_options{.threads = 2});
+  CHECK(sum == 45);
+  CHECK(leaves == 10);
+  CHECK(cancelled >= 2);  // (and the third, if it had started)
+}
+
+TEST_CASE("runtime: spawn_options::worker beyond the workers throws, a loop of its own is worker 0",
+          "[threads][runtime]") {
+  CHECK(fiber::this_runtime::workers() == 0);  // no loop on this thread
+  CHECK(fiber::this_runtime::worker() == 0);
+  fiber::run([] {
+    CHECK(fiber::this_runtime::workers() == 1);
+    CHECK(fiber::this_runtime::worker() == 0);
+    CHECK(fiber::spawn({.worker = 0}, [] { return 7; }).get() == 7);
+    CHECK_THROWS_WITH(fiber::spawn({.worker = 1}, [] {}),
+                      Catch::Contains("spawn_options::worker is 1, but the runtime has 1 worker(s)"));
+  });
+  fiber::run(
+      [] {
+        CHECK_THROWS_AS(fiber::spawn({.worker = 2}, [] {}), fiber::error);
+        CHECK_THROWS_AS(fiber::spawn({.worker = fiber::spawn_options::any_worker - 1}, [] {}), fiber::error);
+      },
+      fiber::run_options{.threads = 2});
+}
+
+TEST_CASE("runtime: a task placed on a worker that has left, during the shutdown, runs on the spawner's",
+          "[threads][runtime]") {
+  // The main task returns with a task parked on worker 0; cancelled, it waits
+  // until worker 1 has surely left (nothing runs there), then places a task on
+  // it: that task still runs, here.
+  std::atomic<bool> placed_ran{false};
+  std::atomic<unsigned> placed_on{99};
+  fiber::channel<int> never;
+  fiber::run(
+      [&] {
+        fiber::spawn({.worker = 0}, [&] {
+          try {
+            never.recv();
+          } catch (const fiber::cancelled&) {
+            fiber::this_fiber::sleep_for(100ms);
+            fiber::spawn({.worker = 1}, [&] {
+              placed_on = fiber::this_runtime::worker();
+              placed_ran = true;
+            }).join();
+            throw;
+          }
+        }).detach();
+        fiber::this_fiber::sleep_for(1ms);  // (it parks in recv)
+      },
+      fiber::run_options{.threads = 2});
+  CHECK(placed_ran);
+  INFO("the task placed on worker 1 ran on worker " << placed_on);
+  CHECK(placed_on <= 1);
+}

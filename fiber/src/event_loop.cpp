@@ -606,14 +606,20 @@ struct event_loop::impl : detail::loop_core {
     fire_timers();
     if (io) poll(false);
   }
-  // The fibers woken from other threads join the queue (the lane, in a pass).
+  // The fibers woken from other threads join the queue (the lane, in a pass);
+  // so do the tasks other workers placed here (spawn_options::worker, place()):
+  // the only fibers not started yet that come this way (a fiber is woken only
+  // once it has parked, so after it started).
   void take_remote() noexcept {
     if (!has_remote.load(std::memory_order_acquire)) return;
     detail::fiber_control* f = detail::take_remote(this);
     while (f) {
       detail::fiber_control* next = f->remote_next;
       f->remote_next = nullptr;
-      make_ready(f);
+      if (!f->started)
+        adopt(f);
+      else
+        make_ready(f);
       f = next;
     }
   }
@@ -829,7 +835,7 @@ struct event_loop::impl : detail::loop_core {
     std::size_t n = 0;
     std::size_t scanned = 0;
     for (detail::fiber_control* f = ready_head; f && scanned < donation_scan; f = f->ready_next, ++scanned)
-      if (!f->started || movable(f)) found[n++] = f;
+      if ((!f->started && !f->pinned) || movable(f)) found[n++] = f;
     if (n == 0 || (n == 1 && !runnext && ready_head == found[0] && !found[0]->ready_next)) return;  // our only work
     const std::size_t give = (n + 1) / 2;
     detail::fiber_control* head = nullptr;
@@ -855,11 +861,46 @@ struct event_loop::impl : detail::loop_core {
   // A spawn while a worker is hungry: straight to the inject queue.
   bool inject_spawn(detail::fiber_control* f) noexcept {
     // (Only a spawn by a fiber of this worker: a task spawned from outside, such
-    // as fiber::run's main task, stays where it was put.)
-    if (!rt || rt->hungry.load(std::memory_order_relaxed) == 0 || detail::running_core != this) return false;
+    // as fiber::run's main task, stays where it was put; and a task placed on a
+    // worker stays there.)
+    if (!rt || f->pinned || rt->hungry.load(std::memory_order_relaxed) == 0 || detail::running_core != this)
+      return false;
     f->ready_next = nullptr;
     rt->inject(f, f, 1);
     return true;
+  }
+
+  // A task spawned by another thread for this worker (spawn_options::worker):
+  // it comes through the remote queue, as a fiber woken from another thread
+  // does, and take_remote() adopts it. False if this worker has left (its
+  // runtime shut down): the caller keeps the task.
+  bool remote_closed = false;  // under remote_lock: this worker has left
+  bool place(detail::fiber_control* f) noexcept {
+    f->loop = owner;
+    f->core = this;
+    f->remote_next = nullptr;
+    remote_lock.lock();
+    if (remote_closed) {
+      remote_lock.unlock();
+      return false;
+    }
+    (remote_tail ? remote_tail->remote_next : remote_head) = f;
+    remote_tail = f;
+    has_remote.store(true, std::memory_order_relaxed);
+    remote_lock.unlock();
+    // Dekker with the worker's sleep, as make_ready_anywhere() (loop/shared.cpp).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (sleeping.load(std::memory_order_relaxed)) detail::poke(this);
+    return true;
+  }
+  // The worker leaves: no task may be placed here any more. False if one was
+  // placed meanwhile (it must run first).
+  bool close_remote() noexcept {
+    remote_lock.lock();
+    const bool empty = remote_head == nullptr;
+    if (empty) remote_closed = true;
+    remote_lock.unlock();
+    return empty;
   }
 
   // Nothing to run: hungry; spin a little; then sleep in the reactor until
@@ -1027,8 +1068,10 @@ void event_loop::impl::schedule_worker(detail::fiber_control* until) {
     return until ? until->status.load(std::memory_order_acquire) != task_status::pending
                  : rt->stopping.load(std::memory_order_acquire) && alive == 0 && rt->injected.load() == 0;
   };
+  // Leaving for good (until == nullptr): the tasks placed here first.
+  auto leave = [&] { return done() && (until || close_remote()); };
   for (;;) {
-    if (done()) return;
+    if (leave()) return;
     serve_wakers(any_ready() && io_waiters());
     demote_runnext();
     if (detail::fiber_control* f = first_after_pass()) {
@@ -1037,7 +1080,7 @@ void event_loop::impl::schedule_worker(detail::fiber_control* until) {
       continue;
     }
     if (take_injected()) continue;
-    if (done()) return;
+    if (leave()) return;
     idle_wait();
     if (rt->deadlocked.load(std::memory_order_acquire)) {
       if (worker_index == 0) throw deadlock_error(rt->report);
@@ -1194,6 +1237,9 @@ void event_loop::run_until_done(detail::fiber_control* f) { impl_->schedule(f); 
 void event_loop::cancel_all() {
   if (detail::runs_elsewhere(impl_.get()))
     throw error("fiber::event_loop::cancel_all: the loop runs on another thread (post() the call to it)");
+  // A worker's tasks include those placed on it and still on their way
+  // (spawn_options::worker): take them in first.
+  if (impl_->rt) impl_->take_remote();
   for (detail::fiber_control* f = impl_->all_head; f; f = f->all_next) detail::cancel(f);
 }
 
@@ -1210,6 +1256,18 @@ void event_loop::post(std::function<void()> fn) {
   impl_->post_cv.notify_one();
 #endif
 }
+
+namespace this_runtime {
+unsigned workers() noexcept {
+  const event_loop::impl* L = running_loop_impl();
+  if (!L) return 0;
+  return L->rt ? static_cast<unsigned>(L->rt->workers.size()) : 1;
+}
+unsigned worker() noexcept {
+  const event_loop::impl* L = running_loop_impl();
+  return L && L->rt ? L->worker_index : 0;
+}
+}  // namespace this_runtime
 
 namespace detail {
 void make_worker(event_loop& loop, runtime_core* rt, unsigned index) noexcept {
@@ -1443,7 +1501,23 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
                 std::to_string(min_stack_size) + ")");
   }
   f->refs.store(2, std::memory_order_relaxed);  // the task handle and the loop
-  f->migratable = FIBER_CAN_MIGRATE && opts.migratable && L.rt && L.rt->workers.size() > 1;
+  f->migratable = FIBER_CAN_MIGRATE && opts.migratable && opts.worker == spawn_options::any_worker && L.rt &&
+                  L.rt->workers.size() > 1;
+  if (opts.worker != spawn_options::any_worker) {
+    // Placed on a worker (spawn_options::worker): never donated nor injected.
+    const std::size_t workers = L.rt ? L.rt->workers.size() : 1;
+    if (opts.worker >= workers) {
+      delete f;
+      throw error("fiber::spawn: spawn_options::worker is " + std::to_string(opts.worker) + ", but the runtime has " +
+                  std::to_string(workers) + " worker(s) (fiber::this_runtime::workers())");
+    }
+    f->pinned = true;
+    if (L.rt && opts.worker != L.worker_index) {
+      if (static_cast<event_loop::impl*>(L.rt->workers[opts.worker])->place(f)) return;
+      f->loop = &loop;  // (that worker has left: the runtime shuts down; it runs here)
+      f->core = &L;
+    }
+  }
   if (!opts.eager && L.inject_spawn(f)) return;  // (a worker of a runtime, while another is hungry)
   f->all_next = L.all_head;
   if (L.all_head) L.all_head->all_prev = f;
@@ -1920,7 +1994,7 @@ struct io_wait_count {
 }  // namespace detail
 
 bool event_loop::impl::movable(const detail::fiber_control* f) noexcept {
-  return f->migratable && !(f->io_count && !f->io_count->movable);
+  return f->migratable && !f->pinned && !(f->io_count && !f->io_count->movable);
 }
 
 void event_loop::impl::leave(detail::fiber_control* f) noexcept {

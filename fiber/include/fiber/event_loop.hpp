@@ -127,6 +127,7 @@ struct fiber_control {
   bool queued = false;                  // in the ready queue
   bool started = false;
   bool migratable = false;              // spawn_options::migratable, where it takes effect
+  bool pinned = false;                  // spawn_options::worker: never handed to another worker
   // Park bookkeeping (event_loop.cpp). park_operation and park_object say what a
   // parked fiber waits for (park_object: see wait_on() in scheduler.hpp); they are
   // meaningful only while `parked`.
@@ -545,6 +546,20 @@ struct spawn_options {
   /// x86-64 ELF), and outside a runtime of several workers, the task stays on
   /// the worker where it started: fiber::this_fiber::may_migrate() tells.
   bool migratable = false;
+  /// The worker of the runtime (fiber::run with run_options::threads) the task
+  /// runs on, from 0 to fiber::this_runtime::workers() - 1; any_worker (the
+  /// default): the spawner's, unless an idle worker takes it first (run_options).
+  /// A task placed so is never handed to another worker. On another worker than
+  /// the spawner's, it goes to that worker's queue (as a wake from another thread
+  /// does; eager is then ignored). A loop of its own (not a runtime) is worker 0.
+  /// Throws fiber::error if there is no such worker. Once the runtime shuts down
+  /// (its main task returned), a worker that has left takes no more tasks: the
+  /// task then runs on the spawner's worker.
+  ///
+  /// One acceptor per worker (io.hpp, listen_options::reuse_port), or one that
+  /// deals its connections out: `fiber::spawn({.worker = i}, serve, l.accept())`.
+  static constexpr unsigned any_worker = static_cast<unsigned>(-1);
+  unsigned worker = any_worker;
 };
 
 /// One event loop per thread: a ready queue, timers and (on Linux) an epoll
@@ -837,6 +852,17 @@ template <class F>
 auto run(F&& fn, run_options opts) {
   return run(opts, std::forward<F>(fn));
 }
+
+namespace this_runtime {
+/// The workers of the runtime the caller runs on (fiber::run's
+/// run_options::threads, 0 resolved to the cores): 1 on a loop of its own, 0 on a
+/// thread that runs no loop.
+unsigned workers() noexcept;
+/// The index of the worker the caller runs on, from 0 to workers() - 1 (0 on a
+/// loop of its own, and on a thread that runs no loop). A fiber that has started
+/// never changes workers, so the answer holds for the rest of its life.
+unsigned worker() noexcept;
+}  // namespace this_runtime
 
 namespace this_fiber {
 /// Lets the other ready fibers run, then continues.
