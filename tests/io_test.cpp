@@ -15,9 +15,12 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -952,4 +955,119 @@ TEST_CASE("io: out of fds, accept() throws EMFILE without the backoff, and its w
     CHECK(errno_of(close_error) == EBADF);
     CHECK(close_took < 300ms);
   });
+}
+
+// ---- a listener spread over the workers of a runtime ----------------------------------
+
+namespace {
+
+// Serves 64 connections on a runtime of 2 workers: `reuse_port`, one listener per
+// worker (SO_REUSEPORT) with an acceptor on each, every connection served on the
+// acceptor's worker; else one listener whose acceptor deals the connections out
+// in turn (spawn_options::worker). Each connection answers each line with the
+// worker that serves it. Returns how many connections each worker served; checks
+// that each was served whole, and on its worker's one thread.
+std::vector<int> serve_spread(bool reuse_port) {
+  constexpr int connections = 64;
+  constexpr int lines = 3;
+  constexpr unsigned workers = 2;
+  std::vector<int> per_worker(workers);
+  std::vector<std::set<std::thread::id>> threads(workers);
+  std::mutex m;
+  std::atomic<int> finished{0};
+  int clients_ok = 0;
+  fiber::run(
+      [&] {
+        REQUIRE(fiber::this_runtime::workers() == workers);
+        auto serve = [&](stream c) {
+          const unsigned w = fiber::this_runtime::worker();
+          {
+            std::lock_guard lock(m);
+            ++per_worker[w];
+            threads[w].insert(std::this_thread::get_id());
+          }
+          while (auto line = c.read_line()) c.write_all(std::to_string(w) + " " + *line + "\n");
+          ++finished;
+        };
+        std::vector<fiber::io::listener> listeners;
+        listeners.push_back(fiber::io::listen("127.0.0.1", 0, {.reuse_port = reuse_port}));
+        const std::uint16_t port = listeners[0].local_port();
+        std::vector<fiber::task<void>> acceptors;
+        if (reuse_port) {
+          listeners.push_back(fiber::io::listen("127.0.0.1", port, {.reuse_port = true}));
+          for (unsigned w = 0; w < workers; ++w)
+            acceptors.push_back(fiber::spawn({.worker = w}, [&, l = std::move(listeners[w])]() mutable {
+              for (;;) fiber::spawn({.worker = fiber::this_runtime::worker()}, serve, l.accept()).detach();
+            }));
+        } else {
+          acceptors.push_back(fiber::spawn({.worker = 0}, [&] {
+            for (unsigned i = 0;; ++i)
+              fiber::spawn({.worker = i % workers}, serve, listeners[0].accept()).detach();
+          }));
+        }
+        std::vector<fiber::task<bool>> clients;
+        for (int i = 0; i < connections; ++i)
+          clients.push_back(fiber::spawn({.worker = 0}, [i, port] {
+            auto c = fiber::io::connect("127.0.0.1", port);
+            std::string first;
+            bool ok = true;
+            for (int k = 0; k < lines; ++k) {
+              const std::string msg = "client " + std::to_string(i) + " line " + std::to_string(k);
+              c.write_all(msg + "\n");
+              auto reply = c.read_line();
+              if (!reply || reply->size() < 2 || reply->substr(2) != msg) ok = false;
+              if (reply && k == 0) first = reply->substr(0, 1);
+              if (reply && reply->substr(0, 1) != first) ok = false;  // one worker per connection
+            }
+            return ok;
+          }));
+        for (auto& t : clients) clients_ok += t.get() ? 1 : 0;
+        const auto give_up = std::chrono::steady_clock::now() + 10s;
+        while (finished < connections && std::chrono::steady_clock::now() < give_up)
+          fiber::this_fiber::sleep_for(1ms);
+        for (auto& a : acceptors) a.cancel();
+        for (auto& a : acceptors) CHECK_THROWS_AS(a.join(), fiber::cancelled);
+      },
+      fiber::run_options{.threads = workers});
+  CHECK(clients_ok == connections);
+  CHECK(finished == connections);
+  CHECK(per_worker[0] + per_worker[1] == connections);
+  CHECK(threads[0].size() == 1);
+  CHECK(threads[1].size() == 1);
+  CHECK(threads[0] != threads[1]);
+  return per_worker;
+}
+
+}  // namespace
+
+TEST_CASE("io: listen_options reuse_port - two listeners on one port, which plain listeners cannot share", "[io]") {
+  fiber::run([] {
+    auto a = fiber::io::listen("127.0.0.1", 0, {.reuse_port = true});
+    auto b = fiber::io::listen("127.0.0.1", a.local_port(), {.reuse_port = true});
+    CHECK(b.local_port() == a.local_port());
+    auto plain = fiber::io::listen("127.0.0.1", 0);
+    try {
+      fiber::io::listen("127.0.0.1", plain.local_port());
+      FAIL("a second plain listener on the port was accepted");
+    } catch (const std::system_error& e) {
+      CHECK(error_code(e) == EADDRINUSE);
+    }
+  });
+}
+
+TEST_CASE("io: a listener spread over 2 workers (SO_REUSEPORT, an acceptor per worker) - both workers serve, "
+          "every connection is served",
+          "[io][threads]") {
+  const std::vector<int> served = serve_spread(true);
+  INFO("connections served by worker 0: " << served[0] << ", by worker 1: " << served[1]);
+  CHECK(served[0] > 0);
+  CHECK(served[1] > 0);
+}
+
+TEST_CASE("io: one acceptor deals its connections out to 2 workers - each stream works on the worker it is "
+          "handed to",
+          "[io][threads]") {
+  const std::vector<int> served = serve_spread(false);
+  CHECK(served[0] == 32);
+  CHECK(served[1] == 32);
 }

@@ -503,7 +503,7 @@ void accept_back_off(stream::state& s, clock::time_point until, const char* op) 
 }
 }  // namespace
 
-listener listen(const std::string& host, std::uint16_t port, int backlog) {
+listener listen(const std::string& host, std::uint16_t port, const listen_options& options) {
   const std::string what = "fiber::io::listen " + host_port(host, port);
   addresses addrs(host, port, true, what);
   int err = EADDRNOTAVAIL;
@@ -519,7 +519,10 @@ listener listen(const std::string& host, std::uint16_t port, int backlog) {
     const int fd = s->h.fd;
     const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, backlog) == 0) return listener(std::move(s));
+    if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      throw_errno(errno, what + ": setsockopt(SO_REUSEPORT)");
+    if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, options.backlog) == 0)
+      return listener(std::move(s));
     err = errno;
     failed_call = nullptr;
   }
@@ -665,7 +668,7 @@ void stream::set_nodelay(bool) { unsupported("fiber::io::stream::set_nodelay"); 
 bool stream::wait_readable(clock::time_point) { unsupported("fiber::io::stream::wait_readable"); }
 bool stream::wait_writable(clock::time_point) { unsupported("fiber::io::stream::wait_writable"); }
 
-listener listen(const std::string&, std::uint16_t, int) { unsupported("fiber::io::listen"); }
+listener listen(const std::string&, std::uint16_t, const listen_options&) { unsupported("fiber::io::listen"); }
 stream listener::accept(clock::time_point) { unsupported("fiber::io::listener::accept"); }
 std::uint16_t listener::local_port() const { unsupported("fiber::io::listener::local_port"); }
 stream connect(const std::string&, std::uint16_t, clock::time_point) { unsupported("fiber::io::connect"); }

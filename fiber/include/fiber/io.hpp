@@ -291,10 +291,36 @@ class listener {
   bool resource_backoff_ = true;
 };
 
+/// Options of listen().
+struct listen_options {
+  /// The length of the queue of connections not yet accepted (listen(2)).
+  int backlog = 128;
+  /// SO_REUSEPORT: several listening sockets may take the same address and port
+  /// (each must set it; in this process or another of the same user), and the
+  /// kernel spreads the incoming connections over them, by a hash of each
+  /// connection's addresses and ports. One listener per worker of a runtime,
+  /// each accepted on by a fiber of its own worker, spreads a server over the
+  /// workers' reactors with no hand-over between threads (README, "Every core"):
+  ///
+  ///   for (unsigned w = 0; w < fiber::this_runtime::workers(); ++w)
+  ///     fiber::spawn({.worker = w}, [l = fiber::io::listen(host, port, {.reuse_port = true})]() mutable {
+  ///       for (;;) fiber::spawn({.worker = fiber::this_runtime::worker()}, serve, l.accept()).detach();
+  ///     }).detach();
+  ///
+  /// (A listener or stream registers with the reactor of the worker it first
+  /// waits on, so it may be made on another.) With port 0, make the first one,
+  /// then the others on its local_port(). A listener closed while its queue
+  /// holds connections resets them: the kernel does not move them to the others.
+  bool reuse_port = false;
+};
+
 /// Listens on `host` ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"; "" means
 /// every address) and `port` (0: one the system picks), with SO_REUSEADDR. Names are
 /// resolved with getaddrinfo, on the calling thread.
-listener listen(const std::string& host, std::uint16_t port, int backlog = 128);
+listener listen(const std::string& host, std::uint16_t port, const listen_options& options);
+inline listener listen(const std::string& host, std::uint16_t port, int backlog = 128) {
+  return listen(host, port, listen_options{.backlog = backlog});
+}
 
 /// Connects to `host`:`port`, trying each address getaddrinfo gives in turn (so
 /// "localhost" reaches a server on ::1 or on 127.0.0.1). The connection itself
