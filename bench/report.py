@@ -30,6 +30,12 @@ group compared with one peer, measured in the same run:
                examples/echo_server, Go's, asyncio's and C's, all loaded by
                bench/peers/echo_load.c (100 connections, 64 bytes), server and client
                pinned to different cores with taskset
+    echo_work/ echo where every server hashes each message (bench/peers/echo_work.h,
+               ECHO_WORK_PASSES: ~20 us per message) before echoing it: our
+               bench/echo_work_server on 2 workers (the listener spread over them)
+               to the same on 1 worker; also the C epoll server on 2 threads
+               (SO_REUSEPORT) and Go with GOMAXPROCS=2. Same client; nothing pinned
+               (the servers' threads and the client share the machine's cores)
 
 Go programs are built with `go build` into BUILD_DIR/bench/go (GOPATH mode, caches
 under the build tree, no network). A peer that is missing (no go, no echo_server)
@@ -410,7 +416,18 @@ LOOP_GROUPS = {
         'fanout_cpu/fiber_2workers', 'fanout_cpu/fiber_1worker']),
     'echo': ('msg/s', True, 'echo/fiber_echo_server', 'echo/c_epoll', [
         'echo/fiber_echo_server', 'echo/c_epoll', 'echo/go', 'echo/python_asyncio']),
+    # Echo with ~20 us of hashing per message in every server: the server, not the
+    # client, is the bottleneck, so 2 workers can show what a second core buys.
+    'echo_work': ('msg/s', True, 'echo_work/fiber_2workers', 'echo_work/fiber_1worker', [
+        'echo_work/fiber_2workers', 'echo_work/fiber_1worker', 'echo_work/c_epoll_2threads',
+        'echo_work/go_gomaxprocs2']),
 }
+# The echo_work servers' work: passes of FNV-1a over each message (peers/echo_work.h),
+# the same number for every server. Calibrated once on the project's 2-core machine
+# (AMD EPYC, `echo_epoll --calibrate 250`, and echo_server.go's -calibrate: 19.7 us
+# per 64-byte message in both) and then fixed: the rows compare servers doing
+# identical work, whatever the machine.
+ECHO_WORK_PASSES = 250
 # The peers' micro figures (loop_peer micro) by row.
 MICRO_KEYS = {'pingpong_ns': 'pingpong', 'buffered_ns': 'buffered', 'spawn_join_ns': 'spawn_join'}
 GO_MICRO_ROWS = {'pingpong': 'pingpong/go_unbuffered_chan', 'buffered': 'buffered/go_chan_128',
@@ -525,15 +542,16 @@ def pinning():
     return [], [], 'not pinned (no taskset or a single cpu)'
 
 
-def run_echo(server_cmd, client, seconds, env=None):
+def run_echo(server_cmd, client, seconds, env=None, pinned=True):
     """Starts an echo server (given a free port as its argument), waits until it prints
-    its port or accepts a connection, loads it with echo_load, stops it.
+    its port or accepts a connection, loads it with echo_load, stops it. `pinned`:
+    the server on one core and the client on another (pinning()); else neither.
     Returns (echo_load's JSON, error or None)."""
     import signal
     import socket
     import tempfile
     import time
-    pin_server, pin_client, _ = pinning()
+    pin_server, pin_client, _ = pinning() if pinned else ([], [], '')
     port = free_port()
     cmd = pin_server + server_cmd + [str(port)]
     log('running:', ' '.join(cmd))
@@ -651,7 +669,8 @@ def collect_loop(args, wanted=None):
             skip(names, f'{MT_BINARY} not built')
 
     go_bins, go_why = ({}, None)
-    go_rows = set(GO_MICRO_ROWS.values()) | {'skynet/go', 'skynet/go_gomaxprocs2', 'echo/go'}
+    go_rows = set(GO_MICRO_ROWS.values()) | {'skynet/go', 'skynet/go_gomaxprocs2', 'echo/go',
+                                             'echo_work/go_gomaxprocs2'}
     if wanted & go_rows:
         go_bins, go_why = build_go_peers(build_dir)
 
@@ -712,21 +731,50 @@ def collect_loop(args, wanted=None):
                 if key in data and name.startswith('skynet/fiber'):  # counted by fiber's loop only
                     rows[name][key] = data[key]
 
-    if 'echo' in groups:
+    if 'echo' in groups or 'echo_work' in groups:
         client = optional_binary(build_dir, os.path.join('bench', 'echo_load'), 'echo_load')
         c_server = optional_binary(build_dir, os.path.join('bench', 'echo_epoll'), 'echo_epoll')
         ours = optional_binary(build_dir, os.path.join('examples', 'echo_server'), 'echo_server')
-        info['echo'] = {'connections': 100, 'message_bytes': 64, 'seconds': args.echo_seconds,
-                        'rounds': args.echo_rounds, 'pinning': pinning()[2]}
-        servers = [('echo/fiber_echo_server', [ours] if ours else None, None, None if ours else 'examples/echo_server not built'),
-                   ('echo/c_epoll', [c_server] if c_server else None, None, None if c_server else 'bench/echo_epoll not built'),
-                   ('echo/go', [go_bins.get('echo_server', '')], go_env(), f'skipped: {go_why}' if go_why else None),
-                   ('echo/python_asyncio', [sys.executable, PY_LOOP_PEER, 'echo_server'], None, None)]
+        ours_work = optional_binary(build_dir, os.path.join('bench', 'fiber_echo_work_server'),
+                                    'fiber_echo_work_server')
+        go_server = go_bins.get('echo_server', '')
+        go_skip = f'skipped: {go_why}' if go_why else None
+        work = ['--work', str(ECHO_WORK_PASSES)]
+        # (name, command, environment, why it is skipped, pinned): the plain echo
+        # rows pin the server and the client to a core each; the rows with work pin
+        # nothing (a server on 2 threads needs both cores, which the client shares).
+        servers = [('echo/fiber_echo_server', [ours] if ours else None, None,
+                    None if ours else 'examples/echo_server not built', True),
+                   ('echo/c_epoll', [c_server] if c_server else None, None,
+                    None if c_server else 'bench/echo_epoll not built', True),
+                   ('echo/go', [go_server], go_env(), go_skip, True),
+                   ('echo/python_asyncio', [sys.executable, PY_LOOP_PEER, 'echo_server'], None, None, True),
+                   ('echo_work/fiber_2workers', [ours_work, '--threads', '2'] + work if ours_work else None, None,
+                    None if ours_work else 'bench/fiber_echo_work_server not built', False),
+                   ('echo_work/fiber_1worker', [ours_work, '--threads', '1'] + work if ours_work else None, None,
+                    None if ours_work else 'bench/fiber_echo_work_server not built', False),
+                   ('echo_work/c_epoll_2threads', [c_server, '--threads', '2'] + work if c_server else None, None,
+                    None if c_server else 'bench/echo_epoll not built', False),
+                   ('echo_work/go_gomaxprocs2', [go_server, '-work', str(ECHO_WORK_PASSES)], go_env(2), go_skip,
+                    False)]
         servers = [s for s in servers if s[0] in wanted]
+        if 'echo' in groups:
+            info['echo'] = {'connections': 100, 'message_bytes': 64, 'seconds': args.echo_seconds,
+                            'rounds': args.echo_rounds, 'pinning': pinning()[2]}
+        if 'echo_work' in groups:
+            info['echo_work'] = {'connections': 100, 'message_bytes': 64, 'seconds': args.echo_seconds,
+                                 'rounds': args.echo_rounds, 'pinning': 'not pinned',
+                                 'work_passes': ECHO_WORK_PASSES}
+            if c_server:  # the work's time per message on this machine, now
+                done = subprocess.run([c_server, '--calibrate', str(ECHO_WORK_PASSES)], stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True)
+                if done.returncode == 0 and done.stdout.strip():
+                    info['echo_work']['work_us'] = json.loads(done.stdout.strip().splitlines()[-1])[
+                        'us_per_64_byte_message']
         # Rounds interleave the servers, so that a burst of load on the machine falls on
         # all of them; each server keeps its best round.
         for round_ in range(args.echo_rounds):
-            for name, cmd, env, why in servers:
+            for name, cmd, env, why, pinned in servers:
                 if not client:
                     skipped[name] = 'bench/echo_load not built'
                     continue
@@ -735,7 +783,7 @@ def collect_loop(args, wanted=None):
                     continue
                 if name in skipped:
                     continue  # failed in an earlier round
-                data, err = run_echo(cmd, client, args.echo_seconds, env)
+                data, err = run_echo(cmd, client, args.echo_seconds, env, pinned)
                 if err:
                     skipped[name] = f'failed: {err}'
                     rows.pop(name, None)
@@ -788,12 +836,19 @@ def print_loop_table(results):
         f'for it), median of {results.get("repetitions", 3)} (Boost.Fiber and fiber: google benchmark in one binary; Go with GOMAXPROCS=1 and '
         'Python asyncio: bench/peers/loop_peer.*). skynet: 1M leaves (1,111,111 fibers), one run, wall time and '
         'peak RSS of its own process. echo: one server thread, 100 connections each sending 64 bytes and waiting '
-        'for the echo, all loaded by bench/peers/echo_load.c. ratio = this row / the group\'s peer (for msg/s, '
+        'for the echo, all loaded by bench/peers/echo_load.c. echo_work: the same, each server hashing every '
+        'message (bench/peers/echo_work.h) before echoing it, on 2 threads (fiber: 2 workers, the listener '
+        'spread over them) and on 1. ratio = this row / the group\'s peer (for msg/s, '
         'higher is better); "also" = our row / each other peer.', width=110))
     if loop['info'].get('echo'):
         e = loop['info']['echo']
         print(f'echo: best of {e.get("rounds", 1)} rounds (the servers in turn) of {e["seconds"]} s per server '
               f'after a 0.5 s warm-up, {e["pinning"]}')
+    if loop['info'].get('echo_work'):
+        e = loop['info']['echo_work']
+        us = f', {e["work_us"]:.1f} us per message here' if e.get('work_us') else ''
+        print(f'echo_work: {e.get("work_passes")} passes of FNV-1a over each 64-byte message{us}; best of '
+              f'{e.get("rounds", 1)} rounds (all echo servers in turn) of {e["seconds"]} s per server, {e["pinning"]}')
     for key in ('go_micro', 'python_micro'):
         if loop['info'].get(key):
             print(f'{key.split("_")[0]}: ' + ', '.join(f'{k}={v}' for k, v in loop['info'][key].items()))
@@ -986,6 +1041,14 @@ ACCEPTANCE = [
      (LOOP, 'echo/fiber_echo_server'), (LOOP, 'echo/c_epoll'), '>=', 0.9, 'x'),
     ('echo msgs/s (echo/fiber_echo_server) >= 3x Python asyncio',
      (LOOP, 'echo/fiber_echo_server'), (LOOP, 'echo/python_asyncio'), '>=', 3.0, 'x'),
+    # Every core, with IO: echo where each server hashes every message (~20 us).
+    ('echo with work msgs/s, 2 workers (echo_work/fiber_2workers) >= 1.6x 1 worker (echo_work/fiber_1worker)',
+     (LOOP, 'echo_work/fiber_2workers'), (LOOP, 'echo_work/fiber_1worker'), '>=', 1.6, 'x'),
+    ('echo with work msgs/s, 2 workers (echo_work/fiber_2workers) >= 0.9x the C epoll server on 2 threads '
+     'with SO_REUSEPORT (echo_work/c_epoll_2threads)',
+     (LOOP, 'echo_work/fiber_2workers'), (LOOP, 'echo_work/c_epoll_2threads'), '>=', 0.9, 'x'),
+    ('echo with work msgs/s, 2 workers (echo_work/fiber_2workers) >= 1.0x Go (GOMAXPROCS=2)',
+     (LOOP, 'echo_work/fiber_2workers'), (LOOP, 'echo_work/go_gomaxprocs2'), '>=', 1.0, 'x'),
 ]
 
 
@@ -1143,7 +1206,7 @@ def main():
                         help='google benchmark repetitions, randomly interleaved (default 3; --check: 9)')
     parser.add_argument('--filter', help='regex passed as --benchmark_filter, widened to the peers of what it '
                                          f'selects (it also selects the python peer, named {PYTHON_ROW}); '
-                                         'a loop group (pingpong, buffered, spawn_join, skynet, echo) runs, with '
+                                         'a loop group (pingpong, buffered, spawn_join, skynet, echo, echo_work) runs, with '
                                          'all its peers, when it matches one of its rows')
     parser.add_argument('--echo-seconds', type=float,
                         help='seconds of load on each echo server, after a 0.5 s warm-up (default 3; --check: 1)')
