@@ -567,16 +567,18 @@ TEST_CASE("runtime: tasks placed on another worker spawn, join and cancel across
   std::atomic<int> leaves{0};
   std::atomic<int> cancelled{0};
   std::atomic<int> waiting{0};
+  std::atomic<int> misplaced{0};
   fiber::channel<int> never;  // (outlives the tasks parked on it)
   const int sum = fiber::run(
       [&] {
         // A task on worker 1 spawns on workers 0 and 1 and joins them.
+        // (Catch's checks are for the test's thread, worker 0: the others count.)
         auto parent = fiber::spawn({.worker = 1}, [&] {
-          CHECK(fiber::this_runtime::worker() == 1);
+          if (fiber::this_runtime::worker() != 1) ++misplaced;
           std::vector<fiber::task<int>> children;
           for (int i = 0; i < 10; ++i)
             children.push_back(fiber::spawn({.worker = static_cast<unsigned>(i % 2)}, [&, i] {
-              CHECK(fiber::this_runtime::worker() == static_cast<unsigned>(i % 2));
+              if (fiber::this_runtime::worker() != static_cast<unsigned>(i % 2)) ++misplaced;
               fiber::this_fiber::yield();
               ++leaves;
               return i;
@@ -611,6 +613,7 @@ TEST_CASE("runtime: tasks placed on another worker spawn, join and cancel across
       fiber::run_options{.threads = 2});
   CHECK(sum == 45);
   CHECK(leaves == 10);
+  CHECK(misplaced == 0);
   CHECK(cancelled >= 2);  // (and the third, if it had started)
 }
 
