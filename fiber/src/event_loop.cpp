@@ -647,8 +647,9 @@ struct event_loop::impl : detail::loop_core {
   }
 
   // Waits for IO, a post, or the next timer; without blocking when `block` is false;
-  // at most `cap_ms` milliseconds when that is not negative.
-  void poll(bool block, int cap_ms = -1) {
+  // at most `cap_ms` milliseconds when that is not negative. `spun`: the caller
+  // has just spun for a remote wake (idle_wait()), so no spin again before sleeping.
+  void poll(bool block, int cap_ms = -1, bool spun = false) {
     int timeout_ms = 0;
     if (block) {
       timeout_ms = ms_to_next_timer();
@@ -662,7 +663,7 @@ struct event_loop::impl : detail::loop_core {
       }
     } sleep{*this, timeout_ms != 0 && shared.load(std::memory_order_relaxed)};
     if (sleep.on) {
-      if (spin_for_remote()) return;
+      if (!spun && spin_for_remote()) return;
       sleeping.store(true, std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_seq_cst);
       if (has_remote.load(std::memory_order_relaxed) || (rt && rt->injected.load(std::memory_order_relaxed)))
@@ -716,6 +717,11 @@ struct event_loop::impl : detail::loop_core {
   // both sides a system call (Go's spinning Ms). True if one came.
   // Bounded in time (spin_time), and in a runtime to half of its workers at
   // once (Go's rule: spinners must not take the CPU from the workers that run).
+  // A loop whose fibers wait for IO does not spin: its reactor's wait returns as
+  // soon as the IO comes, which a spin does not see (it would only delay it), and
+  // the spin takes the CPU from whoever makes that IO (in bench/'s echo with
+  // work, the client and the other worker, on two cores: the spins were 20% of a
+  // 2-worker server's CPU). A wake from another thread then pokes it.
   static constexpr auto spin_time = std::chrono::microseconds(20);
   bool spin_for_remote() noexcept {
     auto came = [&] {
@@ -723,6 +729,7 @@ struct event_loop::impl : detail::loop_core {
              (rt && (rt->injected.load(std::memory_order_relaxed) || rt->stopping.load(std::memory_order_relaxed) ||
                      rt->deadlocked.load(std::memory_order_relaxed)));
     };
+    if (io_waiters() > 0) return came();
     if (rt) {
       // (all of them while each worker has a core of its own; with more workers
       // than cores, half of the cores at most: a spinner would take the CPU from
@@ -928,7 +935,7 @@ struct event_loop::impl : detail::loop_core {
         --L.rt->stuck;
       }
     } leave{*this, stuck};
-    poll(true);
+    poll(true, -1, true);  // (spun above already)
     poked.store(0, std::memory_order_relaxed);
   }
   // True if the runtime is deadlocked (this call found it so, or another did).
