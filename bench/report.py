@@ -34,8 +34,9 @@ group compared with one peer, measured in the same run:
                ECHO_WORK_PASSES: ~20 us per message) before echoing it: our
                bench/echo_work_server on 2 workers (the listener spread over them)
                to the same on 1 worker; also the C epoll server on 2 threads
-               (SO_REUSEPORT) and Go with GOMAXPROCS=2. Same client; nothing pinned
-               (the servers' threads and the client share the machine's cores)
+               (SO_REUSEPORT) and Go with GOMAXPROCS=2, and, for reference, the C
+               server on 1 thread. Same client; nothing pinned (the servers'
+               threads and the client share the machine's cores)
 
 Go programs are built with `go build` into BUILD_DIR/bench/go (GOPATH mode, caches
 under the build tree, no network). A peer that is missing (no go, no echo_server)
@@ -418,9 +419,11 @@ LOOP_GROUPS = {
         'echo/fiber_echo_server', 'echo/c_epoll', 'echo/go', 'echo/python_asyncio']),
     # Echo with ~20 us of hashing per message in every server: the server, not the
     # client, is the bottleneck, so 2 workers can show what a second core buys.
+    # (c_epoll_1thread: no acceptance row, so only in the full report: what a second
+    # thread buys the C server on the same machine, the client sharing its cores.)
     'echo_work': ('msg/s', True, 'echo_work/fiber_2workers', 'echo_work/fiber_1worker', [
         'echo_work/fiber_2workers', 'echo_work/fiber_1worker', 'echo_work/c_epoll_2threads',
-        'echo_work/go_gomaxprocs2']),
+        'echo_work/go_gomaxprocs2', 'echo_work/c_epoll_1thread']),
 }
 # The echo_work servers' work: passes of FNV-1a over each message (peers/echo_work.h),
 # the same number for every server. Calibrated once on the project's 2-core machine
@@ -756,7 +759,9 @@ def collect_loop(args, wanted=None):
                    ('echo_work/c_epoll_2threads', [c_server, '--threads', '2'] + work if c_server else None, None,
                     None if c_server else 'bench/echo_epoll not built', False),
                    ('echo_work/go_gomaxprocs2', [go_server, '-work', str(ECHO_WORK_PASSES)], go_env(2), go_skip,
-                    False)]
+                    False),
+                   ('echo_work/c_epoll_1thread', [c_server, '--threads', '1'] + work if c_server else None, None,
+                    None if c_server else 'bench/echo_epoll not built', False)]
         servers = [s for s in servers if s[0] in wanted]
         if 'echo' in groups:
             info['echo'] = {'connections': 100, 'message_bytes': 64, 'seconds': args.echo_seconds,
