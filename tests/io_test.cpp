@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -28,6 +30,7 @@
 #include "death.hpp"
 #include "fiber/debug.hpp"
 #include "fiber/event_loop.hpp"
+#include "fiber/fiber.h"
 #include "fiber/io.hpp"
 #include "environment.hpp"
 
@@ -1070,4 +1073,209 @@ TEST_CASE("io: one acceptor deals its connections out to 2 workers - each stream
   const std::vector<int> served = serve_spread(false);
   CHECK(served[0] == 32);
   CHECK(served[1] == 32);
+}
+
+// ---- raw fds: the registration io::wait_readable/wait_writable keep -------------------
+
+namespace {
+
+// How many registrations of `fd` the epoll `epfd` holds (its /proc fdinfo), or -1
+// where that cannot be read (under an emulator).
+int registrations(int epfd, int fd) {
+#if defined(FIBER_TEST_EMULATED)
+  (void)epfd;
+  (void)fd;
+  return -1;
+#else
+  std::ifstream info("/proc/self/fdinfo/" + std::to_string(epfd));
+  if (!info) return -1;
+  int n = 0;
+  for (std::string line; std::getline(info, line);) {
+    std::istringstream words(line);
+    std::string key;
+    int tfd = -1;
+    if (words >> key >> tfd && key == "tfd:" && tfd == fd) ++n;
+  }
+  return n;
+#endif
+}
+
+}  // namespace
+
+TEST_CASE("io: wait_readable keeps its fd in the loop's epoll after the wait, until fiber_fd_closing", "[io][kept]") {
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  fiber::event_loop loop;
+  const int epfd = loop.native_handle();
+  auto t = loop.spawn([&] {
+    for (int round = 0; round < 3; ++round) {
+      auto writer = fiber::spawn([&] {
+        fiber::this_fiber::sleep_for(2ms);
+        REQUIRE(::write(p[1], "x", 1) == 1);
+      });
+      REQUIRE(fiber::io::wait_readable(p[0], 5s));
+      char c;
+      REQUIRE(::read(p[0], &c, 1) == 1);
+      writer.join();
+      const int n = registrations(epfd, p[0]);
+      if (n >= 0) CHECK(n == 1);  // still there, once, after each wait
+    }
+    // A wait on a fd that is ready returns at once, though the registration is not new.
+    REQUIRE(::write(p[1], "y", 1) == 1);
+    const auto t0 = fiber::clock::now();
+    REQUIRE(fiber::io::wait_readable(p[0], 5s));
+    CHECK(fiber::clock::now() - t0 < 1s);
+    fiber_fd_closing(p[0]);
+    const int n = registrations(epfd, p[0]);
+    if (n >= 0) CHECK(n == 0);
+  });
+  loop.run();
+  t.get();
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+TEST_CASE("io: an fd closed without fiber_fd_closing: a wait on the reused number registers it afresh", "[io][kept]") {
+  fiber::run([] {
+    int first[2], second[2];
+    REQUIRE(::pipe2(first, O_CLOEXEC) == 0);
+    REQUIRE_FALSE(fiber::io::wait_readable(first[0], 5ms));  // registered, armed, timed out
+    const int number = first[0];
+    ::close(first[0]);  // epoll forgets it silently
+    ::close(first[1]);
+    REQUIRE(::pipe2(second, O_CLOEXEC) == 0);
+    REQUIRE(second[0] == number);
+    auto writer = fiber::spawn([&] {
+      fiber::this_fiber::sleep_for(5ms);
+      REQUIRE(::write(second[1], "z", 1) == 1);
+    });
+    CHECK(fiber::io::wait_readable(second[0], 5s));
+    writer.join();
+    ::close(second[0]);
+    ::close(second[1]);
+  });
+}
+
+TEST_CASE("io: a reader and a writer wait on one socket at once, through one registration", "[io][kept]") {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == 0);
+  fiber::run([&] {
+    static char junk[1 << 16];
+    while (::send(sv[0], junk, sizeof junk, MSG_DONTWAIT) > 0) {
+    }
+    REQUIRE(errno == EAGAIN);  // sv[0] cannot write until sv[1] reads
+    bool readable = false, writable = false;
+    auto reader = fiber::spawn([&] { readable = fiber::io::wait_readable(sv[0], 5s); });
+    auto writer = fiber::spawn([&] { writable = fiber::io::wait_writable(sv[0], 5s); });
+    fiber::this_fiber::sleep_for(5ms);
+    REQUIRE(::write(sv[1], "r", 1) == 1);  // wakes the reader only
+    reader.join();
+    CHECK(readable);
+    CHECK_FALSE(writer.done());
+    while (::recv(sv[1], junk, sizeof junk, MSG_DONTWAIT) > 0) {  // room again: wakes the writer
+    }
+    writer.join();
+    CHECK(writable);
+  });
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
+
+TEST_CASE("io: loops on two threads waiting on one fd in turn move its registration each time", "[io][kept]") {
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  constexpr int rounds = 40;
+  std::atomic<int> announced{0}, done{0};
+  std::atomic<int> epfds[2] = {-1, -1};
+  std::atomic<int> failures{0};
+  auto side = [&](int k) {
+    fiber::event_loop loop;
+    epfds[k] = loop.native_handle();
+    auto t = loop.spawn([&] {
+      for (int i = k; i < rounds; i += 2) {
+        while (done.load() != i) fiber::this_fiber::sleep_for(std::chrono::microseconds(50));
+        announced.store(i + 1);
+        char c = 0;
+        if (!fiber::io::wait_readable(p[0], 5s) || ::read(p[0], &c, 1) != 1 || c != static_cast<char>('a' + i % 26))
+          failures.fetch_add(1);
+        done.store(i + 1);
+      }
+    });
+    loop.run();
+    t.get();
+    // Still registered with the loop of the last wait (until the loop ends).
+    if (k == (rounds - 1) % 2) {
+      const int n = registrations(loop.native_handle(), p[0]);
+      if (n >= 0 && n != 1) failures.fetch_add(1);
+    }
+    while (done.load() < rounds) std::this_thread::yield();  // (both loops alive to the end)
+  };
+  std::thread a(side, 0), b(side, 1);
+  for (int i = 0; i < rounds; ++i) {
+    while (announced.load() != i + 1) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::microseconds(200));  // (mostly after the wait began)
+    const char c = static_cast<char>('a' + i % 26);
+    REQUIRE(::write(p[1], &c, 1) == 1);
+  }
+  a.join();
+  b.join();
+  CHECK(failures.load() == 0);
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+TEST_CASE("io: fiber_fd_closing from a thread outside any loop wakes a fiber waiting on the fd", "[io][kept]") {
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  std::atomic<bool> waiting{false};
+  bool woke = false;
+  std::thread closer([&] {
+    while (!waiting.load()) std::this_thread::yield();
+    std::this_thread::sleep_for(20ms);  // (the fiber parks meanwhile)
+    fiber_fd_closing(p[0]);
+  });
+  fiber::run([&] {
+    waiting.store(true);
+    woke = fiber::io::wait_readable(p[0], 10s);  // woken well before the timeout
+  });
+  closer.join();
+  CHECK(woke);
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+TEST_CASE("io: a loop that ends takes its fds out of its epoll, and a wait of another loop on them works",
+          "[io][kept]") {
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  fiber::run([&] { REQUIRE_FALSE(fiber::io::wait_readable(p[0], 2ms)); });
+  fiber::run([&] {  // (an epoll of the same number, probably: the first loop's entry must not point at it)
+    auto writer = fiber::spawn([&] {
+      fiber::this_fiber::sleep_for(2ms);
+      REQUIRE(::write(p[1], "w", 1) == 1);
+    });
+    CHECK(fiber::io::wait_readable(p[0], 5s));
+    writer.join();
+  });
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+TEST_CASE("io: wait_readable on an io::stream's fd, beside the stream's own registration", "[io][kept]") {
+  fiber::run([] {
+    stream a, b;
+    std::tie(a, b) = socket_pair();
+    char buf[8];
+    auto reader = fiber::spawn([&] { return a.read(buf, sizeof buf); });  // registers a's fd for the stream
+    fiber::this_fiber::sleep_for(2ms);
+    bool ready = false;
+    auto raw = fiber::spawn([&] { ready = fiber::io::wait_readable(a.fd(), 5s); });  // the same fd, raw
+    fiber::this_fiber::sleep_for(2ms);
+    b.write_all("hi");
+    CHECK(reader.get() == 2);
+    raw.join();
+    CHECK(ready);
+    b.write_all("again");  // the stream still gets its events
+    CHECK(a.read(buf, sizeof buf) == 5);
+  });
 }

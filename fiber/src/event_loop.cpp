@@ -50,6 +50,7 @@
 #  include <sys/eventfd.h>
 #  include <sys/mman.h>
 #  include <unistd.h>
+#  include "fd_table.hpp"
 #  define FIBER_HAVE_EPOLL 1
 #else
 #  define FIBER_HAVE_EPOLL 0
@@ -68,6 +69,12 @@
 namespace fiber {
 
 // ---- the loop -------------------------------------------------------------------
+
+#if FIBER_HAVE_EPOLL
+namespace detail {
+struct fd_entry;  // an fd's kept registration (the IO section, at the end)
+}
+#endif
 
 struct event_loop::impl : detail::loop_core {
   explicit impl(event_loop* self, options opts) : owner(self), stacks(opts.stack_size, opts.guarded_stacks) {
@@ -99,6 +106,7 @@ struct event_loop::impl : detail::loop_core {
   }
   ~impl() {
 #if FIBER_HAVE_EPOLL
+    if (kept_fds.load(std::memory_order_acquire) > 0) drop_kept_fds();
     close(evfd);
     close(epfd);
 #endif
@@ -140,7 +148,13 @@ struct event_loop::impl : detail::loop_core {
   std::deque<std::function<void()>> posted;
   std::atomic<bool> has_posted{false};
   bool foreign_round = false;  // inside run_once: a yield always ends the fiber's turn
-  detail::io_handle* raw_waits = nullptr;  // the handles of io_wait_fd's waits in progress
+#if FIBER_HAVE_EPOLL
+  // io_wait_fd's registrations kept in this loop's epoll (the IO section): how
+  // many fds, and what takes them out when the loop goes (their fds may live on).
+  std::atomic<std::size_t> kept_fds{0};
+  void drop_kept_fds() noexcept;
+  void kept_fd_event(detail::fd_entry* e, std::uint32_t events) noexcept;
+#endif
 
   // -- ready queue --
   // A fiber is ready (f->queued) when it is in the queue or in `runnext`: the one
@@ -677,7 +691,13 @@ struct event_loop::impl : detail::loop_core {
       throw std::system_error(errno, std::generic_category(), "fiber::event_loop: epoll_wait");
     }
     for (int i = 0; i < n; ++i) {
-      auto* h = static_cast<detail::io_handle*>(events[i].data.ptr);
+      void* const data = events[i].data.ptr;
+      if (reinterpret_cast<std::uintptr_t>(data) & 1) {  // an io_wait_fd registration (tagged)
+        const auto entry = reinterpret_cast<std::uintptr_t>(data) - 1;
+        kept_fd_event(reinterpret_cast<detail::fd_entry*>(entry), events[i].events);
+        continue;
+      }
+      auto* h = static_cast<detail::io_handle*>(data);
       if (!h) {
         std::uint64_t v;
         while (read(evfd, &v, sizeof v) > 0) {
@@ -2066,72 +2086,182 @@ bool io_wait(io_handle& h, bool write, clock::time_point deadline, const char* o
   return park(&w, 1, deadline, operation, wait_on_fd(h.fd)) != park_timeout;
 }
 
-// Takes an io_wait_fd registration out of epoll (and closes its dup), once.
-static void raw_unregister(int epfd, io_handle& h) noexcept {
-  if (h.raw_registered_fd < 0) return;
-  epoll_ctl(epfd, EPOLL_CTL_DEL, h.raw_registered_fd, nullptr);
-  if (h.raw_registered_fd != h.fd) ::close(h.raw_registered_fd);
-  h.raw_registered_fd = -1;
+// io_wait_fd's registrations, kept across waits.
+//
+// An fd a fiber waited on stays registered with the epoll of that fiber's loop
+// (on N workers: that worker's) after the wait, so that the next wait costs one
+// epoll_ctl rather than two (ADD, then DEL; three when a second fiber waited on
+// the same fd and needed a dup of it). It is registered EPOLLONESHOT and re-armed
+// by each wait (EPOLL_CTL_MOD), rather than edge-triggered and left alone, because:
+//   - a wait keeps its level meaning: fiber_wait_fd and io::wait_readable return at
+//     once if the fd is ready now (MOD looks at the fd's state), whatever the
+//     caller read since its last wait. Edge-triggered, a caller that did not read
+//     the fd down to EAGAIN would wait for an edge that may never come;
+//   - it repairs itself: epoll drops a registration silently when its fd is closed,
+//     and an fd closed without fiber_fd_closing (a C++ program's ::close, libc's own
+//     in fclose, anything libfiber_hook does not see) makes the next MOD fail with
+//     ENOENT, and that wait registers afresh. Edge-triggered, it would park forever;
+//   - one registration serves a reader and a writer at once: it is armed for the
+//     union of what the fibers waiting on it want (no dup of the fd any more);
+//   - a registration nobody waits on (the waiter timed out) reports at most one
+//     more event, which wakes nobody; disarmed, it reports nothing.
+//
+// The state of each fd is an fd_entry in a table indexed by fd (fd_table.hpp),
+// whose entries never move or die: an event that comes late, from an epoll the fd
+// has just left, still finds its entry (and wakes its waiters, if any, for
+// nothing: they retry). A wait from a fiber of another loop moves the
+// registration to that loop's epoll; on N workers a fiber never changes threads,
+// so the fd of a fiber that serves one connection stays where it is. Either
+// loop's events wake the waiters of both (wake() works across threads). The
+// registration leaves epoll when io_fd_closing (fiber_fd_closing, the hook's
+// close) says its fd is being closed, and when its loop is destroyed.
+struct fd_entry {
+  io_handle h;  // h.fd; h.lock guards the rest, and the waiters in h.readers and h.writers
+  std::atomic<event_loop::impl*> owner{nullptr};  // the loop whose epoll holds reg_fd; nullptr: none
+  int reg_fd = -1;  // what is in owner's epoll: h.fd, or a dup of it (arm()); -1: nothing
+};
+
+namespace {
+// Linux's fds are below 2^31: 2^12 pointers at the top, 2^13 chunks of 64 entries below each.
+constinit fd_table<fd_entry, 6, 13> kept;
+
+void* tagged(fd_entry* e) noexcept { return reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(e) | 1); }
+
+// What the fibers waiting on e want (the caller holds e.h.lock), once.
+std::uint32_t wanted(const fd_entry& e) noexcept {
+  std::uint32_t ev = EPOLLONESHOT;
+  if (!e.h.readers.empty()) ev |= EPOLLIN | EPOLLRDHUP;
+  if (!e.h.writers.empty()) ev |= EPOLLOUT;
+  return ev;
 }
+
+// Takes e's registration out of its loop's epoll (the caller holds e.h.lock).
+void unregister(fd_entry& e) noexcept {
+  event_loop::impl* const L = e.owner.load(std::memory_order_relaxed);
+  if (!L) return;
+  epoll_ctl(L->epfd, EPOLL_CTL_DEL, e.reg_fd, nullptr);  // (fails if the fd is closed: epoll forgot it then)
+  if (e.reg_fd != e.h.fd) ::close(e.reg_fd);
+  e.reg_fd = -1;
+  e.owner.store(nullptr, std::memory_order_release);
+  L->kept_fds.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void wake_all(fd_entry& e) noexcept {
+  while (waiter* w = claim_front(e.h.readers)) wake(*w);
+  while (waiter* w = claim_front(e.h.writers)) wake(*w);
+}
+
+// Arms e's registration in L's epoll for what its waiters want, registering it
+// there first if it is not (the caller holds e.h.lock, its waiter linked).
+// 0, or the errno of the failure.
+int arm(event_loop::impl* L, fd_entry& e) noexcept {
+  epoll_event ev{};
+  ev.events = wanted(e);
+  ev.data.ptr = tagged(&e);
+  if (e.owner.load(std::memory_order_relaxed) == L) {
+    if (epoll_ctl(L->epfd, EPOLL_CTL_MOD, e.reg_fd, &ev) == 0) return 0;
+    if (errno != ENOENT) return errno;  // EBADF: the fd is closed
+    // epoll forgot it: the fd was closed without io_fd_closing, and its number
+    // may name another file now. Register afresh.
+  }
+  unregister(e);  // (from another loop's epoll: it moves here)
+  const int fd = e.h.fd;
+  if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
+    e.reg_fd = fd;
+  } else {
+    if (errno != EEXIST) return errno;
+    // epoll keys a registration by (fd, open file), and this key is taken: by an
+    // io::stream's or listener's own registration (io_register), or by one of ours
+    // that epoll kept after a close because another fd still holds the file.
+    // Register a dup (another key for the same file) while fibers wait.
+    const int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0) return errno;
+    if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, d, &ev) != 0) {
+      const int err = errno;
+      ::close(d);
+      return err;
+    }
+    e.reg_fd = d;
+  }
+  L->kept_fds.fetch_add(1, std::memory_order_relaxed);
+  e.owner.store(L, std::memory_order_release);
+  return 0;
+}
+}  // namespace
 
 bool io_wait_fd(int fd, bool write, clock::time_point deadline, const char* operation) {
   if (!operation) operation = write ? "fiber::io::wait_writable" : "fiber::io::wait_readable";
   require_fiber(operation);
-  event_loop::impl* L = running_loop_impl();
-  io_handle h;
-  h.fd = fd;
-  epoll_event ev{};
-  ev.events = (write ? EPOLLOUT : EPOLLIN | EPOLLRDHUP) | EPOLLONESHOT;
-  ev.data.ptr = &h;
-  // epoll keys a registration by (fd, open file): a second fiber waiting on the
-  // same fd (one reads, one writes) registers a dup of it instead.
-  int registered_fd = fd;
-  if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    if (errno == EEXIST && (registered_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
-      throw std::system_error(errno, std::generic_category(),
-                              std::string(operation) + ": fcntl(F_DUPFD_CLOEXEC) of fd " + std::to_string(fd));
-    if (registered_fd == fd || epoll_ctl(L->epfd, EPOLL_CTL_ADD, registered_fd, &ev) != 0) {
-      const int e = errno;
-      if (registered_fd != fd) ::close(registered_fd);
-      throw std::system_error(e, std::generic_category(),
-                              std::string(operation) + ": epoll_ctl(ADD) of fd " + std::to_string(fd));
+  event_loop::impl* const L = running_loop_impl();
+  fd_entry* const e = kept.get(fd);
+  if (!e) {
+    if (fd < 0)
+      throw std::system_error(EBADF, std::generic_category(), std::string(operation) + ": fd " + std::to_string(fd));
+    throw std::bad_alloc();
+  }
+  wait_queue& q = write ? e->h.writers : e->h.readers;
+  waiter w;
+  {
+    op_guard guard(e->h.lock);
+    e->h.fd = fd;
+    enqueue(q, w);
+    if (const int err = arm(L, *e)) {
+      q.remove(w);
+      wake_all(*e);  // fibers already waiting may have lost their registration: they retry
+      guard.unlock();
+      throw std::system_error(err, std::generic_category(),
+                              std::string(operation) + ": epoll_ctl of fd " + std::to_string(fd));
     }
   }
-  h.raw_registered_fd = registered_fd;
-  h.next_raw = L->raw_waits;
-  L->raw_waits = &h;
-  struct remove {
-    event_loop::impl* L;
-    io_handle* h;
-    ~remove() {
-      raw_unregister(L->epfd, *h);
-      for (io_handle** p = &L->raw_waits; *p; p = &(*p)->next_raw)
-        if (*p == h) {
-          *p = h->next_raw;
-          break;
-        }
+  struct drop_dup {
+    fd_entry* e;
+    int fd;
+    ~drop_dup() {  // a dup arm() registered goes when nobody waits: it holds the file open
+      op_guard guard(e->h.lock);
+      if (e->reg_fd >= 0 && e->reg_fd != fd && e->h.readers.empty() && e->h.writers.empty()) unregister(*e);
     }
-  } remove_on_exit{L, &h};
-  waiter w;
-  enqueue(write ? h.writers : h.readers, w);
+  } after_wait{e, fd};
   io_wait_count count(L, nullptr, false);
   return park(&w, 1, deadline, operation, wait_on_fd(fd)) != park_timeout;
 }
 
 void io_fd_closing(int fd) noexcept {
-  event_loop::impl* L = running_loop_impl();
-  if (!L) return;
-  for (io_handle* h = L->raw_waits; h; h = h->next_raw) {
-    if (h->fd != fd) continue;
-    // Out of epoll now, while fd is still open: once closed, its number may be
-    // reused (and registered by another wait) before the woken fiber runs.
-    raw_unregister(L->epfd, *h);
-    op_guard guard(h->lock);
-    h->hangup = true;
-    while (waiter* w = claim_front(h->readers)) wake(*w);
-    while (waiter* w = claim_front(h->writers)) wake(*w);
-  }
+  fd_entry* const e = kept.find(fd);
+  // No registration, no waiter (a waiter's fd is registered): nothing to do, and
+  // no lock taken (from a thread outside any loop, one would turn the loops shared).
+  if (!e || !e->owner.load(std::memory_order_acquire)) return;
+  op_guard guard(e->h.lock);
+  // Out of epoll while fd is still open: once closed, epoll could not be told.
+  unregister(*e);
+  wake_all(*e);  // their retried call fails with EBADF
 }
+
+}  // namespace detail
+
+void event_loop::impl::kept_fd_event(detail::fd_entry* e, std::uint32_t events) noexcept {
+  detail::op_guard guard(e->h.lock);
+  if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+    while (detail::waiter* w = detail::claim_front(e->h.readers)) detail::wake(*w);
+  if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+    while (detail::waiter* w = detail::claim_front(e->h.writers)) detail::wake(*w);
+  // Oneshot: the registration is disarmed now. Re-armed for the fibers that still
+  // wait (for the other direction); not from an epoll the fd has left since.
+  if (e->owner.load(std::memory_order_relaxed) == this && (!e->h.readers.empty() || !e->h.writers.empty()) &&
+      detail::arm(this, *e) != 0)
+    detail::wake_all(*e);  // they retry, and see what is wrong
+}
+
+void event_loop::impl::drop_kept_fds() noexcept {
+  detail::kept.for_each([this](int, detail::fd_entry& e) {
+    if (e.owner.load(std::memory_order_acquire) != this) return;
+    detail::op_guard guard(e.h.lock);
+    if (e.owner.load(std::memory_order_relaxed) != this) return;
+    detail::unregister(e);
+    detail::wake_all(e);  // fibers of other loops that were served through this epoll: they register in theirs
+  });
+}
+
+namespace detail {
 #else
 void io_register(io_handle&) { throw error("fiber::io: not supported on this platform (no epoll)"); }
 void io_unregister(io_handle&) noexcept {}

@@ -195,14 +195,21 @@ int fiber_chan_close(fiber_chan* ch);
 /* ---- waiting on file descriptors (Linux) ---- */
 
 enum { FIBER_READABLE = 1, FIBER_WRITABLE = 2 };
-/* Call before closing an fd that tasks of this thread's running loop may be
- * waiting on in fiber_wait_fd: they wake (FIBER_OK), and their next call on the fd
- * fails with EBADF. (epoll forgets a closed fd without a word.) libfiber_hook's
- * close() calls it. */
+/* Call before closing an fd that fiber_wait_fd has waited on: it leaves the epoll
+ * it is registered with, and the tasks waiting on it (of any loop or worker) wake
+ * (FIBER_OK); their next call on the fd fails with EBADF. (epoll forgets a closed
+ * fd without a word.) From any thread; cheap for an fd never waited on.
+ * libfiber_hook's close() calls it. */
 void fiber_fd_closing(int fd);
 /* From a task: parks until fd is readable (events = FIBER_READABLE) or writable
  * (FIBER_WRITABLE), or timeout_ms passes (FIBER_TIMEOUT; < 0: no limit). *ready
- * (may be NULL) receives the event that is ready, or 0. */
+ * (may be NULL) receives the event that is ready, or 0. Returns at once if the fd
+ * is ready now; rarely, returns FIBER_OK when it is not (retry the call, and wait
+ * again on EAGAIN). The fd stays registered with the epoll of the task's loop (its
+ * worker's, with fiber_run) after the wait, so that the next wait costs one system
+ * call: until fiber_fd_closing(fd), a wait from a task of another worker (it moves
+ * there) or the loop's end. An fd closed without fiber_fd_closing is registered
+ * afresh by its next wait, but a task still waiting on it is not woken. */
 int fiber_wait_fd(int fd, int events, int64_t timeout_ms, int* ready);
 
 #ifdef __cplusplus

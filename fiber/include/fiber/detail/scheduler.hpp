@@ -200,10 +200,8 @@ struct io_handle {
   bool writable = false;
   bool hangup = false;  // an edge said the peer hung up or the fd has an error (sticky)
   bool registered = false;
-  int epfd = -1;                  // the epoll it is registered with (its loop's)
+  int epfd = -1;                     // the epoll it is registered with (its loop's)
   struct loop_core* core = nullptr;  // that loop
-  io_handle* next_raw = nullptr;  // io_wait_fd's handles, listed by the loop
-  int raw_registered_fd = -1;     // io_wait_fd: the fd (or dup) in epoll; -1 once removed
 };
 void io_register(io_handle& h);  // throws std::system_error
 void io_unregister(io_handle& h) noexcept;
@@ -214,13 +212,18 @@ bool io_follows(const event_loop* registered) noexcept;
 // Parks until h's fd is readable (write == false) or writable; false on timeout.
 // Throws like park(); `operation` names the wait there and in fiber::dump().
 bool io_wait(io_handle& h, bool write, clock::time_point deadline, const char* operation = nullptr);
-// The same for an fd that has no io_handle: registered for this one wait only
-// (two system calls more; three if another fiber waits on the same fd, which is
-// then registered through a dup). Throws std::system_error if epoll refuses the fd.
+// The same for an fd that has no io_handle. The fd stays registered with the
+// calling fiber's loop after the wait (one-shot, re-armed by each wait: one system
+// call per wait), until io_fd_closing(fd), a wait from a fiber of another loop
+// (it moves there) or the loop's end; an fd closed without io_fd_closing is
+// registered afresh by its next wait. Returns at once if the fd is ready now; may
+// return true without the fd being ready (rarely: retry). Throws std::system_error
+// if epoll refuses the fd.
 bool io_wait_fd(int fd, bool write, clock::time_point deadline, const char* operation = nullptr);
-// Wakes the fibers of the running loop in io_wait_fd on `fd` (it is about to be
-// closed: epoll would forget it silently); their waits return true and the retried
-// call fails with EBADF. Outside a running loop, nothing.
+// `fd` is about to be closed (epoll would forget it silently): takes it out of
+// the epoll io_wait_fd registered it with, and wakes every fiber waiting on it in
+// io_wait_fd, of any loop; their waits return true and the retried call fails with
+// EBADF. From any thread; nothing if no fiber ever waited on fd.
 void io_fd_closing(int fd) noexcept;
 
 }  // namespace detail
