@@ -17,6 +17,16 @@
 // MSG_WAITALL honoured. A task cancelled while it waits sees EINTR. The fd's flags
 // are never changed, except connect's O_NONBLOCK for the time of the call.
 //
+// What each fd is (the two conditions above) is found once and remembered ("what
+// the hook remembers of each fd" below). To keep that true, it also interposes the
+// calls that change it: fcntl (F_SETFL, F_DUPFD...) and ioctl (FIONBIO) under
+// their names (also fcntl64, __fcntl_time64, __ioctl_time64), dup, dup2, dup3, and the calls that give out fd numbers (socket, socketpair, pipe,
+// pipe2, accept, accept4; close takes them back). These do what libc does, and take note.
+// The fd stays registered with the epoll of the loop (the worker, with fiber_run)
+// whose task waited on it, until close() (fiber_wait_fd, fiber_fd_closing).
+// Tasks may run on several threads (fiber_run's workers): the hook's state is
+// per fd, lock-free, and a close() on any thread wakes the tasks waiting on the fd.
+//
 // The libfiber the program uses must be visible to dlsym(RTLD_DEFAULT): a shared
 // libfiber, or an executable linked with -rdynamic (CMake: ENABLE_EXPORTS).
 #ifndef _GNU_SOURCE
@@ -28,7 +38,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -39,12 +51,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "fd_table.hpp"
 #include "fiber/fiber.h"
 
 namespace {
@@ -71,6 +85,22 @@ struct real_functions {
   int (*usleep)(useconds_t);
   int (*nanosleep)(const timespec*, timespec*);
   int (*close)(int);
+  int (*fcntl)(int, int, ...);
+  // What fcntl and ioctl are called as where off_t is 64 bits on a 32-bit system
+  // (_FILE_OFFSET_BITS=64: fcntl64, glibc 2.28 and later), and time_t too
+  // (_TIME_BITS=64: __fcntl_time64, __ioctl_time64, glibc 2.34): absent, libc's
+  // fcntl and ioctl. (Interposed under those names as well.)
+  int (*fcntl64)(int, int, ...);
+  int (*fcntl_time64)(int, int, ...);
+  int (*ioctl)(int, unsigned long, ...);
+  int (*ioctl_time64)(int, unsigned long, ...);
+  int (*dup)(int);
+  int (*dup2)(int, int);
+  int (*dup3)(int, int, int);
+  int (*socket)(int, int, int);
+  int (*socketpair)(int, int, int, int*);
+  int (*pipe)(int*);
+  int (*pipe2)(int*, int);
 };
 
 struct fiber_functions {
@@ -110,9 +140,25 @@ void resolve_all() {
   resolve(r.usleep, RTLD_NEXT, "usleep");
   resolve(r.nanosleep, RTLD_NEXT, "nanosleep");
   resolve(r.close, RTLD_NEXT, "close");
+  resolve(r.fcntl, RTLD_NEXT, "fcntl");
+  resolve(r.fcntl64, RTLD_NEXT, "fcntl64");
+  if (!r.fcntl64) r.fcntl64 = r.fcntl;
+  resolve(r.fcntl_time64, RTLD_NEXT, "__fcntl_time64");
+  if (!r.fcntl_time64) r.fcntl_time64 = r.fcntl64;
+  resolve(r.ioctl, RTLD_NEXT, "ioctl");
+  resolve(r.ioctl_time64, RTLD_NEXT, "__ioctl_time64");
+  if (!r.ioctl_time64) r.ioctl_time64 = r.ioctl;
+  resolve(r.dup, RTLD_NEXT, "dup");
+  resolve(r.dup2, RTLD_NEXT, "dup2");
+  resolve(r.dup3, RTLD_NEXT, "dup3");
+  resolve(r.socket, RTLD_NEXT, "socket");
+  resolve(r.socketpair, RTLD_NEXT, "socketpair");
+  resolve(r.pipe, RTLD_NEXT, "pipe");
+  resolve(r.pipe2, RTLD_NEXT, "pipe2");
   if (!r.read || !r.write || !r.readv || !r.writev || !r.recv || !r.recvfrom || !r.recvmsg || !r.send ||
       !r.sendto || !r.sendmsg || !r.accept || !r.accept4 || !r.connect || !r.poll || !r.select || !r.sleep ||
-      !r.usleep || !r.nanosleep || !r.close) {
+      !r.usleep || !r.nanosleep || !r.close || !r.fcntl || !r.ioctl || !r.dup || !r.dup2 || !r.dup3 || !r.socket ||
+      !r.socketpair || !r.pipe || !r.pipe2) {
     static const char msg[] = "libfiber_hook: dlsym(RTLD_NEXT) did not find the libc functions to wrap\n";
     (void)!::syscall(SYS_write, 2, msg, sizeof msg - 1);  // not write(): that is ours
     std::abort();
@@ -143,20 +189,191 @@ inline bool in_task() {
   return fib.in_task && fib.in_task();
 }
 
+// Whether the hook keeps state: only with libfiber in the process (else every
+// call is libc's and there is nothing to remember).
+inline bool tracking() {
+  libc();
+  return fib.in_task != nullptr;
+}
+
+// ---- what the hook remembers of each fd ----
+//
+// Whether a call on an fd may wait on the loop takes two system calls to find
+// out (fcntl(F_GETFL), fstat), so the answer is found once and remembered, in one
+// 32-bit word per fd of a table indexed by fd (fd_table.hpp: lock-free, grown as
+// fds are used, never shrunk):
+//   bits 0-1   the type: 0 not known yet; 1 other (a regular file, a directory, a
+//              block device, an eventfd, an epoll...: never waits); 2 a socket;
+//              3 a pipe, FIFO or character device
+//   bit 2      O_NONBLOCK (as last set or seen)
+//   bit 3      shared: the fd's open file description (where O_NONBLOCK lives) is
+//              shared with another fd (a dup) or with another process (fds 0-2:
+//              usually the shell's terminal). Then O_NONBLOCK may change through
+//              the other one, and is read (F_GETFL) at each call; the type is
+//              still remembered
+//   bits 4-31  a generation, new each time the number comes to name another
+//              file: close() (before and after libc's), dup2 and dup3 onto it, and
+//              each interposed call that returns it (socket, socketpair, pipe,
+//              pipe2, accept, accept4, dup, dup2, dup3, fcntl's F_DUPFD and
+//              F_DUPFD_CLOEXEC). Those that know what they made (all but the dups,
+//              which inherit their source's type) fill in the type and mode.
+// fcntl(F_SETFL) and ioctl(FIONBIO) set bit 2. Every change is a compare-and-swap
+// of the whole word, so a classification that raced with a change (it read the
+// word before it) is not stored: that call uses what it saw, the next one looks again.
+// A task woken from a wait checks that the generation it started with is still
+// there; if the fd was closed meanwhile (on any thread), its call fails with EBADF
+// instead of going on with whatever file the number names now.
+//
+// Blind spots. An fd closed behind the hook's back (libc's own close inside
+// fclose, close_range, a raw system call) whose number is reused by a call the
+// hook does not interpose (open, epoll_create...): a remembered socket that then
+// says ENOTSOCK is classified again, and a regular file taken for a pipe does no
+// harm (poll says it is ready, the call is libc's); one taken for a blocking
+// socket or pipe when it is not (or the reverse) would wait on the loop (or block
+// the thread) where libc would not. And O_NONBLOCK changed by another process
+// through a shared description, on an fd above 2.
+
+using fd_word = std::atomic<std::uint32_t>;
+// 2^11 pointers at the top (16 KiB, untouched until used), chunks of 1024 words (4 KiB).
+constinit fiber::detail::fd_table<fd_word, 10, 10> fd_words;
+
+constexpr std::uint32_t type_bits = 3, type_other = 1, type_socket = 2, type_stream = 3;
+constexpr std::uint32_t nonblock_bit = 4, shared_bit = 8, gen_unit = 16;
+constexpr std::uint32_t gen_of(std::uint32_t w) { return w & ~(gen_unit - 1); }
+// The next generation, with nothing known.
+constexpr std::uint32_t renumber(std::uint32_t w) { return (w | (gen_unit - 1)) + 1; }
+
+std::uint32_t type_of(const struct stat& st) {
+  if (S_ISSOCK(st.st_mode)) return type_socket;
+  if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) return type_stream;
+  return type_other;
+}
+
+// The bookkeeping never changes errno (a successful call may not change it
+// either, and programs read it after failures they expect).
+struct errno_kept {
+  int saved = errno;
+  ~errno_kept() { errno = saved; }
+};
+
+// fd names another file now, of which `known` (type and mode bits) is known: a
+// new generation. make: make its word if there is none.
+void renumbered(int fd, std::uint32_t known, bool make) {
+  if (!tracking()) return;
+  errno_kept keep;
+  fd_word* w = make ? fd_words.get(fd) : fd_words.find(fd);
+  if (!w) return;
+  std::uint32_t v = w->load(std::memory_order_relaxed);
+  while (!w->compare_exchange_weak(v, renumber(v) | known, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+  }
+}
+
+// fd's number is free (close), or about to be (dup2 onto it): whatever it names
+// next is not known.
+void forget(int fd) { renumbered(fd, 0, false); }
+
+// A call made fd: of this type, and non-blocking or not.
+void made(int fd, std::uint32_t type, bool nonblocking) {
+  if (fd >= 0) renumbered(fd, type | (nonblocking ? nonblock_bit : 0), true);
+}
+
+// `to` is a dup of `from`: the same open file, of the same type, whose O_NONBLOCK
+// they share from now on.
+void duplicated(int from, int to) {
+  if (!tracking()) return;
+  std::uint32_t type = 0;
+  {
+    errno_kept keep;
+    if (fd_word* w = fd_words.get(from)) {
+      std::uint32_t v = w->load(std::memory_order_relaxed);
+      while (!(v & shared_bit) &&
+             !w->compare_exchange_weak(v, v | shared_bit, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      }
+      type = v & type_bits;
+    }
+  }
+  renumbered(to, type | shared_bit, true);
+}
+
+// fd's O_NONBLOCK was just set to `nonblocking` (fcntl(F_SETFL), ioctl(FIONBIO)).
+void mode_set(int fd, bool nonblocking) {
+  if (!tracking()) return;
+  errno_kept keep;
+  // (The word is made if there is none: a classification that made it meanwhile
+  // and read the old mode then finds it changed, and does not store that mode.)
+  fd_word* w = fd_words.get(fd);
+  if (!w) return;
+  std::uint32_t v = w->load(std::memory_order_relaxed);
+  for (;;) {
+    std::uint32_t type = v & type_bits;
+    if (!type) {  // fill the type in too: the word changes, and a classification in flight is not stored
+      struct stat st;
+      if (::fstat(fd, &st) != 0) return;
+      type = type_of(st);
+    }
+    const std::uint32_t nv = (v & ~(type_bits | nonblock_bit)) | type | (nonblocking ? nonblock_bit : 0);
+    if (nv == v || w->compare_exchange_weak(v, nv, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
+  }
+}
+
 // ---- which calls wait on the loop ----
 
 enum class kind { passthrough, socket, stream };
 
+// One call's view of its fd: how it is served, and the generation it started with.
+struct fd_use {
+  int fd;
+  kind k;
+  std::uint32_t gen = 0;
+  bool checked = false;  // whether a wake checks the generation (not for the hook's own fds)
+};
+
 // Only from a task, and only for blocking fds that can wait for readiness.
-kind classify(int fd) {
-  if (!in_task()) return kind::passthrough;
-  const int fl = ::fcntl(fd, F_GETFL);
-  if (fl < 0 || (fl & O_NONBLOCK)) return kind::passthrough;
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return kind::passthrough;
-  if (S_ISSOCK(st.st_mode)) return kind::socket;
-  if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) return kind::stream;
-  return kind::passthrough;
+fd_use classify(int fd) {
+  fd_use u{fd, kind::passthrough};
+  if (!in_task()) return u;
+  fd_word* const w = fd_words.get(fd);
+  const std::uint32_t v = w ? w->load(std::memory_order_acquire) : 0;
+  std::uint32_t type = v & type_bits;
+  bool nonblocking = (v & nonblock_bit) != 0;
+  if (!type) {
+    const int fl = libc().fcntl(fd, F_GETFL);
+    struct stat st;
+    if (fl < 0 || ::fstat(fd, &st) != 0) return u;  // (not remembered: EBADF now says nothing of later)
+    type = type_of(st);
+    nonblocking = (fl & O_NONBLOCK) != 0;
+    std::uint32_t expected = v;
+    const std::uint32_t known = v | type | (nonblocking ? nonblock_bit : 0) | (fd <= 2 ? shared_bit : 0);
+    if (w) w->compare_exchange_strong(expected, known, std::memory_order_acq_rel, std::memory_order_relaxed);
+  } else if ((v & shared_bit) && type != type_other) {
+    const int fl = libc().fcntl(fd, F_GETFL);
+    if (fl < 0) return u;
+    nonblocking = (fl & O_NONBLOCK) != 0;
+  }
+  if (nonblocking || type == type_other) return u;
+  u.k = type == type_socket ? kind::socket : kind::stream;
+  u.gen = gen_of(v);
+  u.checked = w != nullptr;
+  return u;
+}
+
+// Whether fd has named another file since u was classified (it was closed).
+bool renumbered_since(const fd_use& u) {
+  if (!u.checked) return false;
+  const fd_word* w = fd_words.find(u.fd);
+  return w && gen_of(w->load(std::memory_order_acquire)) != u.gen;
+}
+
+// A call made as a socket said ENOTSOCK: the number was reused behind the hook's
+// back. Forgets what it remembered (if nothing changed since).
+void not_a_socket(const fd_use& u) {
+  if (!u.checked) return;
+  fd_word* w = fd_words.find(u.fd);
+  if (!w) return;
+  std::uint32_t v = w->load(std::memory_order_relaxed);
+  while (gen_of(v) == u.gen &&
+         !w->compare_exchange_weak(v, renumber(v), std::memory_order_acq_rel, std::memory_order_relaxed)) {
+  }
 }
 
 // A deadline in steady-clock nanoseconds; INT64_MAX: none.
@@ -202,9 +419,11 @@ struct lazy_deadline {
   }
 };
 
-// Parks until fd is ready. 0, or -1 with errno: EAGAIN when the deadline passed,
-// EINTR when the task was cancelled, EIO for anything else (reported on stderr).
-int wait_ready(int fd, bool writing, int64_t deadline) {
+// Parks until u's fd is ready. 0, or -1 with errno: EAGAIN when the deadline
+// passed, EINTR when the task was cancelled, EBADF when the fd was closed
+// meanwhile, EIO for anything else (reported on stderr).
+int wait_ready(const fd_use& u, bool writing, int64_t deadline) {
+  const int fd = u.fd;
   int64_t timeout_ms = -1;
   if (deadline != no_deadline) {
     const int64_t left = deadline - now_ns();
@@ -217,6 +436,10 @@ int wait_ready(int fd, bool writing, int64_t deadline) {
   const int rc = fib.wait_fd(fd, writing ? FIBER_WRITABLE : FIBER_READABLE, timeout_ms, nullptr);
   switch (rc) {
     case FIBER_OK:
+      if (renumbered_since(u)) {
+        errno = EBADF;
+        return -1;
+      }
       return 0;
     case FIBER_TIMEOUT:
       errno = EAGAIN;
@@ -247,7 +470,8 @@ bool is_stream_socket(int fd) {
 
 // ---- sockets ----
 
-ssize_t socket_recvmsg(int fd, msghdr* msg, int flags) {
+ssize_t socket_recvmsg(const fd_use& u, msghdr* msg, int flags) {
+  const int fd = u.fd;
   lazy_deadline deadline{fd, false};
   const bool waitall = (flags & MSG_WAITALL) != 0;
   std::size_t want = 0;
@@ -258,7 +482,7 @@ ssize_t socket_recvmsg(int fd, msghdr* msg, int flags) {
     for (;;) {
       const ssize_t r = libc().recvmsg(fd, msg, flags | MSG_DONTWAIT);
       if (r >= 0 || !would_block()) return r;
-      if (wait_ready(fd, false, deadline.get()) != 0) return -1;
+      if (wait_ready(u, false, deadline.get()) != 0) return -1;
     }
   }
   // MSG_WAITALL on a stream: gather until `want` bytes, EOF, or an error.
@@ -272,7 +496,7 @@ ssize_t socket_recvmsg(int fd, msghdr* msg, int flags) {
     if (r == 0) break;
     if (r < 0) {
       if (!would_block()) return got ? static_cast<ssize_t>(got) : -1;
-      if (wait_ready(fd, false, deadline.get()) != 0) return got ? static_cast<ssize_t>(got) : -1;
+      if (wait_ready(u, false, deadline.get()) != 0) return got ? static_cast<ssize_t>(got) : -1;
       continue;
     }
     got += static_cast<std::size_t>(r);
@@ -289,20 +513,21 @@ ssize_t socket_recvmsg(int fd, msghdr* msg, int flags) {
   return static_cast<ssize_t>(got);
 }
 
-ssize_t socket_recv(int fd, void* buf, size_t n, int flags, sockaddr* from, socklen_t* fromlen) {
+ssize_t socket_recv(const fd_use& u, void* buf, size_t n, int flags, sockaddr* from, socklen_t* fromlen) {
   iovec v{buf, n};
   msghdr m{};
   m.msg_name = from;
   m.msg_namelen = fromlen ? *fromlen : 0;
   m.msg_iov = &v;
   m.msg_iovlen = 1;
-  const ssize_t r = socket_recvmsg(fd, &m, flags);
+  const ssize_t r = socket_recvmsg(u, &m, flags);
   if (r >= 0 && fromlen) *fromlen = m.msg_namelen;
   return r;
 }
 
 // A blocking send writes everything on a stream socket: loop over partial sends.
-ssize_t socket_sendmsg(int fd, const msghdr* msg, int flags) {
+ssize_t socket_sendmsg(const fd_use& u, const msghdr* msg, int flags) {
+  const int fd = u.fd;
   lazy_deadline deadline{fd, true};
   std::vector<iovec> iov(msg->msg_iov, msg->msg_iov + msg->msg_iovlen);
   msghdr m = *msg;
@@ -315,7 +540,7 @@ ssize_t socket_sendmsg(int fd, const msghdr* msg, int flags) {
     const ssize_t r = libc().sendmsg(fd, &m, flags | MSG_DONTWAIT);
     if (r < 0) {
       if (!would_block()) return sent ? static_cast<ssize_t>(sent) : -1;
-      if (wait_ready(fd, true, deadline.get()) != 0) return sent ? static_cast<ssize_t>(sent) : -1;
+      if (wait_ready(u, true, deadline.get()) != 0) return sent ? static_cast<ssize_t>(sent) : -1;
       continue;
     }
     sent += static_cast<std::size_t>(r);
@@ -341,14 +566,14 @@ ssize_t socket_sendmsg(int fd, const msghdr* msg, int flags) {
   }
 }
 
-ssize_t socket_send(int fd, const void* buf, size_t n, int flags, const sockaddr* to, socklen_t tolen) {
+ssize_t socket_send(const fd_use& u, const void* buf, size_t n, int flags, const sockaddr* to, socklen_t tolen) {
   iovec v{const_cast<void*>(buf), n};
   msghdr m{};
   m.msg_name = const_cast<sockaddr*>(to);
   m.msg_namelen = tolen;
   m.msg_iov = &v;
   m.msg_iovlen = 1;
-  return socket_sendmsg(fd, &m, flags);
+  return socket_sendmsg(u, &m, flags);
 }
 
 // ---- pipes, FIFOs, terminals (and accept) ----
@@ -357,33 +582,34 @@ ssize_t socket_send(int fd, const void* buf, size_t n, int flags, const sockaddr
 // is ready, then makes the (blocking-mode) call, which then does not block.
 // -1 with errno if poll fails or the wait ends without readiness.
 template <class Call>
-auto when_ready(int fd, bool writing, lazy_deadline* deadline, Call call) -> decltype(call()) {
+auto when_ready(const fd_use& u, bool writing, lazy_deadline* deadline, Call call) -> decltype(call()) {
   for (;;) {
-    const int ready = ready_now(fd, writing);
+    const int ready = ready_now(u.fd, writing);
     if (ready > 0) return call();
     if (ready < 0 && errno != EINTR) return -1;
-    if (wait_ready(fd, writing, deadline ? deadline->get() : no_deadline) != 0) return -1;
+    if (wait_ready(u, writing, deadline ? deadline->get() : no_deadline) != 0) return -1;
   }
 }
 
-ssize_t stream_read(int fd, void* buf, size_t n) {
-  return when_ready(fd, false, nullptr, [&] { return libc().read(fd, buf, n); });
+ssize_t stream_read(const fd_use& u, void* buf, size_t n) {
+  return when_ready(u, false, nullptr, [&] { return libc().read(u.fd, buf, n); });
 }
 
-ssize_t stream_readv(int fd, const iovec* iov, int count) {
-  return when_ready(fd, false, nullptr, [&] { return libc().readv(fd, iov, count); });
+ssize_t stream_readv(const fd_use& u, const iovec* iov, int count) {
+  return when_ready(u, false, nullptr, [&] { return libc().readv(u.fd, iov, count); });
 }
 
 // Writes everything, PIPE_BUF bytes at a time once poll says there is room (a
 // pipe that polls writable takes PIPE_BUF bytes without blocking).
-ssize_t stream_write(int fd, const void* buf, size_t n) {
+ssize_t stream_write(const fd_use& u, const void* buf, size_t n) {
+  const int fd = u.fd;
   const char* p = static_cast<const char*>(buf);
   std::size_t done = 0;
   do {
     const int ready = ready_now(fd, true);
     if (ready < 0 && errno != EINTR) return done ? static_cast<ssize_t>(done) : -1;
     if (ready <= 0) {
-      if (wait_ready(fd, true, no_deadline) != 0) return done ? static_cast<ssize_t>(done) : -1;
+      if (wait_ready(u, true, no_deadline) != 0) return done ? static_cast<ssize_t>(done) : -1;
       continue;
     }
     const std::size_t chunk = std::min<std::size_t>(n - done, PIPE_BUF);
@@ -425,7 +651,7 @@ int fiber_poll(pollfd* fds, nfds_t nfds, int timeout_ms) {
   }
   int result;
   for (;;) {
-    if (wait_ready(ep, false, deadline) != 0) {
+    if (wait_ready(fd_use{ep, kind::stream}, false, deadline) != 0) {
       result = errno == EAGAIN ? 0 : -1;  // the timeout passed: nothing ready
       break;
     }
@@ -433,6 +659,7 @@ int fiber_poll(pollfd* fds, nfds_t nfds, int timeout_ms) {
     if (result != 0) break;
   }
   const int saved = errno;
+  fib.fd_closing(ep);  // (out of the loop's epoll)
   libc().close(ep);
   errno = saved;
   return result;
@@ -501,6 +728,103 @@ int fiber_select(int nfds, fd_set* r, fd_set* w, fd_set* e, timeval* timeout) {
 // Sleeps the task; 0, or -1 (EINTR) if it was cancelled.
 int fiber_sleep_for_ns(int64_t ns) { return fib.sleep_ns(ns) == FIBER_OK ? 0 : (errno = EINTR, -1); }
 
+// The calls that serve plain fds (read, write, readv, writev) as sockets, retried
+// once as what the fd really is if a remembered socket says ENOTSOCK (its number
+// was reused behind the hook's back).
+template <class Socket, class Stream, class Libc>
+auto serve(int fd, Socket as_socket, Stream as_stream, Libc as_libc) -> decltype(as_libc()) {
+  fd_use u = classify(fd);
+  for (int tries = 0;; ++tries) {
+    switch (u.k) {
+      case kind::socket: {
+        const auto r = as_socket(u);
+        if (r >= 0 || errno != ENOTSOCK || tries > 0) return r;
+        not_a_socket(u);
+        u = classify(fd);
+        continue;
+      }
+      case kind::stream: return as_stream(u);
+      default: return as_libc();
+    }
+  }
+}
+
+// fcntl's third argument: an int for these commands; a pointer, or none, for the others.
+bool int_argument(int cmd) {
+  switch (cmd) {
+    case F_DUPFD:
+    case F_DUPFD_CLOEXEC:
+    case F_SETFD:
+    case F_SETFL:
+    case F_SETOWN:
+#ifdef F_SETSIG
+    case F_SETSIG:
+#endif
+#ifdef F_SETLEASE
+    case F_SETLEASE:
+#endif
+#ifdef F_NOTIFY
+    case F_NOTIFY:
+#endif
+#ifdef F_SETPIPE_SZ
+    case F_SETPIPE_SZ:
+#endif
+#ifdef F_ADD_SEALS
+    case F_ADD_SEALS:
+#endif
+      return true;
+    default:
+      return false;
+  }
+}
+
+// fcntl and fcntl64: libc's (`real`), and a note of what changed.
+int hooked_fcntl(int (*real_fcntl)(int, int, ...), int fd, int cmd, va_list ap) {
+  if (!int_argument(cmd)) {
+    // A pointer (F_GETLK, F_SETOWN_EX...), or nothing (F_GETFL...): then what is
+    // read here is ignored by the kernel, as in glibc's own fcntl.
+    void* const arg = va_arg(ap, void*);
+    return real_fcntl(fd, cmd, arg);
+  }
+  const int arg = va_arg(ap, int);
+  const int r = real_fcntl(fd, cmd, arg);
+  if (r >= 0) {
+    if (cmd == F_SETFL)
+      mode_set(fd, (arg & O_NONBLOCK) != 0);
+    else if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+      duplicated(fd, r);
+  }
+  return r;
+}
+
+// ioctl: libc's, and a note of FIONBIO.
+int hooked_ioctl(int (*real_ioctl)(int, unsigned long, ...), int fd, unsigned long request, void* arg) {
+  const int r = real_ioctl(fd, request, arg);
+  if (r >= 0 && request == FIONBIO && arg) mode_set(fd, *static_cast<const int*>(arg) != 0);
+  return r;
+}
+
+// Whether fd is open (dup2 and dup3 check their source first: if it is not, they
+// fail and leave their target alone).
+bool is_open(int fd) { return libc().fcntl(fd, F_GETFD) >= 0; }
+
+// fd is about to be closed (close, or dup2/dup3 onto it): a new generation, so
+// that a task woken from a wait on it fails with EBADF; out of the epoll of the
+// loop that waited on it, its waiters woken (whatever their thread).
+void closing(int fd) {
+  forget(fd);
+  if (fib.fd_closing) fib.fd_closing(fd);
+}
+
+// The socket calls: a remembered socket that says ENOTSOCK is forgotten (the
+// call's answer stands: libc's would be the same).
+template <class Call>
+auto on_socket(const fd_use& u, Call call) -> decltype(call()) {
+  const auto r = call();
+  if (r < 0 && errno == ENOTSOCK) not_a_socket(u);
+  return r;
+}
+
 }  // namespace
 
 // ---- the interposed functions ----
@@ -509,115 +833,145 @@ extern "C" {
 
 ssize_t read(int fd, void* buf, size_t n) {
   if (n == 0) return libc().read(fd, buf, n);  // never waits
-  switch (classify(fd)) {
-    case kind::socket: return socket_recv(fd, buf, n, 0, nullptr, nullptr);
-    case kind::stream: return stream_read(fd, buf, n);
-    default: return libc().read(fd, buf, n);
-  }
+  return serve(
+      fd, [&](const fd_use& u) { return socket_recv(u, buf, n, 0, nullptr, nullptr); },
+      [&](const fd_use& u) { return stream_read(u, buf, n); }, [&] { return libc().read(fd, buf, n); });
 }
 
 ssize_t write(int fd, const void* buf, size_t n) {
   if (n == 0) return libc().write(fd, buf, n);
-  switch (classify(fd)) {
-    case kind::socket: return socket_send(fd, buf, n, 0, nullptr, 0);
-    case kind::stream: return stream_write(fd, buf, n);
-    default: return libc().write(fd, buf, n);
-  }
+  return serve(
+      fd, [&](const fd_use& u) { return socket_send(u, buf, n, 0, nullptr, 0); },
+      [&](const fd_use& u) { return stream_write(u, buf, n); }, [&] { return libc().write(fd, buf, n); });
 }
 
 ssize_t readv(int fd, const iovec* iov, int count) {
-  switch (classify(fd)) {
-    case kind::socket: {
-      msghdr m{};
-      m.msg_iov = const_cast<iovec*>(iov);
-      m.msg_iovlen = static_cast<std::size_t>(count < 0 ? 0 : count);
-      if (count < 0 || count > IOV_MAX) {
-        errno = EINVAL;
-        return -1;
-      }
-      return socket_recvmsg(fd, &m, 0);
-    }
-    case kind::stream: return stream_readv(fd, iov, count);
-    default: return libc().readv(fd, iov, count);
-  }
+  return serve(
+      fd,
+      [&](const fd_use& u) -> ssize_t {
+        if (count < 0 || count > IOV_MAX) {
+          errno = EINVAL;
+          return -1;
+        }
+        msghdr m{};
+        m.msg_iov = const_cast<iovec*>(iov);
+        m.msg_iovlen = static_cast<std::size_t>(count);
+        return socket_recvmsg(u, &m, 0);
+      },
+      [&](const fd_use& u) { return stream_readv(u, iov, count); }, [&] { return libc().readv(fd, iov, count); });
 }
 
 ssize_t writev(int fd, const iovec* iov, int count) {
-  const kind k = classify(fd);
-  if (k == kind::passthrough) return libc().writev(fd, iov, count);
-  if (count < 0 || count > IOV_MAX) {
+  auto bad_count = [&] {
+    if (count >= 0 && count <= IOV_MAX) return false;
     errno = EINVAL;
-    return -1;
-  }
-  if (k == kind::socket) {
-    msghdr m{};
-    m.msg_iov = const_cast<iovec*>(iov);
-    m.msg_iovlen = static_cast<std::size_t>(count);
-    return socket_sendmsg(fd, &m, 0);
-  }
-  std::size_t total = 0;
-  for (int i = 0; i < count; ++i) total += iov[i].iov_len;
-  if (total <= PIPE_BUF)  // atomic on a pipe, as libc's writev: one call once there is room
-    return when_ready(fd, true, nullptr, [&] { return libc().writev(fd, iov, count); });
-  total = 0;
-  for (int i = 0; i < count; ++i) {
-    const ssize_t r = stream_write(fd, iov[i].iov_base, iov[i].iov_len);
-    if (r < 0) return total ? static_cast<ssize_t>(total) : -1;
-    total += static_cast<std::size_t>(r);
-    if (static_cast<std::size_t>(r) < iov[i].iov_len) break;
-  }
-  return static_cast<ssize_t>(total);
+    return true;
+  };
+  return serve(
+      fd,
+      [&](const fd_use& u) -> ssize_t {
+        if (bad_count()) return -1;
+        msghdr m{};
+        m.msg_iov = const_cast<iovec*>(iov);
+        m.msg_iovlen = static_cast<std::size_t>(count);
+        return socket_sendmsg(u, &m, 0);
+      },
+      [&](const fd_use& u) -> ssize_t {
+        if (bad_count()) return -1;
+        std::size_t total = 0;
+        for (int i = 0; i < count; ++i) total += iov[i].iov_len;
+        if (total <= PIPE_BUF)  // atomic on a pipe, as libc's writev: one call once there is room
+          return when_ready(u, true, nullptr, [&] { return libc().writev(fd, iov, count); });
+        total = 0;
+        for (int i = 0; i < count; ++i) {
+          const ssize_t r = stream_write(u, iov[i].iov_base, iov[i].iov_len);
+          if (r < 0) return total ? static_cast<ssize_t>(total) : -1;
+          total += static_cast<std::size_t>(r);
+          if (static_cast<std::size_t>(r) < iov[i].iov_len) break;
+        }
+        return static_cast<ssize_t>(total);
+      },
+      [&] { return libc().writev(fd, iov, count); });
 }
 
 // Flags with which the kernel never waits (or that waiting cannot serve).
 constexpr int no_wait_flags = MSG_DONTWAIT | MSG_ERRQUEUE | MSG_OOB;
 
 ssize_t recv(int fd, void* buf, size_t n, int flags) {
-  if ((flags & no_wait_flags) || classify(fd) != kind::socket) return libc().recv(fd, buf, n, flags);
-  return socket_recv(fd, buf, n, flags, nullptr, nullptr);
+  if (flags & no_wait_flags) return libc().recv(fd, buf, n, flags);
+  const fd_use u = classify(fd);
+  if (u.k != kind::socket) return libc().recv(fd, buf, n, flags);
+  return on_socket(u, [&] { return socket_recv(u, buf, n, flags, nullptr, nullptr); });
 }
 
 ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* from, socklen_t* fromlen) {
-  if ((flags & no_wait_flags) || classify(fd) != kind::socket) return libc().recvfrom(fd, buf, n, flags, from, fromlen);
-  return socket_recv(fd, buf, n, flags, from, fromlen);
+  if (flags & no_wait_flags) return libc().recvfrom(fd, buf, n, flags, from, fromlen);
+  const fd_use u = classify(fd);
+  if (u.k != kind::socket) return libc().recvfrom(fd, buf, n, flags, from, fromlen);
+  return on_socket(u, [&] { return socket_recv(u, buf, n, flags, from, fromlen); });
 }
 
 ssize_t recvmsg(int fd, msghdr* msg, int flags) {
-  if ((flags & no_wait_flags) || classify(fd) != kind::socket) return libc().recvmsg(fd, msg, flags);
-  return socket_recvmsg(fd, msg, flags);
+  if (flags & no_wait_flags) return libc().recvmsg(fd, msg, flags);
+  const fd_use u = classify(fd);
+  if (u.k != kind::socket) return libc().recvmsg(fd, msg, flags);
+  return on_socket(u, [&] { return socket_recvmsg(u, msg, flags); });
 }
 
 ssize_t send(int fd, const void* buf, size_t n, int flags) {
-  if ((flags & MSG_DONTWAIT) || classify(fd) != kind::socket) return libc().send(fd, buf, n, flags);
-  return socket_send(fd, buf, n, flags, nullptr, 0);
+  if (flags & MSG_DONTWAIT) return libc().send(fd, buf, n, flags);
+  const fd_use u = classify(fd);
+  if (u.k != kind::socket) return libc().send(fd, buf, n, flags);
+  return on_socket(u, [&] { return socket_send(u, buf, n, flags, nullptr, 0); });
 }
 
 ssize_t sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* to, socklen_t tolen) {
-  if ((flags & MSG_DONTWAIT) || classify(fd) != kind::socket) return libc().sendto(fd, buf, n, flags, to, tolen);
-  return socket_send(fd, buf, n, flags, to, tolen);
+  if (flags & MSG_DONTWAIT) return libc().sendto(fd, buf, n, flags, to, tolen);
+  const fd_use u = classify(fd);
+  if (u.k != kind::socket) return libc().sendto(fd, buf, n, flags, to, tolen);
+  return on_socket(u, [&] { return socket_send(u, buf, n, flags, to, tolen); });
 }
 
 ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
-  if ((flags & MSG_DONTWAIT) || classify(fd) != kind::socket) return libc().sendmsg(fd, msg, flags);
-  return socket_sendmsg(fd, msg, flags);
+  if (flags & MSG_DONTWAIT) return libc().sendmsg(fd, msg, flags);
+  const fd_use u = classify(fd);
+  if (u.k != kind::socket) return libc().sendmsg(fd, msg, flags);
+  return on_socket(u, [&] { return socket_sendmsg(u, msg, flags); });
 }
 
+// accept and accept4 give out a new socket: blocking (Linux does not pass the
+// listener's O_NONBLOCK on), unless SOCK_NONBLOCK.
 int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
-  if (classify(fd) != kind::socket) return libc().accept4(fd, addr, len, flags);
-  lazy_deadline deadline{fd, false};  // accept honours SO_RCVTIMEO
-  return when_ready(fd, false, &deadline, [&] { return libc().accept4(fd, addr, len, flags); });
+  const fd_use u = classify(fd);
+  int r;
+  if (u.k != kind::socket) {
+    r = libc().accept4(fd, addr, len, flags);
+  } else {
+    lazy_deadline deadline{fd, false};  // accept honours SO_RCVTIMEO
+    r = on_socket(u, [&] { return when_ready(u, false, &deadline, [&] { return libc().accept4(fd, addr, len, flags); }); });
+  }
+  made(r, type_socket, (flags & SOCK_NONBLOCK) != 0);
+  return r;
 }
 
 int accept(int fd, sockaddr* addr, socklen_t* len) {
-  if (classify(fd) != kind::socket) return libc().accept(fd, addr, len);
-  lazy_deadline deadline{fd, false};
-  return when_ready(fd, false, &deadline, [&] { return libc().accept(fd, addr, len); });
+  const fd_use u = classify(fd);
+  int r;
+  if (u.k != kind::socket) {
+    r = libc().accept(fd, addr, len);
+  } else {
+    lazy_deadline deadline{fd, false};
+    r = on_socket(u, [&] { return when_ready(u, false, &deadline, [&] { return libc().accept(fd, addr, len); }); });
+  }
+  made(r, type_socket, false);
+  return r;
 }
 
 int connect(int fd, const sockaddr* addr, socklen_t len) {
-  if (classify(fd) != kind::socket) return libc().connect(fd, addr, len);
-  const int fl = ::fcntl(fd, F_GETFL);
-  ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  const fd_use u = classify(fd);
+  if (u.k != kind::socket) return libc().connect(fd, addr, len);
+  const int fl = libc().fcntl(fd, F_GETFL);
+  libc().fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   int r = libc().connect(fd, addr, len);
   int e = errno;
   if (r != 0 && e == EAGAIN && addr && addr->sa_family == AF_UNIX) {
@@ -632,13 +986,14 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
       e = errno;
     }
   }
-  ::fcntl(fd, F_SETFL, fl);
+  libc().fcntl(fd, F_SETFL, fl);
   if (r == 0) return 0;
   if (e != EINPROGRESS) {
+    if (e == ENOTSOCK) not_a_socket(u);
     errno = e;
     return -1;
   }
-  if (wait_ready(fd, true, socket_deadline(fd, true)) != 0) {
+  if (wait_ready(u, true, socket_deadline(fd, true)) != 0) {
     if (errno == EAGAIN) errno = EINPROGRESS;  // what a blocking connect says when SO_SNDTIMEO passes
     return -1;
   }
@@ -701,8 +1056,107 @@ int nanosleep(const timespec* req, timespec* rem) {
 
 int close(int fd) {
   libc();
-  if (fib.fd_closing) fib.fd_closing(fd);
-  return real.close(fd);
+  closing(fd);
+  const int r = real.close(fd);
+  forget(fd);  // (again: a classification that read the word before the close is not stored)
+  return r;
+}
+
+// ---- the calls that change what an fd is ----
+
+int fcntl(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  const int r = hooked_fcntl(libc().fcntl, fd, cmd, ap);
+  va_end(ap);
+  return r;
+}
+
+int fcntl64(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  const int r = hooked_fcntl(libc().fcntl64, fd, cmd, ap);
+  va_end(ap);
+  return r;
+}
+
+int __fcntl_time64(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  const int r = hooked_fcntl(libc().fcntl_time64, fd, cmd, ap);
+  va_end(ap);
+  return r;
+}
+
+int ioctl(int fd, unsigned long request, ...) noexcept {
+  va_list ap;
+  va_start(ap, request);
+  void* const arg = va_arg(ap, void*);  // (a pointer, an int, or nothing, per request: passed on as it came)
+  va_end(ap);
+  return hooked_ioctl(libc().ioctl, fd, request, arg);
+}
+
+int __ioctl_time64(int fd, unsigned long request, ...) noexcept {
+  va_list ap;
+  va_start(ap, request);
+  void* const arg = va_arg(ap, void*);
+  va_end(ap);
+  return hooked_ioctl(libc().ioctl_time64, fd, request, arg);
+}
+
+int dup(int fd) noexcept {
+  const int r = libc().dup(fd);
+  if (r >= 0) duplicated(fd, r);
+  return r;
+}
+
+int dup2(int from, int to) noexcept {
+  if (from == to || !tracking() || !is_open(from)) return libc().dup2(from, to);
+  closing(to);  // dup2 closes it first
+  const int r = libc().dup2(from, to);
+  if (r >= 0) duplicated(from, to);
+  return r;
+}
+
+int dup3(int from, int to, int flags) noexcept {
+  if (from == to || !tracking() || !is_open(from)) return libc().dup3(from, to, flags);
+  closing(to);
+  const int r = libc().dup3(from, to, flags);
+  if (r >= 0) duplicated(from, to);
+  return r;
+}
+
+int socket(int domain, int type, int protocol) noexcept {
+  const int r = libc().socket(domain, type, protocol);
+  made(r, type_socket, (type & SOCK_NONBLOCK) != 0);
+  return r;
+}
+
+int socketpair(int domain, int type, int protocol, int sv[2]) noexcept {
+  const int r = libc().socketpair(domain, type, protocol, sv);
+  if (r == 0) {
+    made(sv[0], type_socket, (type & SOCK_NONBLOCK) != 0);
+    made(sv[1], type_socket, (type & SOCK_NONBLOCK) != 0);
+  }
+  return r;
+}
+
+int pipe(int fds[2]) noexcept {
+  const int r = libc().pipe(fds);
+  if (r == 0) {
+    made(fds[0], type_stream, false);
+    made(fds[1], type_stream, false);
+  }
+  return r;
+}
+
+int pipe2(int fds[2], int flags) noexcept {
+  const int r = libc().pipe2(fds, flags);
+  if (r == 0) {
+    made(fds[0], type_stream, (flags & O_NONBLOCK) != 0);
+    made(fds[1], type_stream, (flags & O_NONBLOCK) != 0);
+  }
+  return r;
 }
 
 }  // extern "C"
