@@ -7,13 +7,16 @@
  * time on one thread can answer only the first, and the client then gives up
  * (SO_RCVTIMEO, 5 s) and exits with 3. It prints each reply (the transcript;
  * every line has the same length),
- * and with ROUNDS > 1000 only a final count and the messages per second. */
+ * and with ROUNDS > 1000 only a final count and the messages per second (also
+ * with QUIET as a fourth argument). It raises its soft limit of open files to
+ * what CLIENTS connections need (or says why it cannot). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -31,16 +34,39 @@ static int read_exact(int fd, char* buf, size_t n) {
   return 0;
 }
 
+/* Makes room for `clients` connections (and a few more fds) in the soft limit. */
+static int enough_fds(int clients) {
+  struct rlimit rl;
+  rlim_t need = (rlim_t)clients + 64;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+      fprintf(stderr, "echo_client: %d clients need %lu open files; the hard limit is %lu (raise it: ulimit -Hn)\n",
+              clients, (unsigned long)need, (unsigned long)rl.rlim_max);
+      return 0;
+    }
+    rl.rlim_cur = need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      perror("echo_client: setrlimit(RLIMIT_NOFILE)");
+      return 0;
+    }
+  }
+  return 1;
+}
+
 int main(int argc, char** argv) {
-  int port, clients, rounds, i, r, quiet;
+  int port, clients, rounds, i, r, quiet, width = 4;
   int* fds;
   struct timespec t0, t1;
   long messages = 0;
-  if (argc != 4 || (port = atoi(argv[1])) <= 0 || (clients = atoi(argv[2])) < 1 || (rounds = atoi(argv[3])) < 1) {
-    fprintf(stderr, "usage: echo_client PORT CLIENTS ROUNDS\n");
+  if ((argc != 4 && !(argc == 5 && strcmp(argv[4], "QUIET") == 0)) || (port = atoi(argv[1])) <= 0 ||
+      (clients = atoi(argv[2])) < 1 || (rounds = atoi(argv[3])) < 1) {
+    fprintf(stderr, "usage: echo_client PORT CLIENTS ROUNDS [QUIET]\n");
     return 2;
   }
-  quiet = rounds > 1000;
+  quiet = rounds > 1000 || argc == 5;
+  for (i = clients - 1; i >= 10000; i /= 10) ++width; /* every line the same length */
+  if (!enough_fds(clients)) return 1;
   fds = calloc((size_t)clients, sizeof *fds);
   for (i = 0; i < clients; ++i) {
     struct sockaddr_in a;
@@ -62,7 +88,7 @@ int main(int argc, char** argv) {
     char line[128], reply[128];
     int n = 0;
     for (i = 0; i < clients; ++i) {
-      n = snprintf(line, sizeof line, "round %06d client %04d\n", r, i);
+      n = snprintf(line, sizeof line, "round %06d client %0*d\n", r, width, i);
       if (write(fds[i], line, (size_t)n) != n) {
         perror("echo_client: write");
         free(fds);

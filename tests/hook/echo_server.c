@@ -7,10 +7,14 @@
  *   echo_server PORTFILE fibers N    one fiber per client, all on this thread
  *                                    (fiber.h); with libfiber_hook loaded, their
  *                                    blocking calls park the fiber, not the thread
+ *   echo_server PORTFILE fibersW N   the same on W worker threads (fiber_run):
+ *                                    each client's fiber starts on any worker and
+ *                                    stays there
  *
  * It listens on 127.0.0.1 (an ephemeral port, written to PORTFILE), serves N
- * clients, then prints one line: how many it served, the most served at once,
- * and on how many threads the handlers ran. */
+ * clients, then prints two lines: how many it served, the most served at once,
+ * and on how many threads the handlers ran; then its peak resident set. It
+ * raises its soft limit of open files to what N clients need (or says why not). */
 #include <fiber/fiber.h>
 
 #include <arpa/inet.h>
@@ -20,12 +24,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 static int served = 0, active = 0, peak_active = 0;
-static pthread_t handler_threads[4096];
-static int nhandler_threads = 0;
+static pthread_t* handler_threads; /* (as many as clients) */
+static int nhandler_threads = 0, max_clients = 0;
 static pthread_mutex_t stats = PTHREAD_MUTEX_INITIALIZER;
 
 /* Counts the distinct threads that ran handlers (bookkeeping, not legacy code). */
@@ -33,7 +38,7 @@ static void note_handler_thread(void) {
   int i;
   for (i = 0; i < nhandler_threads; ++i)
     if (pthread_equal(handler_threads[i], pthread_self())) return;
-  if (nhandler_threads < 4096) handler_threads[nhandler_threads++] = pthread_self();
+  if (nhandler_threads < max_clients) handler_threads[nhandler_threads++] = pthread_self();
 }
 
 /* ---- the legacy part: blocking calls only ---- */
@@ -97,7 +102,7 @@ static int accept_loop(int s, int clients, void (*start)(int fd)) {
 
 /* ---- threads ---- */
 
-static pthread_t threads[4096];
+static pthread_t* threads;
 static int nthreads = 0;
 
 static void* thread_main(void* arg) {
@@ -114,7 +119,7 @@ static void start_thread(int fd) {
 
 /* ---- fibers ---- */
 
-static fiber_task* tasks[4096];
+static fiber_task** tasks;
 static int ntasks = 0;
 
 static void* task_main(void* arg) {
@@ -138,21 +143,75 @@ static void* acceptor(void* arg) {
   return (void*)(intptr_t)accept_loop(a->s, a->clients, start_fiber);
 }
 
+/* fiber_run's main task: accepts, then waits for every handler (fiber_run
+ * cancels the tasks still alive when it returns). */
+static void* acceptor_and_join(void* arg) {
+  void* r = acceptor(arg);
+  int i;
+  for (i = 0; i < ntasks; ++i) fiber_task_join(tasks[i], NULL);
+  return r;
+}
+
+/* Makes room for `clients` connections (and a few more fds) in the soft limit. */
+static int enough_fds(int clients) {
+  struct rlimit rl;
+  rlim_t need = (rlim_t)clients + 64;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+      fprintf(stderr, "echo_server: %d clients need %lu open files; the hard limit is %lu (raise it: ulimit -Hn)\n",
+              clients, (unsigned long)need, (unsigned long)rl.rlim_max);
+      return 0;
+    }
+    rl.rlim_cur = need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      perror("echo_server: setrlimit(RLIMIT_NOFILE)");
+      return 0;
+    }
+  }
+  return 1;
+}
+
 int main(int argc, char** argv) {
-  int clients, s, i;
-  if (argc != 4 || (strcmp(argv[2], "threads") != 0 && strcmp(argv[2], "fibers") != 0) ||
-      (clients = atoi(argv[3])) < 1 || clients > 4096) {
-    fprintf(stderr, "usage: echo_server PORTFILE threads|fibers CLIENTS(1..4096)\n");
+  int clients, s, i, workers = 0;
+  struct rusage ru;
+  const char* mode = argc == 4 ? argv[2] : "";
+  if (strncmp(mode, "fibers", 6) == 0 && mode[6]) workers = atoi(mode + 6);
+  if (argc != 4 ||
+      (strcmp(mode, "threads") != 0 && strcmp(mode, "fibers") != 0 && (workers < 1 || workers > 256)) ||
+      (clients = atoi(argv[3])) < 1 || clients > 100000) {
+    fprintf(stderr, "usage: echo_server PORTFILE threads|fibers|fibersWORKERS CLIENTS(1..100000)\n");
     return 2;
+  }
+  if (!enough_fds(clients)) return 1;
+  max_clients = clients;
+  handler_threads = calloc((size_t)clients, sizeof *handler_threads);
+  threads = calloc((size_t)clients, sizeof *threads);
+  tasks = calloc((size_t)clients, sizeof *tasks);
+  if (!handler_threads || !threads || !tasks) {
+    fprintf(stderr, "echo_server: out of memory\n");
+    return 1;
   }
   s = listen_local(argv[1]);
   if (s < 0) {
     perror("echo_server: listen");
     return 1;
   }
-  if (strcmp(argv[2], "threads") == 0) {
+  if (strcmp(mode, "threads") == 0) {
     if (accept_loop(s, clients, start_thread) != 0) return 1;
     for (i = 0; i < nthreads; ++i) pthread_join(threads[i], NULL);
+  } else if (workers > 0) {
+    struct acceptor_args a;
+    void* r = NULL;
+    int rc;
+    a.s = s;
+    a.clients = clients;
+    rc = fiber_run(acceptor_and_join, &a, (unsigned)workers, &r);
+    if (rc != FIBER_OK || r) {
+      fprintf(stderr, "echo_server: fiber_run: %s\n", rc != FIBER_OK ? fiber_last_error() : "accept failed");
+      return 1;
+    }
+    for (i = 0; i < ntasks; ++i) fiber_task_release(tasks[i]);
   } else {
     fiber_loop* loop = fiber_loop_create();
     struct acceptor_args a;
@@ -172,5 +231,10 @@ int main(int argc, char** argv) {
   }
   close(s);
   printf("served %d clients, at most %d at once, on %d thread(s)\n", served, peak_active, nhandler_threads);
+  getrusage(RUSAGE_SELF, &ru);
+  printf("peak RSS %ld KiB\n", ru.ru_maxrss);
+  free(handler_threads);
+  free(threads);
+  free(tasks);
   return 0;
 }

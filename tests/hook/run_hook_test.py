@@ -11,10 +11,15 @@ and client (echo_client.c), run four ways.
 2 and 3 must print the same transcript as 1, serve every client at once (the
 server reports its peak) and run every handler on one thread.
 
-    run_hook_test.py --server S --linked-server S2 --client C --hook LIB [-- EMULATOR ARGS...]
+With --workers W, 2 and 3 run the fibers on W worker threads (fiber_run; the
+server's mode fibersW), and their handlers must have run on 1 to W threads
+(which, is up to the runtime: it says how many); 4 is not run.
+
+    run_hook_test.py --server S --linked-server S2 --client C --hook LIB [--workers W] [-- EMULATOR ARGS...]
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -57,7 +62,7 @@ def run(args, server, mode, preload, workdir, expect_rc=0):
                  f'client stderr: {client.stderr}\nserver stderr: {err}')
     if proc.returncode != 0:
         sys.exit(f'{label}: server exited {proc.returncode}: {err}')
-    print(f'{label}: client exit {client.returncode}; server: {out.strip()}')
+    print(f'{label}: client exit {client.returncode}; server: {"; ".join(out.strip().splitlines())}')
     return client.stdout, out
 
 
@@ -69,6 +74,7 @@ def main():
     p.add_argument('--hook', required=True)
     p.add_argument('--clients', type=int, default=50)
     p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--workers', type=int, default=0, help='run the fibers on this many worker threads')
     argv = sys.argv[1:]
     emulator = []
     if '--' in argv:  # the cross-compiling emulator and its options (e.g. qemu-aarch64 -L ...)
@@ -82,13 +88,23 @@ def main():
         lines = reference.splitlines()
         if len(lines) != args.clients * args.rounds:
             sys.exit(f'threads: {len(lines)} replies, expected {args.clients * args.rounds}')
-        want = f'served {args.clients} clients, at most {args.clients} at once, on 1 thread(s)'
+        mode = f'fibers{args.workers}' if args.workers else 'fibers'
+        want = re.compile(rf'served {args.clients} clients, at most {args.clients} at once, on (\d+) thread\(s\)')
+        threads = []
         for server, preload in ((args.server, args.hook), (args.linked_server, None)):
-            transcript, summary = run(args, server, 'fibers', preload, workdir)
+            transcript, summary = run(args, server, mode, preload, workdir)
             if transcript != reference:
-                sys.exit(f'fibers ({server}): the transcript differs from the threads run')
-            if summary.strip() != want:
-                sys.exit(f'fibers ({server}): server said {summary.strip()!r}, expected {want!r}')
+                sys.exit(f'{mode} ({server}): the transcript differs from the threads run')
+            first = summary.strip().splitlines()[0] if summary.strip() else ''
+            m = want.fullmatch(first)
+            if not m or not 1 <= int(m.group(1)) <= max(1, args.workers):
+                sys.exit(f'{mode} ({server}): server said {first!r}, expected {want.pattern!r} with '
+                         f'1..{max(1, args.workers)} thread(s)')
+            threads.append(m.group(1))
+        if args.workers:
+            print(f'hooked echo server: identical transcripts, all {args.clients} clients at once on '
+                  f'{args.workers} workers (handlers on {" and ".join(threads)} thread(s))')
+            return
         run(args, args.server, 'fibers', None, workdir, expect_rc=3)
     print('hooked echo server: identical transcripts, all clients at once on one thread; unhooked fibers block')
 
