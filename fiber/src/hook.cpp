@@ -20,8 +20,10 @@
 // What each fd is (the two conditions above) is found once and remembered ("what
 // the hook remembers of each fd" below). To keep that true, it also interposes the
 // calls that change it: fcntl (F_SETFL, F_DUPFD...) and ioctl (FIONBIO) under
-// their names (also fcntl64, __fcntl_time64, __ioctl_time64), dup, dup2, dup3, and the calls that give out fd numbers (socket, socketpair, pipe,
-// pipe2, accept, accept4; close takes them back). These do what libc does, and take note.
+// their names (also fcntl64, __fcntl_time64, __ioctl_time64), dup, dup2, dup3,
+// setsockopt (SO_RCVTIMEO, SO_SNDTIMEO), and the calls that give out fd numbers
+// (socket, socketpair, pipe, pipe2, accept, accept4; close takes them back). They
+// do what libc does, and take note.
 // The fd stays registered with the epoll of the loop (the worker, with fiber_run)
 // whose task waited on it, until close() (fiber_wait_fd, fiber_fd_closing).
 // Tasks may run on several threads (fiber_run's workers): the hook's state is
@@ -98,6 +100,7 @@ struct real_functions {
   int (*dup2)(int, int);
   int (*dup3)(int, int, int);
   int (*socket)(int, int, int);
+  int (*setsockopt)(int, int, int, const void*, socklen_t);
   int (*socketpair)(int, int, int, int*);
   int (*pipe)(int*);
   int (*pipe2)(int*, int);
@@ -152,13 +155,14 @@ void resolve_all() {
   resolve(r.dup2, RTLD_NEXT, "dup2");
   resolve(r.dup3, RTLD_NEXT, "dup3");
   resolve(r.socket, RTLD_NEXT, "socket");
+  resolve(r.setsockopt, RTLD_NEXT, "setsockopt");
   resolve(r.socketpair, RTLD_NEXT, "socketpair");
   resolve(r.pipe, RTLD_NEXT, "pipe");
   resolve(r.pipe2, RTLD_NEXT, "pipe2");
   if (!r.read || !r.write || !r.readv || !r.writev || !r.recv || !r.recvfrom || !r.recvmsg || !r.send ||
       !r.sendto || !r.sendmsg || !r.accept || !r.accept4 || !r.connect || !r.poll || !r.select || !r.sleep ||
       !r.usleep || !r.nanosleep || !r.close || !r.fcntl || !r.ioctl || !r.dup || !r.dup2 || !r.dup3 || !r.socket ||
-      !r.socketpair || !r.pipe || !r.pipe2) {
+      !r.setsockopt || !r.socketpair || !r.pipe || !r.pipe2) {
     static const char msg[] = "libfiber_hook: dlsym(RTLD_NEXT) did not find the libc functions to wrap\n";
     (void)!::syscall(SYS_write, 2, msg, sizeof msg - 1);  // not write(): that is ours
     std::abort();
@@ -210,8 +214,13 @@ inline bool tracking() {
 //              shared with another fd (a dup) or with another process (fds 0-2:
 //              usually the shell's terminal). Then O_NONBLOCK may change through
 //              the other one, and is read (F_GETFL) at each call; the type is
-//              still remembered
-//   bits 4-31  a generation, new each time the number comes to name another
+//              still remembered, bits 4 and 5 are not used
+//   bits 4, 5  a socket without SO_RCVTIMEO (4) or SO_SNDTIMEO (5): a call that
+//              waits need not read them (getsockopt). Set by socket, socketpair
+//              and by a wait that read them; cleared by setsockopt(SOL_SOCKET)
+//   bit 6      flipped by each setsockopt(SOL_SOCKET), so that a wait that read
+//              the timeouts before it does not set bit 4 or 5 after it
+//   bits 7-31  a generation, new each time the number comes to name another
 //              file: close() (before and after libc's), dup2 and dup3 onto it, and
 //              each interposed call that returns it (socket, socketpair, pipe,
 //              pipe2, accept, accept4, dup, dup2, dup3, fcntl's F_DUPFD and
@@ -238,7 +247,8 @@ using fd_word = std::atomic<std::uint32_t>;
 constinit fiber::detail::fd_table<fd_word, 10, 10> fd_words;
 
 constexpr std::uint32_t type_bits = 3, type_other = 1, type_socket = 2, type_stream = 3;
-constexpr std::uint32_t nonblock_bit = 4, shared_bit = 8, gen_unit = 16;
+constexpr std::uint32_t nonblock_bit = 4, shared_bit = 8, no_rcvtimeo_bit = 16, no_sndtimeo_bit = 32;
+constexpr std::uint32_t options_flip = 64, gen_unit = 128;
 constexpr std::uint32_t gen_of(std::uint32_t w) { return w & ~(gen_unit - 1); }
 // The next generation, with nothing known.
 constexpr std::uint32_t renumber(std::uint32_t w) { return (w | (gen_unit - 1)) + 1; }
@@ -272,9 +282,9 @@ void renumbered(int fd, std::uint32_t known, bool make) {
 // next is not known.
 void forget(int fd) { renumbered(fd, 0, false); }
 
-// A call made fd: of this type, and non-blocking or not.
-void made(int fd, std::uint32_t type, bool nonblocking) {
-  if (fd >= 0) renumbered(fd, type | (nonblocking ? nonblock_bit : 0), true);
+// A call made fd, of which it knows this much (type, timeouts), and non-blocking or not.
+void made(int fd, std::uint32_t known, bool nonblocking) {
+  if (fd >= 0) renumbered(fd, known | (nonblocking ? nonblock_bit : 0), true);
 }
 
 // `to` is a dup of `from`: the same open file, of the same type, whose O_NONBLOCK
@@ -293,6 +303,17 @@ void duplicated(int from, int to) {
     }
   }
   renumbered(to, type | shared_bit, true);
+}
+
+// setsockopt(SOL_SOCKET) on fd: its timeouts may have changed.
+void options_set(int fd) {
+  if (!tracking()) return;
+  fd_word* w = fd_words.find(fd);
+  if (!w) return;
+  std::uint32_t v = w->load(std::memory_order_relaxed);
+  while (!w->compare_exchange_weak(v, (v & ~(no_rcvtimeo_bit | no_sndtimeo_bit)) ^ options_flip,
+                                   std::memory_order_acq_rel, std::memory_order_relaxed)) {
+  }
 }
 
 // fd's O_NONBLOCK was just set to `nonblocking` (fcntl(F_SETFL), ioctl(FIONBIO)).
@@ -325,7 +346,8 @@ struct fd_use {
   int fd;
   kind k;
   std::uint32_t gen = 0;
-  bool checked = false;  // whether a wake checks the generation (not for the hook's own fds)
+  bool checked = false;    // whether a wake checks the generation (not for the hook's own fds)
+  std::uint32_t word = 0;  // what was remembered of it then
 };
 
 // Only from a task, and only for blocking fds that can wait for readiness.
@@ -344,7 +366,10 @@ fd_use classify(int fd) {
     nonblocking = (fl & O_NONBLOCK) != 0;
     std::uint32_t expected = v;
     const std::uint32_t known = v | type | (nonblocking ? nonblock_bit : 0) | (fd <= 2 ? shared_bit : 0);
-    if (w) w->compare_exchange_strong(expected, known, std::memory_order_acq_rel, std::memory_order_relaxed);
+    if (w && w->compare_exchange_strong(expected, known, std::memory_order_acq_rel, std::memory_order_relaxed))
+      u.word = known;
+    else
+      u.word = v;
   } else if ((v & shared_bit) && type != type_other) {
     const int fl = libc().fcntl(fd, F_GETFL);
     if (fl < 0) return u;
@@ -354,6 +379,7 @@ fd_use classify(int fd) {
   u.k = type == type_socket ? kind::socket : kind::stream;
   u.gen = gen_of(v);
   u.checked = w != nullptr;
+  if (u.word == 0) u.word = v;
   return u;
 }
 
@@ -394,26 +420,41 @@ int64_t now_ns() {
 
 int64_t deadline_after_ms(int ms) { return ms < 0 ? no_deadline : now_ns() + static_cast<int64_t>(ms) * 1000000; }
 
-// The socket's SO_RCVTIMEO (reading) or SO_SNDTIMEO, as a deadline from now.
-int64_t socket_deadline(int fd, bool writing) {
+// The socket's SO_RCVTIMEO (reading) or SO_SNDTIMEO, as a deadline from now;
+// *none (may be NULL): whether it has none (false also if getsockopt failed).
+int64_t socket_deadline(int fd, bool writing, bool* none = nullptr) {
   timeval tv{};
   socklen_t len = sizeof tv;
+  if (none) *none = false;
   if (::getsockopt(fd, SOL_SOCKET, writing ? SO_SNDTIMEO : SO_RCVTIMEO, &tv, &len) != 0) return no_deadline;
-  if (tv.tv_sec == 0 && tv.tv_usec == 0) return no_deadline;
+  if (tv.tv_sec == 0 && tv.tv_usec == 0) {
+    if (none) *none = true;
+    return no_deadline;
+  }
   return now_ns() + static_cast<int64_t>(tv.tv_sec) * 1000000000 + static_cast<int64_t>(tv.tv_usec) * 1000;
 }
 
-// A socket timeout read only when a call first has to wait (one getsockopt),
-// measured from the start of the call.
+// A socket timeout read only when a call first has to wait (one getsockopt, or
+// none when the hook knows the socket has none), measured from the start of the call.
 struct lazy_deadline {
-  int fd;
+  const fd_use& u;
   bool writing;
   int64_t start = now_ns();
   int64_t value = -1;
   int64_t get() {
-    if (value < 0) {
-      value = socket_deadline(fd, writing);
-      if (value != no_deadline) value -= now_ns() - start;  // from the call's start
+    if (value >= 0) return value;
+    const std::uint32_t bit = writing ? no_sndtimeo_bit : no_rcvtimeo_bit;
+    if (u.checked && (u.word & (bit | shared_bit)) == bit) return value = no_deadline;
+    bool none = false;
+    value = socket_deadline(u.fd, writing, &none);
+    if (value != no_deadline) {
+      value -= now_ns() - start;  // from the call's start
+    } else if (none && u.checked && !(u.word & shared_bit)) {
+      // Remembered, unless the word changed since the call began (a setsockopt among others).
+      if (fd_word* w = fd_words.find(u.fd)) {
+        std::uint32_t expected = u.word;
+        w->compare_exchange_strong(expected, u.word | bit, std::memory_order_acq_rel, std::memory_order_relaxed);
+      }
     }
     return value;
   }
@@ -472,7 +513,7 @@ bool is_stream_socket(int fd) {
 
 ssize_t socket_recvmsg(const fd_use& u, msghdr* msg, int flags) {
   const int fd = u.fd;
-  lazy_deadline deadline{fd, false};
+  lazy_deadline deadline{u, false};
   const bool waitall = (flags & MSG_WAITALL) != 0;
   std::size_t want = 0;
   for (std::size_t i = 0; i < msg->msg_iovlen; ++i) want += msg->msg_iov[i].iov_len;
@@ -528,7 +569,7 @@ ssize_t socket_recv(const fd_use& u, void* buf, size_t n, int flags, sockaddr* f
 // A blocking send writes everything on a stream socket: loop over partial sends.
 ssize_t socket_sendmsg(const fd_use& u, const msghdr* msg, int flags) {
   const int fd = u.fd;
-  lazy_deadline deadline{fd, true};
+  lazy_deadline deadline{u, true};
   std::vector<iovec> iov(msg->msg_iov, msg->msg_iov + msg->msg_iovlen);
   msghdr m = *msg;
   std::size_t want = 0, sent = 0, first = 0;
@@ -947,8 +988,10 @@ int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
   if (u.k != kind::socket) {
     r = libc().accept4(fd, addr, len, flags);
   } else {
-    lazy_deadline deadline{fd, false};  // accept honours SO_RCVTIMEO
-    r = on_socket(u, [&] { return when_ready(u, false, &deadline, [&] { return libc().accept4(fd, addr, len, flags); }); });
+    lazy_deadline deadline{u, false};  // accept honours SO_RCVTIMEO
+    r = on_socket(u, [&] {
+      return when_ready(u, false, &deadline, [&] { return libc().accept4(fd, addr, len, flags); });
+    });
   }
   made(r, type_socket, (flags & SOCK_NONBLOCK) != 0);
   return r;
@@ -960,7 +1003,7 @@ int accept(int fd, sockaddr* addr, socklen_t* len) {
   if (u.k != kind::socket) {
     r = libc().accept(fd, addr, len);
   } else {
-    lazy_deadline deadline{fd, false};
+    lazy_deadline deadline{u, false};
     r = on_socket(u, [&] { return when_ready(u, false, &deadline, [&] { return libc().accept(fd, addr, len); }); });
   }
   made(r, type_socket, false);
@@ -977,7 +1020,7 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
   if (r != 0 && e == EAGAIN && addr && addr->sa_family == AF_UNIX) {
     // A full listen backlog: a blocking connect would wait for room, which no
     // event announces; retry with a growing sleep (up to 10 ms), until SO_SNDTIMEO.
-    lazy_deadline deadline{fd, true};
+    lazy_deadline deadline{u, true};
     int64_t nap = 100000;
     while (r != 0 && e == EAGAIN) {
       if (now_ns() + nap > deadline.get() || fiber_sleep_for_ns(nap) != 0) break;
@@ -1126,17 +1169,23 @@ int dup3(int from, int to, int flags) noexcept {
   return r;
 }
 
+int setsockopt(int fd, int level, int name, const void* value, socklen_t len) noexcept {
+  const int r = libc().setsockopt(fd, level, name, value, len);
+  if (r == 0 && level == SOL_SOCKET) options_set(fd);
+  return r;
+}
+
 int socket(int domain, int type, int protocol) noexcept {
   const int r = libc().socket(domain, type, protocol);
-  made(r, type_socket, (type & SOCK_NONBLOCK) != 0);
+  made(r, type_socket | no_rcvtimeo_bit | no_sndtimeo_bit, (type & SOCK_NONBLOCK) != 0);
   return r;
 }
 
 int socketpair(int domain, int type, int protocol, int sv[2]) noexcept {
   const int r = libc().socketpair(domain, type, protocol, sv);
   if (r == 0) {
-    made(sv[0], type_socket, (type & SOCK_NONBLOCK) != 0);
-    made(sv[1], type_socket, (type & SOCK_NONBLOCK) != 0);
+    made(sv[0], type_socket | no_rcvtimeo_bit | no_sndtimeo_bit, (type & SOCK_NONBLOCK) != 0);
+    made(sv[1], type_socket | no_rcvtimeo_bit | no_sndtimeo_bit, (type & SOCK_NONBLOCK) != 0);
   }
   return r;
 }

@@ -423,6 +423,48 @@ static void* mode_changes(void* arg) {
   return NULL;
 }
 
+/* SO_RCVTIMEO set on a socket the hook knows had none; and inherited by accept. */
+static void* timeouts_change(void* arg) {
+  int sv[2], l, c, a;
+  struct timeval tv = {0, 30000}, none = {0, 0};
+  struct sockaddr_in addr;
+  socklen_t len = sizeof addr;
+  double t0;
+  char ch;
+  (void)arg;
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  CHECK(read_parks(sv[0], sv[1])); /* no timeout: remembered */
+  CHECK(setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
+  t0 = now_s();
+  errno = 0;
+  CHECK(read(sv[0], &ch, 1) == -1 && errno == EAGAIN);
+  CHECK(now_s() - t0 >= 0.025);
+  CHECK(setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none) == 0);
+  CHECK(read_parks(sv[0], sv[1]));
+  close(sv[0]);
+  close(sv[1]);
+  /* A listener's SO_RCVTIMEO goes to the sockets it accepts. */
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  l = socket(AF_INET, SOCK_STREAM, 0);
+  c = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
+  CHECK(bind(l, (struct sockaddr*)&addr, sizeof addr) == 0 && listen(l, 8) == 0);
+  CHECK(getsockname(l, (struct sockaddr*)&addr, &len) == 0);
+  CHECK(connect(c, (struct sockaddr*)&addr, sizeof addr) == 0);
+  a = accept(l, NULL, NULL);
+  CHECK(a >= 0);
+  t0 = now_s();
+  errno = 0;
+  CHECK(read(a, &ch, 1) == -1 && errno == EAGAIN);
+  CHECK(now_s() - t0 >= 0.025);
+  close(a);
+  close(c);
+  close(l);
+  return NULL;
+}
+
 /* A regular file holding "file!" (made by main()), opened for reading: it takes
  * the lowest free fd number. */
 static char text_path[] = "/tmp/fiber_hook_fileXXXXXX";
@@ -746,6 +788,7 @@ int main(void) {
   run_with_ticker(mode_changes, NULL);
   run_with_ticker(reused_numbers, NULL);
   run_with_ticker(dup_semantics, NULL);
+  run_with_ticker(timeouts_change, NULL);
   run_with_ticker(close_on_other_thread, NULL);
   test_on_workers();
   unlink(text_path);
