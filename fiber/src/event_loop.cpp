@@ -145,6 +145,7 @@ struct event_loop::impl : detail::loop_core {
   std::atomic<int> keep_alive{0};
   std::mutex post_mutex;
   std::condition_variable post_cv;  // where there is no epoll
+  bool poked_cv = false;            // poke() came (under post_mutex; where there is no epoll)
   std::deque<std::function<void()>> posted;
   std::atomic<bool> has_posted{false};
   bool foreign_round = false;  // inside run_once: a yield always ends the fiber's turn
@@ -720,7 +721,8 @@ struct event_loop::impl : detail::loop_core {
     if (timeout_ms != 0) {
       std::unique_lock lock(post_mutex);
       auto ready = [&] {
-        return has_posted.load(std::memory_order_relaxed) || has_remote.load(std::memory_order_relaxed) ||
+        return std::exchange(poked_cv, false) || has_posted.load(std::memory_order_relaxed) ||
+               has_remote.load(std::memory_order_relaxed) ||
                (rt && (rt->injected.load(std::memory_order_relaxed) || rt->stopping.load(std::memory_order_relaxed) ||
                        rt->deadlocked.load(std::memory_order_relaxed)));
       };
@@ -1318,7 +1320,10 @@ void poke(loop_core* core) noexcept {
   [[maybe_unused]] auto r = write(static_cast<event_loop::impl*>(core)->evfd, &one, sizeof one);
 #else
   auto* L = static_cast<event_loop::impl*>(core);
-  { std::lock_guard lock(L->post_mutex); }
+  {
+    std::lock_guard lock(L->post_mutex);
+    L->poked_cv = true;  // (what a poke asks, such as a flip to shared mode, is not in the wait's predicate)
+  }
   L->post_cv.notify_one();
 #endif
 }

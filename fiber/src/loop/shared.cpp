@@ -18,6 +18,8 @@
 // thread; the fiber itself unlinks its other waiters when it runs again.
 #include "shared.hpp"
 
+#include "../per_thread.hpp"
+
 #include "fiber/event_loop.hpp"
 
 #include <chrono>
@@ -68,10 +70,13 @@ struct thread_waiter final : fiber_control {
   std::condition_variable cv;
   bool signalled = false;
 };
-thread_waiter& this_thread_waiter() {
-  static thread_local thread_waiter w;
-  return w;
-}
+// (Per thread as per_thread.hpp keeps state: on Windows, GCC's emulated TLS
+// freed a plain thread_local waiter under a waker; wine saw writes into its vtable.)
+struct thread_waiter_box {
+  thread_waiter w;
+};
+FIBER_PER_THREAD(thread_waiter_box, thread_waiter_storage)
+thread_waiter& this_thread_waiter() { return thread_waiter_storage().w; }
 
 void signal_thread(fiber_control* f) noexcept {
   auto* w = static_cast<thread_waiter*>(f);
