@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fd_limit.h"
+
 /* Reads exactly n bytes (the echo of what was sent). */
 static int read_exact(int fd, char* buf, size_t n) {
   size_t got = 0;
@@ -32,26 +34,6 @@ static int read_exact(int fd, char* buf, size_t n) {
   }
   buf[n] = 0;
   return 0;
-}
-
-/* Makes room for `clients` connections (and a few more fds) in the soft limit. */
-static int enough_fds(int clients) {
-  struct rlimit rl;
-  rlim_t need = (rlim_t)clients + 64;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1;
-  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
-    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-      fprintf(stderr, "echo_client: %d clients need %lu open files; the hard limit is %lu (raise it: ulimit -Hn)\n",
-              clients, (unsigned long)need, (unsigned long)rl.rlim_max);
-      return 0;
-    }
-    rl.rlim_cur = need;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-      perror("echo_client: setrlimit(RLIMIT_NOFILE)");
-      return 0;
-    }
-  }
-  return 1;
 }
 
 int main(int argc, char** argv) {
@@ -66,7 +48,7 @@ int main(int argc, char** argv) {
   }
   quiet = rounds > 1000 || argc == 5;
   for (i = clients - 1; i >= 10000; i /= 10) ++width; /* every line the same length */
-  if (!enough_fds(clients)) return 1;
+  if (!enough_fds("echo_client", clients)) return 1;
   fds = calloc((size_t)clients, sizeof *fds);
   for (i = 0; i < clients; ++i) {
     struct sockaddr_in a;

@@ -29,6 +29,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fd_limit.h"
+
 static int served = 0, active = 0, peak_active = 0;
 static pthread_t* handler_threads; /* (as many as clients) */
 static int nhandler_threads = 0, max_clients = 0;
@@ -172,26 +174,6 @@ static long peak_rss_kib(void) {
   return kib;
 }
 
-/* Makes room for `clients` connections (and a few more fds) in the soft limit. */
-static int enough_fds(int clients) {
-  struct rlimit rl;
-  rlim_t need = (rlim_t)clients + 64;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1;
-  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
-    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-      fprintf(stderr, "echo_server: %d clients need %lu open files; the hard limit is %lu (raise it: ulimit -Hn)\n",
-              clients, (unsigned long)need, (unsigned long)rl.rlim_max);
-      return 0;
-    }
-    rl.rlim_cur = need;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-      perror("echo_server: setrlimit(RLIMIT_NOFILE)");
-      return 0;
-    }
-  }
-  return 1;
-}
-
 int main(int argc, char** argv) {
   int clients, s, i, workers = 0;
   const char* mode = argc == 4 ? argv[2] : "";
@@ -202,7 +184,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: echo_server PORTFILE threads|fibers|fibersWORKERS CLIENTS(1..100000)\n");
     return 2;
   }
-  if (!enough_fds(clients)) return 1;
+  if (!enough_fds("echo_server", clients)) return 1;
   max_clients = clients;
   handler_threads = calloc((size_t)clients, sizeof *handler_threads);
   threads = calloc((size_t)clients, sizeof *threads);
