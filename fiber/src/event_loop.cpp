@@ -24,6 +24,7 @@
 #include "fiber/detail/eh_state.hpp"
 #include "loop/runtime.hpp"
 #include "loop/shared.hpp"
+#include "loop/timers.hpp"
 #include "loop_stacks.hpp"
 #include "per_thread.hpp"
 #include "registry.hpp"
@@ -128,9 +129,8 @@ struct event_loop::impl : detail::loop_core {
   detail::fiber_control* all_head = nullptr;
   std::size_t alive = 0;
 
-  // Timers: a binary min-heap of parked fibers by (deadline, seq).
-  std::vector<detail::fiber_control*> timers;
-  std::uint64_t timer_seq = 0;
+  // Timers (loop/timers.hpp).
+  detail::timer_heap timers;
 
   // Reactor.
   int epfd = -1;
@@ -206,56 +206,6 @@ struct event_loop::impl : detail::loop_core {
   bool any_ready() const noexcept { return ready_head || runnext; }
 
   // -- timers --
-  static bool earlier(const detail::fiber_control* a, const detail::fiber_control* b) noexcept {
-    return a->timer_deadline < b->timer_deadline ||
-           (a->timer_deadline == b->timer_deadline && a->timer_seq < b->timer_seq);
-  }
-  void timer_place(std::size_t i, detail::fiber_control* f) noexcept {
-    timers[i] = f;
-    f->timer_slot = i;
-  }
-  void timer_up(std::size_t i) noexcept {
-    detail::fiber_control* f = timers[i];
-    while (i > 0) {
-      std::size_t parent = (i - 1) / 2;
-      if (!earlier(f, timers[parent])) break;
-      timer_place(i, timers[parent]);
-      i = parent;
-    }
-    timer_place(i, f);
-  }
-  void timer_down(std::size_t i) noexcept {
-    detail::fiber_control* f = timers[i];
-    const std::size_t n = timers.size();
-    for (;;) {
-      std::size_t c = 2 * i + 1;
-      if (c >= n) break;
-      if (c + 1 < n && earlier(timers[c + 1], timers[c])) ++c;
-      if (!earlier(timers[c], f)) break;
-      timer_place(i, timers[c]);
-      i = c;
-    }
-    timer_place(i, f);
-  }
-  void timer_add(detail::fiber_control* f, clock::time_point when) {
-    f->timer_deadline = when;
-    f->timer_seq = timer_seq++;
-    timers.push_back(f);
-    timer_up(timers.size() - 1);
-  }
-  void timer_remove(detail::fiber_control* f) noexcept {
-    std::size_t i = f->timer_slot;
-    if (i == static_cast<std::size_t>(-1)) return;
-    f->timer_slot = static_cast<std::size_t>(-1);
-    detail::fiber_control* last = timers.back();
-    timers.pop_back();
-    if (last == f) return;
-    timer_place(i, last);
-    if (i > 0 && earlier(last, timers[(i - 1) / 2]))
-      timer_up(i);
-    else
-      timer_down(i);
-  }
   // Ends the parks whose deadline has passed.
   void fire_timers() {
     if (timers.empty()) return;
@@ -263,7 +213,7 @@ struct event_loop::impl : detail::loop_core {
     while (!timers.empty() && timers.front()->timer_deadline <= now) {
       detail::fiber_control* f = timers.front();
       end_park(f, f->park_by_scope ? detail::reason_scope : detail::reason_timeout, 0);
-      timer_remove(f);  // (shared mode: also when a waker claimed it first)
+      timers.remove(f);  // (shared mode: also when a waker claimed it first)
     }
   }
 
@@ -284,7 +234,7 @@ struct event_loop::impl : detail::loop_core {
   bool end_park(detail::fiber_control* f, int reason, int result, bool next = false) noexcept {
     if (shared.load(std::memory_order_relaxed)) {
       if (!detail::claim(f, reason, result)) return false;
-      timer_remove(f);
+      timers.remove(f);
       if (next)
         make_next(f);
       else
@@ -292,7 +242,7 @@ struct event_loop::impl : detail::loop_core {
       return true;
     }
     unlink_waiters(f);
-    timer_remove(f);
+    timers.remove(f);
     f->park_waiters = nullptr;
     f->park_count = 0;
     f->parked = false;
@@ -1193,7 +1143,7 @@ event_loop::~event_loop() {
     ++f->refs;
     if (f->queued) L.unqueue(f);
     L.unlink_waiters(f);
-    L.timer_remove(f);
+    L.timers.remove(f);
     f->park_waiters = nullptr;
     f->park_count = 0;
     f->parked = false;
@@ -1694,7 +1644,7 @@ int park_outcome(fiber_control* self) {
 int resume_shared(fiber_control* self) {
   const std::uint32_t c = self->claim.load(std::memory_order_acquire);
   unlink_locked(self->park_waiters, self->park_count);
-  if (event_loop::impl* L = event_loop::impl::resumed_on()) L->timer_remove(self);
+  if (event_loop::impl* L = event_loop::impl::resumed_on()) L->timers.remove(self);
   self->park_waiters = nullptr;
   self->park_count = 0;
   self->parked = false;
@@ -1749,7 +1699,7 @@ int park_shared(event_loop::impl* L, fiber_control* self, waiter* waiters, std::
   self->parked = true;
   self->park_reason = reason_pending;
   self->park_by_scope = by_scope;
-  if (deadline != no_deadline && self->claim.load(std::memory_order_relaxed) == 0) L->timer_add(self, deadline);
+  if (deadline != no_deadline && self->claim.load(std::memory_order_relaxed) == 0) L->timers.add(self, deadline);
   L->switch_away();
   return resume_shared(self);
 }
@@ -1802,7 +1752,7 @@ int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, co
   self->parked = true;
   self->park_reason = reason_pending;
   self->park_by_scope = by_scope;
-  if (deadline != no_deadline) L->timer_add(self, deadline);
+  if (deadline != no_deadline) L->timers.add(self, deadline);
   L->switch_away();
   return park_outcome(self);
 }
@@ -2030,7 +1980,7 @@ bool event_loop::impl::movable(const detail::fiber_control* f) noexcept {
 }
 
 void event_loop::impl::leave(detail::fiber_control* f) noexcept {
-  timer_remove(f);  // (its wait ended by a wake: the fiber would remove it where it runs)
+  timers.remove(f);  // (its wait ended by a wake: the fiber would remove it where it runs)
   if (detail::io_wait_count* c = f->io_count; c && c->L == this) {
     --io_waiting;
     c->L = nullptr;
