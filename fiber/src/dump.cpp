@@ -2,7 +2,7 @@
 // event_loop's tasks; and the description of what a loop's task does or waits for,
 // which the deadlock report (event_loop.cpp) shares.
 //
-// What a parked task waits for comes from what park() stored (event_loop.hpp):
+// What a parked task waits for comes from what park() stored (detail/loop_core.hpp):
 // the operation's name and a tagged word (scheduler.hpp, wait_on()): an address,
 // an fd or a task; a park on several waiters (select, wait_any) has one per
 // waiter. A deadline is the task's timer. All of it is read without a lock: a

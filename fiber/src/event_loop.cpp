@@ -116,7 +116,7 @@ struct event_loop::impl : detail::loop_core {
   event_loop* owner;
   detail::loop_stacks stacks;
 
-  // Scheduling (the rest is in detail::loop_core, event_loop.hpp).
+  // Scheduling (the rest is in detail::loop_core, detail/loop_core.hpp).
   context scheduler;                          // the scheduler, while a fiber runs
   // Direct switches between two passes of the scheduler (timers, post(), IO). A
   // pass costs an epoll_wait when fibers wait for IO; 256 switches take a few

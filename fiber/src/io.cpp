@@ -180,7 +180,7 @@ bool short_read_drains(stream::state& s) noexcept {
 // Not once an edge has reported a hang-up or an error: it may have come with the
 // data just read, and then no edge follows for the end of stream still to read.
 std::size_t read_some(stream::state& s, void* buf, std::size_t n, clock::time_point deadline, const char* op) {
-  sched::coop_tick();  // a reader that always finds data yields now and then (event_loop.hpp)
+  sched::coop_tick();  // a reader that always finds data yields now and then (detail/loop_core.hpp)
   if (s.drained) {
     s.drained = false;
     if (!s.h.hangup) wait(s, false, deadline, op);
