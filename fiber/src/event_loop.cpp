@@ -1783,14 +1783,16 @@ void check_joinable(fiber_control* f, const char* operation) {
   // A fiber of another loop, or a thread outside any loop: the task's loop must
   // run on another thread, or the wait could never end. (A loop that stopped
   // because its tasks ended: then the task ended too, and the wait ends at once.)
-  if (!core->runner.load(std::memory_order_acquire) &&
-      f->status.load(std::memory_order_acquire) != task_status::pending)
-    return;
-  if (!core->runner.load(std::memory_order_acquire) && !running_core)
+  // (The runner is read once: a loop whose last task ends stops, and clears it,
+  // only after that task's status was published, so a loop seen stopped here
+  // shows the end of the task too.)
+  if (core->runner.load(std::memory_order_acquire)) return;
+  if (f->status.load(std::memory_order_acquire) != task_status::pending) return;
+  if (!running_core)
     throw error(std::string(operation) +
                 ": not called from a fiber of a running event_loop, and the task's event_loop is not running "
                 "(nothing would ever end the wait)");
-  if (!core->runner.load(std::memory_order_acquire) && !core_is_worker(core))
+  if (!core_is_worker(core))
     throw error(std::string(operation) +
                 ": the task belongs to another event_loop than the calling fiber's, and that loop does not run (so "
                 "the wait could never end)");
