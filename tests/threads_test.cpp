@@ -367,6 +367,45 @@ TEST_CASE("runtime: a migratable task's stream keeps working on the worker it mo
 
 #endif
 
+namespace {
+// skynet: each task spawns `div` children (lazily: they queue unstarted) and
+// joins them in order; the leaves return their number. Every join of a child
+// not started yet races the donation of that child to a hungry worker.
+long fan_out_sum(long num, long size, std::atomic<long>& leaves) {
+  if (size == 1) {
+    ++leaves;
+    return num;
+  }
+  constexpr long div = 10;
+  size /= div;
+  fiber::task<long> children[div];
+  for (long i = 0; i < div; ++i) children[i] = fiber::spawn(fan_out_sum, num + i * size, size, std::ref(leaves));
+  long sum = 0;
+  for (auto& c : children) sum += c.get();
+  return sum;
+}
+}  // namespace
+
+TEST_CASE("runtime: a recursive fan-out over 2 workers runs each task once - joins race the donation of unstarted "
+          "children",
+          "[threads][runtime]") {
+  // (A join of a queued child ran it next on the joiner's worker; reading the
+  // child's loop and its queued flag apart, a child donated meanwhile and adopted
+  // by the other worker was run by both: "a fiber that had ended was resumed",
+  // or a lost task and a shutdown that never ended.)
+  const long size = scale == 1 ? 1000000 : 10000;
+  const int rounds = scale == 1 ? 3 : 2;
+  fiber::event_loop::options opts;
+  opts.stack_size = 16 * 1024;
+  for (int round = 0; round < rounds; ++round) {
+    std::atomic<long> leaves{0};
+    const long sum = fiber::run(fiber::run_options{.threads = 2, .loop = opts}, fan_out_sum, 0L, size, std::ref(leaves));
+    INFO("round " << round);
+    CHECK(leaves.load() == size);
+    CHECK(sum == size * (size - 1) / 2);
+  }
+}
+
 TEST_CASE("runtime: cancellation across workers - shutdown with fibers parked on other workers", "[threads][runtime]") {
   std::atomic<int> cancelled{0};
   std::atomic<int> parked{0};

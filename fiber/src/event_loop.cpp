@@ -1774,6 +1774,20 @@ loop_core* core_of(fiber_control* f) noexcept {
   return f->core;
 }
 
+// Whether f is a task not started yet in the running fiber's loop's ready queue.
+// Read in one hold of f's lock: a task this loop donated (donate()) keeps its
+// `core` until a hungry worker adopts it, which sets `core`, then queues it
+// there; read apart, the old `core` and the new `queued` would let this loop
+// take it off another loop's queue and run it twice. (Only this loop's thread
+// donates its tasks: once seen queued here, it stays here until we act.)
+bool queued_here_unstarted(fiber_control* f) noexcept {
+  if (!running()) return false;
+  auto here = [&] { return f->core == running_core && !f->started && f->queued; };
+  if (!thread_shared) return here();
+  op_guard guard(f->lock);
+  return here();
+}
+
 void check_joinable(fiber_control* f, const char* operation) {
   if (f == running())
     throw error(std::string(operation) + ": a task cannot wait for itself (it would never end: a deadlock)");
@@ -1842,7 +1856,7 @@ bool join(fiber_control* f, clock::time_point deadline, const char* operation) {
   if (f->status.load(std::memory_order_acquire) != task_status::pending) return true;
   check_joinable(f, operation);
   // A task that has not started runs next: its joiner has nothing to do before it.
-  if (core_of(f) == running_core && !f->started && f->queued && running()) running_loop_impl()->make_next(f);
+  if (queued_here_unstarted(f)) running_loop_impl()->make_next(f);
   waiter w;
   if (!link_joiner(f, w)) return true;
   return park(&w, 1, deadline, operation, wait_on_task(f)) != park_timeout;
