@@ -7,6 +7,8 @@
 #include <new>
 #include <typeinfo>
 
+#include "per_thread.hpp"
+
 namespace fiber::detail {
 
 #if FIBER_CLEANUP_PHASE_RAISE
@@ -50,7 +52,7 @@ struct exit_cache {
       abi::__cxa_free_exception(object);  // generator_exit has nothing to destroy
   }
 };
-thread_local exit_cache exit_object;
+FIBER_PER_THREAD(exit_cache, thread_exit_cache)  // (per_thread.hpp: emulated TLS on Windows)
 }  // namespace
 
 _Unwind_Exception* prepare_generator_exit() noexcept {
@@ -58,6 +60,7 @@ _Unwind_Exception* prepare_generator_exit() noexcept {
   // one more uncaught exception (__cxa_begin_catch takes it back).
   // __cxa_allocate_exception falls back on the runtime's emergency pool and
   // terminates only if that is exhausted, as a throw would.
+  exit_cache& exit_object = thread_exit_cache();
   void* object = exit_object.object;
   int references = 2;
   if (object && __atomic_load_n(&header_of(object)->reference_count, __ATOMIC_ACQUIRE) == 1) {

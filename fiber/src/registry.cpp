@@ -255,7 +255,9 @@ struct thread_cache {
   }
 };
 
-thread_local thread_cache cache;
+// (Emulated TLS, on Windows, may free a plain thread_local before its destructor
+// runs: the spill then gave garbage slots, or slots twice: per_thread.hpp.)
+FIBER_PER_THREAD(thread_cache, thread_slots)
 
 }  // namespace
 
@@ -280,11 +282,12 @@ void give_back_free_memory() noexcept {
 #endif
 }
 
-std::uint64_t new_fiber_id() noexcept { return cache.take_id(); }
+std::uint64_t new_fiber_id() noexcept { return thread_slots().take_id(); }
 
 void registry_add(record_base* r) noexcept {
   if (!overflow_armed) [[unlikely]]
     arm_overflow_handler();
+  thread_cache& cache = thread_slots();
   r->id = cache.take_id();
 #if FIBER_TSAN
   r->first.tsan_fiber = __tsan_create_fiber(0);
@@ -308,6 +311,7 @@ void registry_remove(record_base* r) noexcept {
 #endif
   r->state = fiber_state::ended;
   if (r->slot == UINT32_MAX) return;
+  thread_cache& cache = thread_slots();
   slot_address(r->slot)->store(nullptr, std::memory_order_release);
   if (cache.count == 2 * batch) cache.spill(batch);
   cache.slots[cache.count++] = r->slot;
