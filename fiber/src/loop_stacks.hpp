@@ -14,6 +14,7 @@
 
 #include "fiber/event_loop.hpp"
 #include "fiber/stack.hpp"
+#include "guarded_stack.hpp"
 #include "registry.hpp"
 
 #if defined(_WIN32)
@@ -426,25 +427,8 @@ class loop_stacks {
   }
   static void set_canary(stack_memory s) noexcept { detail::set_canary(s.base); }
 
-  static stack_memory map_guarded(std::size_t size) {
-    const std::size_t page = page_size();
-#if defined(_WIN32)
-    void* p = VirtualAlloc(nullptr, size + page, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-    if (!p) throw stack_allocation_error(size, ENOMEM);
-    DWORD old;
-    VirtualProtect(p, page, PAGE_NOACCESS, &old);
-#else
-    void* p = mmap(nullptr, size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) throw stack_allocation_error(size, errno, "mmap", size + page);
-    if (mprotect(p, page, PROT_NONE) != 0) {  // splits the mapping in two
-      int e = errno;
-      munmap(p, size + page);
-      throw stack_allocation_error(size, e, "mprotect");
-    }
-#endif
-    return {static_cast<char*>(p) + page, size};
-  }
-  static void unmap_guarded(stack_memory s) noexcept { unmap(static_cast<char*>(s.base) - page_size(), s.size + page_size()); }
+  static stack_memory map_guarded(std::size_t size) { return map_guarded_stack(size); }  // (guarded_stack.hpp)
+  static void unmap_guarded(stack_memory s) noexcept { unmap_guarded_stack(s); }
   static void unmap(void* p, std::size_t bytes) noexcept {
 #if defined(_WIN32)
     (void)bytes;
