@@ -970,6 +970,11 @@ namespace {
 event_loop::impl* running_loop_impl() noexcept { return static_cast<event_loop::impl*>(detail::running_core); }
 }
 
+// The library's access to a loop's insides (event_loop::internals() is private).
+struct detail::loop_internals {
+  static event_loop::impl& of(event_loop& loop) noexcept { return loop.internals(); }
+};
+
 struct event_loop::impl::running_scope {
   running_scope(impl& L, const char* operation) : loop(L) {
     if (running_loop_impl() == &L)
@@ -1250,7 +1255,7 @@ unsigned worker() noexcept {
 
 namespace detail {
 void make_worker(event_loop& loop, runtime_core* rt, unsigned index) noexcept {
-  event_loop::impl& L = loop.internals();
+  event_loop::impl& L = detail::loop_internals::of(loop);
   L.rt = rt;
   L.worker_index = index;
   L.shared.store(true, std::memory_order_relaxed);  // (its fibers meet the other workers' from the start)
@@ -1279,7 +1284,7 @@ void poke(loop_core* core) noexcept {
 }
 
 bool loop_runs_elsewhere(const event_loop& loop) noexcept {
-  return runs_elsewhere(&const_cast<event_loop&>(loop).internals());
+  return runs_elsewhere(&detail::loop_internals::of(const_cast<event_loop&>(loop)));
 }
 
 std::vector<loop_core*> loops_running_single() {
@@ -1459,7 +1464,7 @@ void fiber_control::operator delete(void* p, std::size_t size) noexcept {
 
 void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
   const std::size_t stack_size = opts.stack_size;
-  event_loop::impl& L = loop.internals();
+  event_loop::impl& L = detail::loop_internals::of(loop);
   if (L.tearing_down) {
     delete f;
     throw error("fiber::spawn: the event_loop is being destroyed");
@@ -1545,7 +1550,7 @@ void cancel_here(fiber_control* f) noexcept {
     cancel(f);  // it moved to another worker meanwhile: ask that one
     return;
   }
-  event_loop::impl& L = f->loop->internals();
+  event_loop::impl& L = detail::loop_internals::of(*f->loop);
   if (!(f->parked && !f->park_shielded && L.end_park(f, reason_cancelled, 0)))
     f->cancel_pending = true;  // (shared mode: also when a wake won the claim; the next park delivers it)
 }

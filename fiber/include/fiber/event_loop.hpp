@@ -92,6 +92,10 @@ class timed_out : public std::runtime_error {
 // task_status (how a task ended) is declared with the scheduler's internals, in
 // detail/loop_core.hpp: what the loop knows of a fiber stores it.
 
+namespace detail {
+struct loop_internals;  // the library's access to an event_loop's insides (event_loop.cpp)
+}
+
 /// Options of a spawn.
 struct spawn_options {
   /// Usable stack of the new fiber (0: the loop's, event_loop::options).
@@ -238,11 +242,13 @@ class event_loop {
   std::size_t guarded_stacks() const noexcept;
   std::size_t unguarded_stacks() const noexcept;
 
-  struct impl;
-  // Internal (the scheduler's functions in event_loop.cpp reach it through here).
-  impl& internals() noexcept { return *impl_; }
+  struct impl;  // (opaque: event_loop.cpp)
 
  private:
+  // The library's own functions reach the loop's insides through
+  // detail::loop_internals (event_loop.cpp); nothing public does.
+  friend struct detail::loop_internals;
+  impl& internals() noexcept { return *impl_; }
   void run_until_done(detail::fiber_control* f);
   std::unique_ptr<impl> impl_;
 };
