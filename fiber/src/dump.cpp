@@ -17,6 +17,7 @@
 
 #include "fiber/debug.hpp"
 #include "fiber/event_loop.hpp"
+#include "loop/snapshot.hpp"
 #include "registry.hpp"
 
 namespace fiber::detail {
@@ -114,6 +115,39 @@ void describe_task(std::ostream& out, const fiber_control& f) {
   describe_wait(out, f);
 }
 
+namespace {
+// An event_loop: where it runs, its tasks not started and ready, its idle workers.
+void write_loop(std::ostream& out, const loop_snapshot& l) {
+  out << "event_loop ";
+  write_hex(out, l.loop);
+  out << ": "
+      << (l.where == loop_snapshot::runner::this_thread    ? "running on this thread"
+          : l.where == loop_snapshot::runner::other_thread ? "running on another thread"
+                                                           : "not running")
+      << ", " << l.alive << " task(s) alive\n";
+  if (l.where == loop_snapshot::runner::other_thread) {
+    out << "  (its tasks are not listed: they belong to the thread running it)\n";
+    return;
+  }
+  auto list = [&](const char* what, const std::vector<const fiber_control*>& fs) {
+    out << "  " << what << ":";
+    for (std::size_t i = 0; i < fs.size(); ++i) {
+      out << (i ? ", " : " ");
+      write_task_ref(out, *fs[i]);
+    }
+    out << (fs.empty() ? " none\n" : "\n");
+  };
+  list("not started", l.not_started);
+  list("ready to run", l.ready);
+  if (l.idle_workers != 0) {
+    // Fibers whose task ended, kept (with their stacks) for the next tasks.
+    out << "  idle workers (fibers kept for the next tasks): " << l.idle_workers << ":";
+    for (std::size_t i = 0; i < l.idle_ids.size(); ++i) out << (i ? ", fiber " : " fiber ") << l.idle_ids[i];
+    out << (l.idle_workers > l.idle_ids.size() ? ", ...\n" : "\n");
+  }
+}
+}  // namespace
+
 }  // namespace fiber::detail
 
 namespace fiber {
@@ -155,7 +189,7 @@ void dump(std::ostream& out) {
     }
     s << '\n';
   }
-  dump_loops(s);
+  for (const loop_snapshot& l : snapshot_loops()) write_loop(s, l);
   out << s.str();
 }
 

@@ -23,6 +23,7 @@
 
 #include "fiber/detail/eh_state.hpp"
 #include "loop/runtime.hpp"
+#include "loop/snapshot.hpp"
 #include "loop/shared.hpp"
 #include "loop/timers.hpp"
 #include "loop_stacks.hpp"
@@ -1305,48 +1306,30 @@ event_loop::keep_alive::~keep_alive() {
 
 namespace detail {
 
-void dump_loops(std::ostream& out) {
+std::vector<loop_snapshot> snapshot_loops() {
+  std::vector<loop_snapshot> out;
   loop_list& l = loops();
   std::lock_guard lock(l.mutex);
   const thread_state* const here = &FIBER_DETAIL_THREAD_STATE;
   for (const event_loop::impl* L = l.head; L; L = L->loops_next) {
-    out << "event_loop 0x" << std::hex << reinterpret_cast<std::uintptr_t>(L->owner) << std::dec << ": ";
+    loop_snapshot& s = out.emplace_back();
+    s.loop = reinterpret_cast<std::uintptr_t>(L->owner);
     const thread_state* const r = L->runner.load(std::memory_order_acquire);
-    out << (r == here ? "running on this thread" : r ? "running on another thread" : "not running") << ", "
-        << L->alive << " task(s) alive\n";
-    if (r && r != here) {
-      out << "  (its tasks are not listed: they belong to the thread running it)\n";
-      continue;
-    }
-    auto list = [&](const char* what, auto&& each) {
-      out << "  " << what << ":";
-      bool any = false;
-      each([&](const fiber_control* f) {
-        out << (any ? ", " : " ");
-        any = true;
-        write_task_ref(out, *f);
-      });
-      out << (any ? "\n" : " none\n");
-    };
-    list("not started", [&](auto&& emit) {
-      std::vector<const fiber_control*> fs;  // oldest first
-      for (const fiber_control* f = L->all_head; f; f = f->all_next)
-        if (!f->started) fs.push_back(f);
-      for (auto it = fs.rbegin(); it != fs.rend(); ++it) emit(*it);
-    });
-    list("ready to run", [&](auto&& emit) {
-      if (L->runnext) emit(L->runnext);
-      for (const fiber_control* f = L->ready_head; f; f = f->ready_next) emit(f);
-    });
-    if (!L->idle.empty()) {
-      // Fibers whose task ended, kept (with their stacks) for the next tasks.
-      constexpr std::size_t shown = 16;
-      out << "  idle workers (fibers kept for the next tasks): " << L->idle.size() << ":";
-      for (std::size_t i = 0; i < L->idle.size() && i < shown; ++i)
-        out << (i ? ", fiber " : " fiber ") << L->idle[i]->record->id;
-      out << (L->idle.size() > shown ? ", ...\n" : "\n");
-    }
+    s.where = r == here ? loop_snapshot::runner::this_thread
+              : r       ? loop_snapshot::runner::other_thread
+                        : loop_snapshot::runner::none;
+    s.alive = L->alive;
+    if (s.where == loop_snapshot::runner::other_thread) continue;
+    for (const fiber_control* f = L->all_head; f; f = f->all_next)
+      if (!f->started) s.not_started.push_back(f);
+    std::reverse(s.not_started.begin(), s.not_started.end());  // (the list is newest first)
+    if (L->runnext) s.ready.push_back(L->runnext);
+    for (const fiber_control* f = L->ready_head; f; f = f->ready_next) s.ready.push_back(f);
+    s.idle_workers = L->idle.size();
+    for (std::size_t i = 0; i < L->idle.size() && i < loop_snapshot::idle_shown; ++i)
+      s.idle_ids.push_back(L->idle[i]->record->id);
   }
+  return out;
 }
 
 }  // namespace detail

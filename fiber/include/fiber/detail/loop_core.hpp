@@ -150,11 +150,9 @@ void rethrow_outcome(fiber_control* f);
 // fiber::dump() and the deadlock report. describe_wait: what `f` does or waits
 // for ("parked in fiber::channel::recv on 0x..., deadline in 12 ms"); describe_task:
 // the same after `task <id> "<name>": `. Both for the loop's thread only (dump.cpp).
-// dump_loops: every event_loop, with its tasks not started and ready (event_loop.cpp).
 void describe_wait(std::ostream& out, const fiber_control& f);
 void describe_task(std::ostream& out, const fiber_control& f);
 void write_task_ref(std::ostream& out, const fiber_control& f);  // task <id> "<name>"
-void dump_loops(std::ostream& out);
 
 // ---- the scheduler's fast paths ----
 //
