@@ -44,15 +44,16 @@
 
 #include "fiber/channel.hpp"
 #include "fiber/event_loop.hpp"
+#include "skynet.hpp"
 
 namespace {
 
 namespace bf = boost::fibers;
 
 constexpr std::size_t buffered_capacity = 128;
-constexpr std::size_t skynet_stack_size = 16 * 1024;
-constexpr long skynet_leaves = 1000000;
-constexpr long skynet_div = 10;
+constexpr std::size_t skynet_stack_size = skynet::stack_size;
+constexpr long skynet_leaves = skynet::leaves;
+constexpr long skynet_div = skynet::div;
 
 // ---- pingpong ----
 
@@ -188,22 +189,6 @@ long skynet_fiber(long num, long size, bool eager) {
   return sum;
 }
 
-long skynet_boost(long num, long size, bf::fixedsize_stack& stacks) {
-  if (size == 1) return num;
-  size /= skynet_div;
-  long results[skynet_div];
-  bf::fiber children[skynet_div];
-  for (long i = 0; i < skynet_div; ++i)
-    children[i] = bf::fiber(std::allocator_arg, stacks,
-                            [&results, &stacks, i, num, size] { results[i] = skynet_boost(num + i * size, size, stacks); });
-  long sum = 0;
-  for (long i = 0; i < skynet_div; ++i) {
-    children[i].join();
-    sum += results[i];
-  }
-  return sum;
-}
-
 int run_skynet(const std::string& impl) {
   auto start = std::chrono::steady_clock::now();
   long result;
@@ -217,7 +202,7 @@ int run_skynet(const std::string& impl) {
   } else if (impl == "boost") {
     bf::fixedsize_stack stacks(skynet_stack_size);
     long r = 0;
-    bf::fiber(std::allocator_arg, stacks, [&] { r = skynet_boost(0, skynet_leaves, stacks); }).join();
+    bf::fiber(std::allocator_arg, stacks, [&] { r = skynet::boost_fibers(0, skynet_leaves, stacks); }).join();
     result = r;
   } else {
     std::fprintf(stderr, "fiber_loop_bench: --skynet=fiber, fiber_eager or boost, not '%s'\n", impl.c_str());

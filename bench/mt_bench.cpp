@@ -10,10 +10,11 @@
 //   fanout_cpu/...   one op = 10^4 tasks of CPU work (about 100 us each: a hash)
 //                    spawned from the main task and joined: 1 worker, then 2.
 //
-//   fiber_mt_bench --skynet=fiber_2workers
+//   fiber_mt_bench --skynet=fiber_2workers|boost_work_stealing_2threads
 //
-// runs skynet (as loop_bench.cpp's) on fiber::run with 2 workers, once, alone in
-// the process, and prints one line of JSON.
+// runs skynet (bench/skynet.hpp) on fiber::run with 2 workers, or on Boost.Fiber's
+// work_stealing scheduler on 2 threads, once, alone in the process, and prints
+// one line of JSON.
 #include <benchmark/benchmark.h>
 
 #include <boost/fiber/all.hpp>
@@ -29,6 +30,7 @@
 
 #include "fiber/channel.hpp"
 #include "fiber/event_loop.hpp"
+#include "skynet.hpp"
 
 namespace {
 
@@ -119,9 +121,9 @@ void fanout_cpu(benchmark::State& state, unsigned workers) {
 
 // ---- skynet on 2 workers ----
 
-constexpr std::size_t skynet_stack_size = 16 * 1024;  // as loop_bench.cpp's
-constexpr long skynet_leaves = 1000000;
-constexpr long skynet_div = 10;
+constexpr std::size_t skynet_stack_size = skynet::stack_size;
+constexpr long skynet_leaves = skynet::leaves;
+constexpr long skynet_div = skynet::div;
 
 long skynet(long num, long size) {
   if (size == 1) return num;
@@ -133,19 +135,49 @@ long skynet(long num, long size) {
   return sum;
 }
 
+// Boost.Fiber's work_stealing on 2 threads: this one and a helper that joins the
+// scheduler and waits (its main fiber parked) until the tree is summed.
+long skynet_boost_work_stealing() {
+  constexpr std::uint32_t threads = 2;
+  bf::mutex m;
+  bf::condition_variable cv;
+  bool finished = false;
+  std::thread helper([&] {
+    bf::use_scheduling_algorithm<bf::algo::work_stealing>(threads, true);
+    std::unique_lock<bf::mutex> lock(m);
+    cv.wait(lock, [&] { return finished; });
+  });
+  bf::use_scheduling_algorithm<bf::algo::work_stealing>(threads, true);
+  bf::fixedsize_stack stacks(skynet_stack_size);
+  long r = 0;
+  bf::fiber(std::allocator_arg, stacks, [&] { r = skynet::boost_fibers(0, skynet_leaves, stacks); }).join();
+  {
+    std::unique_lock<bf::mutex> lock(m);
+    finished = true;
+  }
+  cv.notify_all();
+  helper.join();
+  return r;
+}
+
 int run_skynet(const std::string& impl) {
-  if (impl != "fiber_2workers") {
-    std::fprintf(stderr, "fiber_mt_bench: --skynet=fiber_2workers, not '%s'\n", impl.c_str());
+  const auto start = std::chrono::steady_clock::now();
+  long result = 0;
+  if (impl == "fiber_2workers") {
+    fiber::event_loop::options opts;
+    opts.stack_size = skynet_stack_size;
+    result = fiber::run(fiber::run_options{.threads = 2, .loop = opts}, skynet, 0L, skynet_leaves);
+  } else if (impl == "boost_work_stealing_2threads") {
+    result = skynet_boost_work_stealing();
+  } else {
+    std::fprintf(stderr, "fiber_mt_bench: --skynet=fiber_2workers or boost_work_stealing_2threads, not '%s'\n",
+                 impl.c_str());
     return 2;
   }
-  const auto start = std::chrono::steady_clock::now();
-  fiber::event_loop::options opts;
-  opts.stack_size = skynet_stack_size;
-  const long result = fiber::run(fiber::run_options{.threads = 2, .loop = opts}, skynet, 0L, skynet_leaves);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("{\"impl\": \"%s\", \"result\": %ld, \"seconds\": %.6f, \"stack_size\": %zu, \"workers\": 2}\n",
               impl.c_str(), result, seconds, skynet_stack_size);
-  return result == 499999500000L ? 0 : 1;
+  return result == skynet::result ? 0 : 1;
 }
 
 }  // namespace

@@ -409,7 +409,7 @@ LOOP_GROUPS = {
         'spawn_join/boost_fibers_fiber_join_dispatch']),
     'skynet': ('s', False, 'skynet/fiber', 'skynet/go', [
         'skynet/fiber', 'skynet/fiber_eager', 'skynet/boost_fibers', 'skynet/go', 'skynet/python_asyncio',
-        'skynet/fiber_2workers', 'skynet/go_gomaxprocs2']),
+        'skynet/fiber_2workers', 'skynet/go_gomaxprocs2', 'skynet/boost_fibers_work_stealing_2threads']),
     # Every core (fiber_mt_bench): two threads, on this machine's cores.
     'pingpong_mt': ('ns', False, 'pingpong_mt/fiber_2workers', 'pingpong_mt/boost_fibers_2threads', [
         'pingpong_mt/fiber_2workers', 'pingpong_mt/boost_fibers_2threads']),
@@ -714,6 +714,13 @@ def collect_loop(args, wanted=None):
                  None if mt_bin else f'{MT_BINARY} not built'),
                 ('skynet/go_gomaxprocs2', [go_bins.get('loop_peer', ''), 'skynet'], go_env(2),
                  f'skipped: {go_why}' if go_why else None),
+                # Boost.Fiber's work_stealing on 2 threads, reported beside the 2-worker row
+                ('skynet/boost_fibers_work_stealing_2threads',
+                 [mt_bin, '--skynet=boost_work_stealing_2threads'] if mt_bin else None, None,
+                 f'{MT_BINARY} not built' if not mt_bin else
+                 'skipped: --no-boost-skynet' if args.no_boost_skynet else
+                 f'skipped: needs ~6 GB of memory, {avail // 1024} MB available'
+                 if avail is not None and avail < BOOST_SKYNET_MIN_AVAILABLE_KB else None),
                 ('skynet/python_asyncio', [sys.executable, PY_LOOP_PEER, 'skynet'], None, None)]
         for name, cmd, env, why in runs:
             if name not in wanted:
@@ -1219,7 +1226,7 @@ def main():
                         help='rounds of the echo benchmark, the servers in turn; the table keeps each one\'s best, '
                              'the acceptance rows the median of the per-round ratios (default 2; --check: 5)')
     parser.add_argument('--no-boost-skynet', action='store_true',
-                        help='skip Boost.Fiber\'s skynet (about 40 s and 6 GB here)')
+                        help='skip Boost.Fiber\'s skynets, on one thread and work_stealing on 2 (about 40 s and 6 GB, 15 s and 3 GB here)')
     parser.add_argument('--json', metavar='OUT.json', help='also write the raw results and the checks here')
     parser.add_argument('--chart', metavar='OUT.png', help='draw our ratio to each peer of the loop section '
                                                            '(matplotlib; the system python3\'s if need be)')
