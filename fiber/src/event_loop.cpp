@@ -194,6 +194,7 @@ struct event_loop::impl : detail::loop_core {
   }
   // Takes a ready fiber out of the queue or runnext; it is then not ready.
   void unqueue(detail::fiber_control* f) noexcept {
+    FIBER_ASSERT(f->queued, "a fiber taken out of the ready queue is in it (or in runnext)");
     if (runnext == f) {
       runnext = nullptr;
     } else {
@@ -294,6 +295,8 @@ struct event_loop::impl : detail::loop_core {
     detail::fiber_control* self = current;
     next = startable(next);
     if (next == self) return;  // a fiber to itself, or the scheduler with nothing to run
+    FIBER_ASSERT(!next || next->core == this, "a loop resumes only its own fibers");
+    FIBER_ASSERT(!next || next->ctx, "a fiber resumed is suspended: not running elsewhere, not ended");
     if (self) check_canary(self);
     current = next;
     save_slot = self ? &self->ctx : &scheduler;
@@ -778,6 +781,7 @@ struct event_loop::impl : detail::loop_core {
 
   // Adopts a task from the inject queue: from now on it is this loop's.
   void adopt(detail::fiber_control* f) noexcept {
+    FIBER_ASSERT(!f->queued, "a task adopted from the inject queue is in no loop's ready queue");
     {
       std::lock_guard lock(f->lock);
       f->loop = owner;
@@ -822,6 +826,7 @@ struct event_loop::impl : detail::loop_core {
     detail::fiber_control* tail = nullptr;
     for (std::size_t i = 0; i < give; ++i) {
       detail::fiber_control* f = found[i];
+      FIBER_ASSERT(f->core == this, "a loop donates only its own tasks");
       unqueue(f);
       if (f->started) leave(f);
       unlink_alive(f);

@@ -20,6 +20,25 @@
 #include "fiber/detail/eh_state.hpp"
 #include "fiber/detail/scheduler.hpp"
 
+// FIBER_ASSERT(condition, "what must hold"): the scheduler's invariants
+// (docs/design.md), checked in debug builds (no NDEBUG), under the sanitizers,
+// or with -DFIBER_CHECKS=1; a broken one ends the process with its words
+// (detail::fatal) where it would otherwise corrupt a queue silently and fail
+// far from the cause. Compiled out otherwise: the fast paths pay nothing.
+#if !defined(FIBER_CHECKS)
+#  if !defined(NDEBUG) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#    define FIBER_CHECKS 1
+#  else
+#    define FIBER_CHECKS 0
+#  endif
+#endif
+#if FIBER_CHECKS
+#  define FIBER_ASSERT(condition, what) \
+    ((condition) ? static_cast<void>(0) : ::fiber::detail::fatal("fiber: invariant broken: " what))
+#else
+#  define FIBER_ASSERT(condition, what) static_cast<void>(0)
+#endif
+
 namespace fiber {
 
 class event_loop;
@@ -208,6 +227,7 @@ struct loop_core {
   fiber_control* pop_ready() noexcept {
     fiber_control* f = ready_head;
     if (f) {
+      FIBER_ASSERT(f->queued, "a fiber in the ready queue is marked queued");
       ready_head = f->ready_next;
       if (f == lane_tail) lane_tail = nullptr;
       if (ready_head)
