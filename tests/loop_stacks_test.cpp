@@ -5,10 +5,12 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "loop_stacks.hpp"
@@ -105,8 +107,15 @@ TEST_CASE("loop stacks: past the hot limit, free stacks turn cold once few are a
     REQUIRE(t.back().guarded);
     *top_word(t.back().s) = 1000 + i;
   }
-  // Freed in order: the last ones freed are the hot ones at the end.
+  // Freed in order: the last ones freed are the hot ones at the end. The excess
+  // waits loop_stacks::cool_interval (a load that comes back at once keeps its
+  // pages): not cold yet; then tick() (the loop's passes) gives it back.
+  const auto freed_at = std::chrono::steady_clock::now();
   for (auto& x : t) pool.deallocate(x.s, x.guarded);
+  if (std::chrono::steady_clock::now() - freed_at < loop_stacks::cool_interval) CHECK(pool.excess_waits());
+  std::this_thread::sleep_for(loop_stacks::cool_interval + std::chrono::milliseconds(2));
+  pool.tick();
+  CHECK_FALSE(pool.excess_waits());
   std::set<void*> hot_bases;
   for (std::size_t i = n - hot; i < n; ++i) hot_bases.insert(t[i].s.base);
   std::size_t reused_hot = 0;
@@ -153,4 +162,27 @@ TEST_CASE("loop stacks: while as many stacks are alive as free, none turns cold 
   CHECK(kept == n);  // every one came back hot
   for (auto& x : again) pool.deallocate(x.s, x.guarded);
   for (std::size_t i = 0; i < n; ++i) pool.deallocate(t[i].s, t[i].guarded);
+}
+
+TEST_CASE("loop stacks: an excess of free stacks freed and taken again within the interval stays hot", "[stacks]") {
+  // A worker whose load goes from many stacks to none and back within
+  // microseconds (skynet on 2 workers): the pages stay, none is given back.
+  const std::size_t hot = loop_stacks::hot_limit(size);
+  const std::size_t n = hot + 64;
+  loop_stacks pool(size, 10 * n);
+  std::vector<taken> t;
+  for (std::size_t i = 0; i < n; ++i) t.push_back(take(pool));
+  for (std::size_t i = 0; i < n; ++i) *top_word(t[i].s) = 1 + i;
+  const auto freed_at = std::chrono::steady_clock::now();
+  for (auto& x : t) pool.deallocate(x.s, x.guarded);
+  pool.tick();
+  std::size_t kept = 0;
+  std::vector<taken> again;
+  for (std::size_t i = 0; i < n; ++i) {
+    again.push_back(take(pool));
+    if (*top_word(again.back().s) != 0) ++kept;
+  }
+  // (Unless this thread was descheduled for the whole interval meanwhile.)
+  if (std::chrono::steady_clock::now() - freed_at < loop_stacks::cool_interval) CHECK(kept == n);
+  for (auto& x : again) pool.deallocate(x.s, x.guarded);
 }

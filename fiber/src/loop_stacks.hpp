@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -54,16 +55,17 @@ inline bool canary_intact(const std::uintptr_t* w) noexcept {
 // stay hot up to hot_limit() of them (32 of 64 KiB), or up to as many as there
 // are stacks alive if that is more (a loop whose load goes up and down then
 // does not give back pages it takes again soon after: skynet, bench/, holds
-// 10^4 stacks with 10^3 free at a time). Past that, the stacks idle longest
-// (reuse is LIFO) turn cold: their pages go back to the system (madvise
+// 10^4 stacks with 10^3 free at a time). Past that, once the excess has waited
+// cool_interval (10 ms: a load that comes back at once keeps its pages), the
+// stacks idle longest (reuse is LIFO) turn cold: their pages go back (madvise
 // MADV_DONTNEED; Windows: MEM_RESET, then out of the working set) and they stay
 // mapped, for reuse once no hot one is left; a cold guarded stack stays in its
 // list, below the hot ones, a cold unguarded one is a bit in its slab's bitmap.
-// Pages go back in batches (`pending_`: batch_ranges ranges, address-adjacent
+// Pages go back in batches (`pending_`: up to batch_ranges ranges, address-adjacent
 // ones merged into one call): each call costs a TLB flush, tens of
 // microseconds in a VM, and a call per stack made the end of a burst of 10^5
-// tasks take seconds. Guarded stacks past max_cached_guarded are unmapped in
-// the same batches. And as a burst ends, the C heap gives back what the
+// tasks take seconds. Free guarded stacks past max_cached_guarded, and past
+// as many as are alive, are unmapped in the same batches. And as a burst ends, the C heap gives back what the
 // burst's task blocks freed (trim_heap()). So a loop that ran 10^5 tasks at
 // once keeps a few MiB afterwards, not the 450 MB they touched. Freeing and
 // reusing stacks makes no system call while no more than hot_limit() of a
@@ -74,10 +76,9 @@ class loop_stacks {
   loop_stacks(std::size_t default_size, std::size_t guarded_budget)
       : default_size_(round(default_size)), guarded_budget_(guarded_budget) {}
   ~loop_stacks() {
-    for (std::size_t i = 0; i < pending_count_; ++i)
-      if (pending_[i].unmap) apply(pending_[i]);
-    for (auto& [size, p] : pools_)
-      for (auto& s : p.guarded.stacks) unmap_guarded(s);
+    for (const range& r : pending_)
+      if (r.unmap) apply(r);
+    unmap_all_guarded();
     for (auto& sl : slabs_) unmap(sl.base, sl.bytes);
   }
 
@@ -140,7 +141,7 @@ class loop_stacks {
       return s;
     }
     guarded = false;
-    if (pending_count_ != 0) [[unlikely]]
+    if (!pending_.empty()) [[unlikely]]
       flush();  // the new stack's canary page may be the last one's top, in the batch
     stack_memory s = carve(p, size);
     ++plain_live;
@@ -152,12 +153,13 @@ class loop_stacks {
     pool& p = find(s.size);
     if (guarded) {
       --guarded_live;
-      if (p.guarded.stacks.size() >= max_cached_guarded || !p.guarded.push(s)) [[unlikely]] {
+      if (!p.guarded.push(s)) [[unlikely]] {  // no memory to list it
+        flush();  // (its pages may be in the batch)
         add_pending(guarded_range(s), true);  // unmapped
         return;
       }
       if (p.guarded.hot() > p.hot_max && p.guarded.hot() > guarded_live + plain_live) [[unlikely]]
-        cool_excess(p);
+        note_excess(p);
     } else {
       --plain_live;
       // Slab memory is reused, never unmapped singly.
@@ -166,8 +168,21 @@ class loop_stacks {
         return;
       }
       if (p.plain.hot() > p.hot_max && p.plain.hot() > guarded_live + plain_live) [[unlikely]]
-        cool_excess(p);
+        note_excess(p);
     }
+  }
+
+  // An excess of free hot stacks waits at most cool_interval before it turns
+  // cold (note_excess()): whether one waits, and how long the loop may sleep
+  // before it should call tick().
+  static constexpr auto cool_interval = std::chrono::milliseconds(10);
+  bool excess_waits() const noexcept { return excess_pools_ != 0; }
+  // Cools the excesses that have waited cool_interval.
+  void tick() noexcept {
+    if (excess_pools_ == 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [size, p] : pools_)
+      if (p.excess && now - p.excess_since >= cool_interval) cool_now(p);
   }
 
   // Free stacks of `size` of a kind kept hot while few stacks are alive: as
@@ -204,7 +219,9 @@ class loop_stacks {
   };
   struct pool {
     std::size_t hot_max = 0;     // hot_limit() of the pool's size
-    free_list guarded;           // up to max_cached_guarded, cold ones included
+    bool excess = false;         // more free stacks hot than kept, since excess_since
+    std::chrono::steady_clock::time_point excess_since{};
+    free_list guarded;           // cold ones included
     free_list plain;             // hot unguarded stacks
     std::size_t plain_cold = 0;  // cold unguarded stacks (in the slabs' bitmaps)
     char* slab_next = nullptr;   // unused part of the current slab
@@ -246,7 +263,10 @@ class loop_stacks {
   static constexpr std::size_t max_cached_guarded = 1024;
   static constexpr std::size_t resident_free_bytes = 2u << 20;
   static constexpr std::size_t min_resident_free = 16;
-  static constexpr std::size_t batch_ranges = 64;
+  // As a burst of 10^4 stacks ends, most of them go in one batch: stacks mapped
+  // one after another lie end to end, and one call then gives back a run of
+  // them (64 at a time made thousands of calls).
+  static constexpr std::size_t batch_ranges = 4096;
   static constexpr std::size_t trim_min = 256;
 
   std::size_t cached_guarded() const noexcept {
@@ -268,19 +288,61 @@ class loop_stacks {
 #endif
   }
   void add_pending(range r, bool unmap) noexcept {
-    if (pending_count_ == batch_ranges) flush();
+    if (pending_.size() >= batch_ranges) flush();
     r.unmap = unmap;
-    pending_[pending_count_++] = r;
     ++given_back_;
+    try {
+      pending_.push_back(r);
+    } catch (...) {  // no memory for a longer batch
+      flush();
+      apply(r);
+    }
   }
   // More stacks of pool `p` are free and hot than hot_max and than the stacks
   // alive (the second bound keeps a loop whose load goes up and down from
   // giving pages back that it takes again soon after: skynet, bench/, holds
   // 10^4 stacks with 10^3 free at a time): the ones idle longest turn cold.
+  //
+  // Not at once, though: a worker of a runtime that runs the subtrees other
+  // workers hand it (skynet on 2 workers, bench/) goes from thousands of stacks
+  // alive to none and back every few hundred microseconds; cooling each time
+  // gave back pages it faulted in again at once, and each madvise, with a second
+  // thread running, flushes that CPU's TLB too (an IPI): 40% of the run. So an
+  // excess waits until it is cool_interval old (checked as stacks are freed, and
+  // by tick(), which the loop calls at its scheduler's passes and at least every
+  // cool_interval while it sleeps); then the excess of that moment turns cold.
+  void note_excess(pool& p) noexcept {
+    const auto now = std::chrono::steady_clock::now();
+    if (!p.excess) {
+      p.excess = true;
+      p.excess_since = now;
+      ++excess_pools_;
+    } else if (now - p.excess_since >= cool_interval) {
+      cool_now(p);
+    }
+  }
+  void cool_now(pool& p) noexcept {
+    if (p.excess) {
+      p.excess = false;
+      --excess_pools_;
+    }
+    cool_excess(p);
+  }
   [[gnu::noinline]] void cool_excess(pool& p) noexcept {
     const std::size_t live = guarded_live + plain_live;
     const std::size_t keep = p.hot_max > live ? p.hot_max : live;
-    while (p.guarded.hot() > keep) add_pending(guarded_range(p.guarded.stacks[p.guarded.first++]), false);
+    // Free guarded stacks past max_cached_guarded, and past those alive, are
+    // unmapped: the idle longest (the cold ones first).
+    free_list& g = p.guarded;
+    const std::size_t cap = max_cached_guarded > live ? max_cached_guarded : live;
+    if (g.stacks.size() > cap) {
+      const std::size_t drop = g.stacks.size() - cap;
+      flush();  // (the pages of some may be in the batch, to discard)
+      for (std::size_t i = 0; i < drop; ++i) add_pending(guarded_range(g.stacks[i]), true);
+      g.stacks.erase(g.stacks.begin(), g.stacks.begin() + static_cast<std::ptrdiff_t>(drop));
+      g.first = g.first > drop ? g.first - drop : 0;
+    }
+    while (g.hot() > keep) add_pending(guarded_range(g.stacks[g.first++]), false);
     free_list& l = p.plain;
     while (l.hot() > keep) cool_plain(p, l.stacks[l.first++]);
     if (l.first >= 64 && l.first * 2 >= l.stacks.size()) {
@@ -367,13 +429,16 @@ class loop_stacks {
   // Gives back what the batch holds: the ranges in address order, adjacent ones
   // of the same kind in one call (Windows: one call each).
   [[gnu::noinline]] void flush() noexcept {
-    const std::size_t n = pending_count_;
-    pending_count_ = 0;
+    const std::size_t n = pending_.size();
     if (n == 0) return;
+    struct clear {
+      std::vector<range>& v;
+      ~clear() { v.clear(); }
+    } cleared{pending_};
 #if defined(_WIN32)
     for (std::size_t i = 0; i < n; ++i) apply(pending_[i]);
 #else
-    std::sort(pending_, pending_ + n, [](const range& a, const range& b) { return a.lo < b.lo; });
+    std::sort(pending_.begin(), pending_.end(), [](const range& a, const range& b) { return a.lo < b.lo; });
     range run = pending_[0];
     for (std::size_t i = 1; i < n; ++i) {
       const range& r = pending_[i];
@@ -428,6 +493,32 @@ class loop_stacks {
   static void set_canary(stack_memory s) noexcept { detail::set_canary(s.base); }
 
   static stack_memory map_guarded(std::size_t size) { return map_guarded_stack(size); }  // (guarded_stack.hpp)
+  // The cached guarded stacks, as the loop goes. Mappings made one after another
+  // usually lie end to end: one munmap per run of adjacent ones (10^4 calls took
+  // 0.2 s with a second thread alive, each a TLB flush on its CPU too).
+  void unmap_all_guarded() noexcept {
+#if defined(_WIN32)
+    for (auto& [size, p] : pools_)
+      for (auto& s : p.guarded.stacks) unmap_guarded(s);
+#else
+    std::vector<range> all;
+    try {
+      for (auto& [size, p] : pools_)
+        for (auto& s : p.guarded.stacks) all.push_back(guarded_range(s));
+    } catch (...) {  // no memory to sort them: one call each
+      for (auto& [size, p] : pools_)
+        for (auto& s : p.guarded.stacks) unmap_guarded(s);
+      return;
+    }
+    std::sort(all.begin(), all.end(), [](const range& a, const range& b) { return a.lo < b.lo; });
+    for (std::size_t i = 0; i < all.size();) {
+      char* const lo = all[i].lo;
+      char* hi = all[i].hi;
+      while (++i < all.size() && all[i].lo == hi) hi = all[i].hi;
+      unmap(lo, static_cast<std::size_t>(hi - lo));
+    }
+#endif
+  }
   static void unmap_guarded(stack_memory s) noexcept { unmap_guarded_stack(s); }
   static void unmap(void* p, std::size_t bytes) noexcept {
 #if defined(_WIN32)
@@ -473,10 +564,10 @@ class loop_stacks {
   std::size_t last_size_ = 0;
   pool* last_pool_ = nullptr;
   std::vector<slab> slabs_;  // by address
-  range pending_[batch_ranges];
-  std::size_t pending_count_ = 0;
+  std::vector<range> pending_;  // up to batch_ranges
   std::size_t given_back_ = 0;  // stacks cooled or unmapped since the last trim_heap()
   std::size_t cold_hint_ = 0;   // the slab take_cold() found one in last
+  std::size_t excess_pools_ = 0;  // pools whose excess waits (note_excess())
 };
 
 // The StackAllocator a loop fiber's context is made with.
