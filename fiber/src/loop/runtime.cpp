@@ -83,7 +83,7 @@ runtime::runtime(unsigned threads, const event_loop::options& opts) {
       }
     });
   // Wait until the workers are ready for work, so that the main task's first
-  // spawns already spread over them (a spawn goes to a hungry worker).
+  // spawns already spread over them (donated to the hungry workers).
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   while (s_->core.hungry.load() < static_cast<int>(threads) - 1 && std::chrono::steady_clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::microseconds(50));

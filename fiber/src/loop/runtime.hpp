@@ -5,10 +5,10 @@
 // Where tasks run. A fiber that has started stays on its worker (it never
 // changes threads). A task that has not started may start on any worker: spawn
 // queues it on the spawner's worker (locality); while a worker is *hungry* (it
-// has nothing to run), a spawn on a busy worker goes to the inject queue
-// instead, and busy workers give up to half of their queued, unstarted tasks
-// there at each pass (work donation: the thief asks, the owner gives, so the
-// owner's queue needs no atomics). A hungry worker takes a batch from the inject
+// has nothing to run), busy workers give up to half of their queued, unstarted
+// tasks, the oldest first, to the inject queue at each pass and as each task
+// ends, once the inject queue is empty (work donation: the thief asks, the owner
+// gives, so the owner's queue needs no atomics). A hungry worker takes a batch from the inject
 // queue; failing that, it spins briefly, then sleeps in its reactor until poked.
 #pragma once
 

@@ -192,6 +192,7 @@ struct loop_core {
   fiber_control* lane_tail = nullptr;   // the last fiber of the lane (event_loop.cpp), if any
   context* save_slot = nullptr;         // where the switcher's context goes
   int direct_budget = 0;                // direct switches left before the scheduler's turn
+  bool handed_off = false;              // next_after_park()'s last fiber came from runnext
   // The cooperative budget (coop_tick below): operations left in the running
   // fiber's turn, and the number each turn starts with (INT_MAX: off).
   int coop_left = 128;
@@ -245,11 +246,13 @@ struct loop_core {
     if (direct_budget > 0) {
       if (fiber_control* f = runnext) {
         runnext = nullptr;
+        handed_off = true;
         f->queued = false;
         --direct_budget;
         return f;
       }
       if (fiber_control* f = pop_ready()) {
+        handed_off = false;
         --direct_budget;
         return f;
       }
