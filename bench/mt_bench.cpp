@@ -44,15 +44,11 @@ void pingpong_mt_fiber(benchmark::State& state) {
       [&] {
         fiber::channel<int> ping, pong;
         std::atomic<std::thread::id> echo_thread{};
-        auto echo = fiber::spawn([&] {
+        // The echo fiber on the other worker (the main task runs on worker 0).
+        auto echo = fiber::spawn(fiber::spawn_options{.worker = 1}, [&] {
           echo_thread = std::this_thread::get_id();
           while (auto v = ping.recv()) pong.send(*v);
         });
-        // Let the other worker take it (were this fiber to park now, this worker,
-        // idle, would take it back first).
-        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-        while (echo_thread.load() == std::thread::id{} && std::chrono::steady_clock::now() < give_up)
-          std::this_thread::yield();
         ping.send(-1);
         (void)pong.recv();
         other_thread = echo_thread.load() != std::this_thread::get_id();
