@@ -166,9 +166,9 @@ void check_rss_after_burst(bool keep_handles) {
     }
     // Let the loop finish with them (the last ones end after waking us), and let
     // the stack pool's wait before it gives back an excess (loop_stacks.hpp,
-    // cool_interval: 10 ms) pass.
+    // cool_interval: 50 ms) pass.
     for (int i = 0; i < 4; ++i) fiber::this_fiber::yield();
-    fiber::this_fiber::sleep_for(std::chrono::milliseconds(50));
+    fiber::this_fiber::sleep_for(std::chrono::milliseconds(150));
     REQUIRE(loop.alive() == 1);
     after = statm_bytes(true);  // the loop alive, and running
   });

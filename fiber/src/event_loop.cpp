@@ -631,10 +631,9 @@ struct event_loop::impl : detail::loop_core {
     if (block) {
       timeout_ms = ms_to_next_timer();
       if (cap_ms >= 0 && (timeout_ms < 0 || timeout_ms > cap_ms)) timeout_ms = cap_ms;
-      if (stacks.excess_waits()) {  // wake for the pass whose tick() gives the excess back
-        constexpr int cool_ms = std::chrono::milliseconds(detail::loop_stacks::cool_interval).count() + 1;
-        if (timeout_ms < 0 || timeout_ms > cool_ms) timeout_ms = cool_ms;
-      }
+      // Wake for the pass whose tick() gives back the free stacks that wait.
+      if (const int tick_ms = stacks.ms_to_tick(); tick_ms >= 0 && (timeout_ms < 0 || timeout_ms > tick_ms))
+        timeout_ms = tick_ms;
     }
     struct asleep {  // (a remote wake pokes the loop only while it sleeps: shared.cpp)
       impl& L;
@@ -1152,6 +1151,7 @@ event_loop::~event_loop() {
     if (L.loops_next) L.loops_next->loops_prev = L.loops_prev;
   }
   L.tearing_down = true;
+  L.stacks.closing = true;  // (what the fibers free now is unmapped with the pool: nothing to give back first)
   // Fibers still alive: those never started just end; suspended ones are unwound
   // by destroying their context.
   while (detail::fiber_control* f = L.all_head) {

@@ -56,7 +56,7 @@ inline bool canary_intact(const std::uintptr_t* w) noexcept {
 // are stacks alive if that is more (a loop whose load goes up and down then
 // does not give back pages it takes again soon after: skynet, bench/, holds
 // 10^4 stacks with 10^3 free at a time). Past that, once the excess has waited
-// cool_interval (10 ms: a load that comes back at once keeps its pages), the
+// cool_interval (50 ms: a load that comes back soon keeps its pages), the
 // stacks idle longest (reuse is LIFO) turn cold: their pages go back (madvise
 // MADV_DONTNEED; Windows: MEM_RESET, then out of the working set) and they stay
 // mapped, for reuse once no hot one is left; a cold guarded stack stays in its
@@ -149,8 +149,23 @@ class loop_stacks {
     return s;
   }
 
+  // The loop goes: the stacks freed from now on are unmapped with the pool, so
+  // none is given back first (the teardown of a runtime spent 0.1 s cooling them).
+  bool closing = false;
+
   void deallocate(stack_memory s, bool guarded) noexcept {
     pool& p = find(s.size);
+    if (closing) [[unlikely]] {
+      if (guarded) {
+        --guarded_live;
+        if (p.guarded.push(s)) return;
+        flush();
+        add_pending(guarded_range(s), true);
+      } else {
+        --plain_live;  // (its slab is unmapped whole)
+      }
+      return;
+    }
     if (guarded) {
       --guarded_live;
       if (!p.guarded.push(s)) [[unlikely]] {  // no memory to list it
@@ -160,6 +175,8 @@ class loop_stacks {
       }
       if (p.guarded.hot() > p.hot_max && p.guarded.hot() > guarded_live + plain_live) [[unlikely]]
         note_excess(p);
+      else if (p.guarded.stacks.size() > cache_cap() && !p.over_cap) [[unlikely]]
+        note_over_cap(p, std::chrono::steady_clock::now());
     } else {
       --plain_live;
       // Slab memory is reused, never unmapped singly.
@@ -172,17 +189,30 @@ class loop_stacks {
     }
   }
 
-  // An excess of free hot stacks waits at most cool_interval before it turns
-  // cold (note_excess()): whether one waits, and how long the loop may sleep
-  // before it should call tick().
-  static constexpr auto cool_interval = std::chrono::milliseconds(10);
-  bool excess_waits() const noexcept { return excess_pools_ != 0; }
-  // Cools the excesses that have waited cool_interval.
+  // An excess of free hot stacks waits cool_interval before it turns cold, and
+  // free guarded stacks past the cache's cap wait unmap_interval before they are
+  // unmapped (note_excess()). The loop calls tick() at its scheduler's passes,
+  // and sleeps no longer than ms_to_tick() (-1: nothing waits).
+  static constexpr auto cool_interval = std::chrono::milliseconds(50);
+  static constexpr auto unmap_interval = std::chrono::milliseconds(1000);
+  int ms_to_tick() const noexcept {
+    if (waiting_ == 0) return -1;
+    auto due = std::chrono::steady_clock::time_point::max();
+    for (auto& [size, p] : pools_) {
+      if (p.excess && p.excess_since + cool_interval < due) due = p.excess_since + cool_interval;
+      if (p.over_cap && p.over_cap_since + unmap_interval < due) due = p.over_cap_since + unmap_interval;
+    }
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - std::chrono::steady_clock::now()).count();
+    return left < 0 ? 0 : static_cast<int>(left);
+  }
+  // Gives back what has waited long enough.
   void tick() noexcept {
-    if (excess_pools_ == 0) return;
+    if (waiting_ == 0) return;
     const auto now = std::chrono::steady_clock::now();
-    for (auto& [size, p] : pools_)
-      if (p.excess && now - p.excess_since >= cool_interval) cool_now(p);
+    for (auto& [size, p] : pools_) {
+      if (p.excess && now - p.excess_since >= cool_interval) cool_now(p, now);
+      if (p.over_cap && now - p.over_cap_since >= unmap_interval) trim_cache(p);
+    }
   }
 
   // Free stacks of `size` of a kind kept hot while few stacks are alive: as
@@ -221,6 +251,8 @@ class loop_stacks {
     std::size_t hot_max = 0;     // hot_limit() of the pool's size
     bool excess = false;         // more free stacks hot than kept, since excess_since
     std::chrono::steady_clock::time_point excess_since{};
+    bool over_cap = false;       // more guarded stacks free than cache_cap(), since over_cap_since
+    std::chrono::steady_clock::time_point over_cap_since{};
     free_list guarded;           // cold ones included
     free_list plain;             // hot unguarded stacks
     std::size_t plain_cold = 0;  // cold unguarded stacks (in the slabs' bitmaps)
@@ -316,32 +348,52 @@ class loop_stacks {
     if (!p.excess) {
       p.excess = true;
       p.excess_since = now;
-      ++excess_pools_;
+      ++waiting_;
     } else if (now - p.excess_since >= cool_interval) {
-      cool_now(p);
+      cool_now(p, now);
     }
+    if (p.over_cap && now - p.over_cap_since >= unmap_interval) trim_cache(p);
   }
-  void cool_now(pool& p) noexcept {
+  void cool_now(pool& p, std::chrono::steady_clock::time_point now) noexcept {
     if (p.excess) {
       p.excess = false;
-      --excess_pools_;
+      --waiting_;
     }
     cool_excess(p);
+    if (p.guarded.stacks.size() > cache_cap() && !p.over_cap) note_over_cap(p, now);
+  }
+  // Free guarded stacks are kept mapped (cold ones too) up to max_cached_guarded,
+  // or as many as are alive if that is more: each is two of the process's
+  // vm.max_map_count mappings. Past that, once the excess has lasted
+  // unmap_interval (a worker whose load comes back keeps its mappings: unmapping
+  // and mapping them again cost skynet on 2 workers 20% of its time), the idle
+  // longest (the cold ones first) are unmapped.
+  std::size_t cache_cap() const noexcept {
+    const std::size_t live = guarded_live + plain_live;
+    return max_cached_guarded > live ? max_cached_guarded : live;
+  }
+  void note_over_cap(pool& p, std::chrono::steady_clock::time_point now) noexcept {
+    p.over_cap = true;
+    p.over_cap_since = now;
+    ++waiting_;
+  }
+  [[gnu::noinline]] void trim_cache(pool& p) noexcept {
+    p.over_cap = false;
+    --waiting_;
+    free_list& g = p.guarded;
+    const std::size_t cap = cache_cap();
+    if (g.stacks.size() <= cap) return;
+    const std::size_t drop = g.stacks.size() - cap;
+    flush();  // (the pages of some may be in the batch, to discard)
+    for (std::size_t i = 0; i < drop; ++i) add_pending(guarded_range(g.stacks[i]), true);
+    g.stacks.erase(g.stacks.begin(), g.stacks.begin() + static_cast<std::ptrdiff_t>(drop));
+    g.first = g.first > drop ? g.first - drop : 0;
+    flush();
   }
   [[gnu::noinline]] void cool_excess(pool& p) noexcept {
     const std::size_t live = guarded_live + plain_live;
     const std::size_t keep = p.hot_max > live ? p.hot_max : live;
-    // Free guarded stacks past max_cached_guarded, and past those alive, are
-    // unmapped: the idle longest (the cold ones first).
     free_list& g = p.guarded;
-    const std::size_t cap = max_cached_guarded > live ? max_cached_guarded : live;
-    if (g.stacks.size() > cap) {
-      const std::size_t drop = g.stacks.size() - cap;
-      flush();  // (the pages of some may be in the batch, to discard)
-      for (std::size_t i = 0; i < drop; ++i) add_pending(guarded_range(g.stacks[i]), true);
-      g.stacks.erase(g.stacks.begin(), g.stacks.begin() + static_cast<std::ptrdiff_t>(drop));
-      g.first = g.first > drop ? g.first - drop : 0;
-    }
     while (g.hot() > keep) add_pending(guarded_range(g.stacks[g.first++]), false);
     free_list& l = p.plain;
     while (l.hot() > keep) cool_plain(p, l.stacks[l.first++]);
@@ -567,7 +619,7 @@ class loop_stacks {
   std::vector<range> pending_;  // up to batch_ranges
   std::size_t given_back_ = 0;  // stacks cooled or unmapped since the last trim_heap()
   std::size_t cold_hint_ = 0;   // the slab take_cold() found one in last
-  std::size_t excess_pools_ = 0;  // pools whose excess waits (note_excess())
+  std::size_t waiting_ = 0;  // pools' excesses and caches over their cap that wait (note_excess())
 };
 
 // The StackAllocator a loop fiber's context is made with.
