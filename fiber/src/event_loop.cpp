@@ -1,4 +1,5 @@
-// The event loop: ready queue, timers, reactor, stacks, and park/wake.
+// The event loop: ready queue, timers, stacks, park/wake, and what the reactor's
+// events mean (the reactor itself: loop/reactor.hpp).
 //
 // Who runs. The thread that calls run() is the *scheduler*: it runs on the
 // thread's own stack and only dispatches; every task runs on a fiber. A fiber that
@@ -22,6 +23,7 @@
 #include "fiber/event_loop.hpp"
 
 #include "fiber/detail/eh_state.hpp"
+#include "loop/reactor.hpp"
 #include "loop/runtime.hpp"
 #include "loop/snapshot.hpp"
 #include "loop/shared.hpp"
@@ -46,16 +48,10 @@
 #include <typeinfo>
 #include <unordered_map>
 
-#if defined(__linux__)
+#if FIBER_HAVE_EPOLL
 #  include <fcntl.h>
-#  include <sys/epoll.h>
-#  include <sys/eventfd.h>
-#  include <sys/mman.h>
 #  include <unistd.h>
 #  include "fd_table.hpp"
-#  define FIBER_HAVE_EPOLL 1
-#else
-#  define FIBER_HAVE_EPOLL 0
 #endif
 
 // Where a started fiber may move to another thread (spawn_options::migratable):
@@ -86,31 +82,10 @@ struct event_loop::impl : detail::loop_core {
     coop_budget = opts.cooperative_budget == 0 ? INT_MAX : opts.cooperative_budget;
     coop_left = coop_budget;
     idle.reserve(max_idle_workers);  // (going idle must not fail)
-#if FIBER_HAVE_EPOLL
-    epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd < 0) throw std::system_error(errno, std::generic_category(), "fiber::event_loop: epoll_create1");
-    evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (evfd < 0) {
-      int e = errno;
-      close(epfd);
-      throw std::system_error(e, std::generic_category(), "fiber::event_loop: eventfd");
-    }
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = nullptr;
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, evfd, &ev) != 0) {
-      int e = errno;
-      close(evfd);
-      close(epfd);
-      throw std::system_error(e, std::generic_category(), "fiber::event_loop: epoll_ctl(eventfd)");
-    }
-#endif
   }
   ~impl() {
 #if FIBER_HAVE_EPOLL
     if (kept_fds.load(std::memory_order_acquire) > 0) drop_kept_fds();
-    close(evfd);
-    close(epfd);
 #endif
   }
 
@@ -133,9 +108,8 @@ struct event_loop::impl : detail::loop_core {
   // Timers (loop/timers.hpp).
   detail::timer_heap timers;
 
-  // Reactor.
-  int epfd = -1;
-  int evfd = -1;
+  // Reactor (loop/reactor.hpp).
+  detail::reactor reactor;
   std::size_t io_waiting = 0;
   // Fibers of other workers waiting on fds in this loop's epoll (fibers that
   // migrated since their stream was registered here): the loop must poll for them.
@@ -145,8 +119,6 @@ struct event_loop::impl : detail::loop_core {
   }
   std::atomic<int> keep_alive{0};
   std::mutex post_mutex;
-  std::condition_variable post_cv;  // where there is no epoll
-  bool poked_cv = false;            // poke() came (under post_mutex; where there is no epoll)
   std::deque<std::function<void()>> posted;
   std::atomic<bool> has_posted{false};
   bool foreign_round = false;  // inside run_once: a yield always ends the fiber's turn
@@ -155,7 +127,7 @@ struct event_loop::impl : detail::loop_core {
   // many fds, and what takes them out when the loop goes (their fds may live on).
   std::atomic<std::size_t> kept_fds{0};
   void drop_kept_fds() noexcept;
-  void kept_fd_event(detail::fd_entry* e, std::uint32_t events) noexcept;
+  void kept_fd_event(detail::fd_entry* e, const detail::reactor::event& ev) noexcept;
 #endif
 
   // -- ready queue --
@@ -649,54 +621,29 @@ struct event_loop::impl : detail::loop_core {
       if (has_remote.load(std::memory_order_relaxed) || (rt && rt->injected.load(std::memory_order_relaxed)))
         return;
     }
-#if FIBER_HAVE_EPOLL
-    epoll_event events[128];
-    int n = epoll_wait(epfd, events, 128, timeout_ms);
-    if (n < 0) {
-      if (errno == EINTR) return;
-      throw std::system_error(errno, std::generic_category(), "fiber::event_loop: epoll_wait");
-    }
+    detail::reactor::event events[128];
+    const int n = reactor.wait(events, 128, timeout_ms);
     for (int i = 0; i < n; ++i) {
-      void* const data = events[i].data.ptr;
-      if (reinterpret_cast<std::uintptr_t>(data) & 1) {  // an io_wait_fd registration (tagged)
-        const auto entry = reinterpret_cast<std::uintptr_t>(data) - 1;
-        kept_fd_event(reinterpret_cast<detail::fd_entry*>(entry), events[i].events);
+      const detail::reactor::event& ev = events[i];
+#if FIBER_HAVE_EPOLL
+      if (reinterpret_cast<std::uintptr_t>(ev.data) & 1) {  // an io_wait_fd registration (tagged)
+        const auto entry = reinterpret_cast<std::uintptr_t>(ev.data) - 1;
+        kept_fd_event(reinterpret_cast<detail::fd_entry*>(entry), ev);
         continue;
       }
-      auto* h = static_cast<detail::io_handle*>(data);
-      if (!h) {
-        std::uint64_t v;
-        while (read(evfd, &v, sizeof v) > 0) {
-        }
-        continue;
-      }
-      const std::uint32_t e = events[i].events;
+#endif
+      auto* h = static_cast<detail::io_handle*>(ev.data);  // an io::stream's or listener's (io_register)
       detail::op_guard guard(h->lock);
-      if (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) h->hangup = true;
-      if (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+      if (ev.hangup) h->hangup = true;
+      if (ev.readable) {
         if (h->readers.empty()) h->readable = true;
         while (detail::waiter* w = detail::claim_front(h->readers)) detail::wake(*w);
       }
-      if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+      if (ev.writable) {
         if (h->writers.empty()) h->writable = true;
         while (detail::waiter* w = detail::claim_front(h->writers)) detail::wake(*w);
       }
     }
-#else
-    if (timeout_ms != 0) {
-      std::unique_lock lock(post_mutex);
-      auto ready = [&] {
-        return std::exchange(poked_cv, false) || has_posted.load(std::memory_order_relaxed) ||
-               has_remote.load(std::memory_order_relaxed) ||
-               (rt && (rt->injected.load(std::memory_order_relaxed) || rt->stopping.load(std::memory_order_relaxed) ||
-                       rt->deadlocked.load(std::memory_order_relaxed)));
-      };
-      if (timeout_ms < 0)
-        post_cv.wait(lock, ready);
-      else
-        post_cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), ready);
-    }
-#endif
   }
 
   // Shared mode, before sleeping: a fiber woken from another thread usually comes
@@ -1213,13 +1160,7 @@ std::size_t event_loop::run_once(std::chrono::milliseconds timeout) {
   return impl_->run_once(ms < 0 ? -1 : ms > 1000000 ? 1000000 : static_cast<int>(ms));
 }
 
-int event_loop::native_handle() const noexcept {
-#if FIBER_HAVE_EPOLL
-  return impl_->epfd;
-#else
-  return -1;
-#endif
-}
+int event_loop::native_handle() const noexcept { return impl_->reactor.native_handle(); }
 
 int event_loop::next_timeout_ms() const {
   const impl& L = *impl_;
@@ -1243,12 +1184,7 @@ void event_loop::post(std::function<void()> fn) {
     impl_->posted.push_back(std::move(fn));
     impl_->has_posted.store(true, std::memory_order_release);
   }
-#if FIBER_HAVE_EPOLL
-  std::uint64_t one = 1;
-  [[maybe_unused]] auto r = write(impl_->evfd, &one, sizeof one);
-#else
-  impl_->post_cv.notify_one();
-#endif
+  impl_->reactor.poke();
 }
 
 namespace this_runtime {
@@ -1279,19 +1215,7 @@ bool worker_claim_poke(loop_core* core) noexcept {
 }
 std::size_t worker_alive(loop_core* core) noexcept { return static_cast<event_loop::impl*>(core)->alive; }
 
-void poke(loop_core* core) noexcept {
-#if FIBER_HAVE_EPOLL
-  std::uint64_t one = 1;
-  [[maybe_unused]] auto r = write(static_cast<event_loop::impl*>(core)->evfd, &one, sizeof one);
-#else
-  auto* L = static_cast<event_loop::impl*>(core);
-  {
-    std::lock_guard lock(L->post_mutex);
-    L->poked_cv = true;  // (what a poke asks, such as a flip to shared mode, is not in the wait's predicate)
-  }
-  L->post_cv.notify_one();
-#endif
-}
+void poke(loop_core* core) noexcept { static_cast<event_loop::impl*>(core)->reactor.poke(); }
 
 bool loop_runs_elsewhere(const event_loop& loop) noexcept {
   return runs_elsewhere(&detail::loop_internals::of(const_cast<event_loop&>(loop)));
@@ -2017,13 +1941,10 @@ namespace detail {
 void io_register(io_handle& h) {
   event_loop::impl* L = running_loop_impl();
   if (!L) throw_no_loop("fiber::io");
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.ptr = &h;
-  if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, h.fd, &ev) != 0)
-    throw std::system_error(errno, std::generic_category(), "fiber::io: epoll_ctl(ADD) of fd " + std::to_string(h.fd));
+  if (const int e = L->reactor.add(h.fd, reactor::want_read | reactor::want_write | reactor::edge, &h))
+    throw std::system_error(e, std::generic_category(), "fiber::io: epoll_ctl(ADD) of fd " + std::to_string(h.fd));
   h.registered = true;
-  h.epfd = L->epfd;
+  h.epfd = L->reactor.native_handle();
   h.core = L;
   h.readable = h.writable = h.hangup = false;
 }
@@ -2031,7 +1952,7 @@ void io_register(io_handle& h) {
 void io_unregister(io_handle& h) noexcept {
   if (!h.registered) return;
   h.registered = false;
-  epoll_ctl(h.epfd, EPOLL_CTL_DEL, h.fd, nullptr);  // (the epoll of the loop that registered it)
+  reactor::remove_from(h.epfd, h.fd);  // (the reactor of the loop that registered it)
   op_guard guard(h.lock);
   while (waiter* w = claim_front(h.readers)) wake(*w);
   while (waiter* w = claim_front(h.writers)) wake(*w);
@@ -2096,17 +2017,17 @@ void* tagged(fd_entry* e) noexcept { return reinterpret_cast<void*>(reinterpret_
 
 // What the fibers waiting on e want (the caller holds e.h.lock), once.
 std::uint32_t wanted(const fd_entry& e) noexcept {
-  std::uint32_t ev = EPOLLONESHOT;
-  if (!e.h.readers.empty()) ev |= EPOLLIN | EPOLLRDHUP;
-  if (!e.h.writers.empty()) ev |= EPOLLOUT;
-  return ev;
+  std::uint32_t interest = reactor::oneshot;
+  if (!e.h.readers.empty()) interest |= reactor::want_read;
+  if (!e.h.writers.empty()) interest |= reactor::want_write;
+  return interest;
 }
 
 // Takes e's registration out of its loop's epoll (the caller holds e.h.lock).
 void unregister(fd_entry& e) noexcept {
   event_loop::impl* const L = e.owner.load(std::memory_order_relaxed);
   if (!L) return;
-  epoll_ctl(L->epfd, EPOLL_CTL_DEL, e.reg_fd, nullptr);  // (fails if the fd is closed: epoll forgot it then)
+  L->reactor.remove(e.reg_fd);  // (fails if the fd is closed: epoll forgot it then)
   if (e.reg_fd != e.h.fd) ::close(e.reg_fd);
   e.reg_fd = -1;
   e.owner.store(nullptr, std::memory_order_release);
@@ -2122,29 +2043,26 @@ void wake_all(fd_entry& e) noexcept {
 // there first if it is not (the caller holds e.h.lock, its waiter linked).
 // 0, or the errno of the failure.
 int arm(event_loop::impl* L, fd_entry& e) noexcept {
-  epoll_event ev{};
-  ev.events = wanted(e);
-  ev.data.ptr = tagged(&e);
+  const std::uint32_t interest = wanted(e);
   if (e.owner.load(std::memory_order_relaxed) == L) {
-    if (epoll_ctl(L->epfd, EPOLL_CTL_MOD, e.reg_fd, &ev) == 0) return 0;
-    if (errno != ENOENT) return errno;  // EBADF: the fd is closed
+    const int err = L->reactor.modify(e.reg_fd, interest, tagged(&e));
+    if (err != ENOENT) return err;  // 0, or EBADF: the fd is closed
     // epoll forgot it: the fd was closed without io_fd_closing, and its number
     // may name another file now. Register afresh.
   }
   unregister(e);  // (from another loop's epoll: it moves here)
   const int fd = e.h.fd;
-  if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
+  if (const int err = L->reactor.add(fd, interest, tagged(&e)); err == 0) {
     e.reg_fd = fd;
   } else {
-    if (errno != EEXIST) return errno;
+    if (err != EEXIST) return err;
     // epoll keys a registration by (fd, open file), and this key is taken: by an
     // io::stream's or listener's own registration (io_register), or by one of ours
     // that epoll kept after a close because another fd still holds the file.
     // Register a dup (another key for the same file) while fibers wait.
     const int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (d < 0) return errno;
-    if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, d, &ev) != 0) {
-      const int err = errno;
+    if (const int err = L->reactor.add(d, interest, tagged(&e))) {
       ::close(d);
       return err;
     }
@@ -2205,11 +2123,11 @@ void io_fd_closing(int fd) noexcept {
 
 }  // namespace detail
 
-void event_loop::impl::kept_fd_event(detail::fd_entry* e, std::uint32_t events) noexcept {
+void event_loop::impl::kept_fd_event(detail::fd_entry* e, const detail::reactor::event& ev) noexcept {
   detail::op_guard guard(e->h.lock);
-  if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+  if (ev.readable)
     while (detail::waiter* w = detail::claim_front(e->h.readers)) detail::wake(*w);
-  if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+  if (ev.writable)
     while (detail::waiter* w = detail::claim_front(e->h.writers)) detail::wake(*w);
   // Oneshot: the registration is disarmed now. Re-armed for the fibers that still
   // wait (for the other direction); not from an epoll the fd has left since.

@@ -200,7 +200,7 @@ struct io_handle {
   bool writable = false;
   bool hangup = false;  // an edge said the peer hung up or the fd has an error (sticky)
   bool registered = false;
-  int epfd = -1;                     // the epoll it is registered with (its loop's)
+  int epfd = -1;                     // the native handle of the reactor it is registered with (its loop's)
   struct loop_core* core = nullptr;  // that loop
 };
 void io_register(io_handle& h);  // throws std::system_error
