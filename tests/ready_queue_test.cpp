@@ -4,9 +4,11 @@
 // the lane's end forgotten when the fiber that ends it leaves the queue.
 #include <catch2/catch.hpp>
 
+#include <csignal>
 #include <memory>
 #include <vector>
 
+#include "death.hpp"
 #include "fiber/event_loop.hpp"
 
 namespace {
@@ -84,4 +86,36 @@ TEST_CASE("ready queue: the lane's end is forgotten when the fiber that ends it 
   CHECK(q.lane_tail == nullptr);
   CHECK(q.pop_ready() == &f[2]);
   CHECK(q.pop_ready() == nullptr);
+}
+
+TEST_CASE("fiber state: created, started, parked, started again, ended - each change checked", "[queue][state]") {
+  using fiber::detail::run_state;
+  using fiber::detail::set_state;
+  using fiber::detail::state_of;
+  ready_fiber f;
+  CHECK(state_of(&f) == run_state::created);
+  set_state(&f, run_state::started);
+  set_state(&f, run_state::parked);
+  CHECK(state_of(&f) == run_state::parked);
+  set_state(&f, run_state::started);
+  set_state(&f, run_state::ended);
+  CHECK(state_of(&f) == run_state::ended);
+  ready_fiber never_ran;
+  set_state(&never_ran, run_state::ended);  // a failed start, a loop torn down
+  CHECK(state_of(&never_ran) == run_state::ended);
+#if FIBER_CHECKS
+  // A change outside the life (a fiber resumed after it ended, a parked one
+  // parked again) ends the process with what broke.
+  auto d = fiber_test::run_in_child([] {
+#ifndef _WIN32
+    std::signal(SIGABRT, SIG_DFL);  // die quietly: not through Catch's handler
+#endif
+    ready_fiber g;
+    set_state(&g, run_state::started);
+    set_state(&g, run_state::ended);
+    set_state(&g, run_state::parked);
+  });
+  CHECK(d.signal == SIGABRT);
+  CHECK_THAT(d.stderr_text, Catch::Contains("went from ended to parked"));
+#endif
 }

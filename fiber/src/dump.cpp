@@ -75,7 +75,7 @@ void describe_wait(std::ostream& out, const fiber_control& f) {
     out << "ended";
     return;
   }
-  if (!f.started) {
+  if (state_of(&f) == run_state::created) {
     out << "spawned, not started";
     return;
   }
@@ -83,7 +83,7 @@ void describe_wait(std::ostream& out, const fiber_control& f) {
     out << "running";
     return;
   }
-  if (!f.parked) {
+  if (state_of(&f) != run_state::parked) {
     out << (f.queued ? "ready to run" : "suspended");
     return;
   }

@@ -219,7 +219,7 @@ struct event_loop::impl : detail::loop_core {
     timers.remove(f);
     f->park_waiters = nullptr;
     f->park_count = 0;
-    f->parked = false;
+    set_state(f, detail::run_state::started);
     f->park_reason = reason;
     f->park_result = result;
     if (next)
@@ -294,14 +294,14 @@ struct event_loop::impl : detail::loop_core {
     // reaches a pass). Not for a hand-off (runnext: a task its joiner waits for),
     // which keeps the work where it is: donating there too gave skynet on 2
     // workers 1.4 s instead of 0.6 (the tree spread breadth first over both).
-    if (next && !next->started && !handed_off && rt && rt->hungry.load(std::memory_order_relaxed) > 0) [[unlikely]]
+    if (next && state_of(next) == detail::run_state::created && !handed_off && rt && rt->hungry.load(std::memory_order_relaxed) > 0) [[unlikely]]
       donate();
-    while (next && !next->started) {
+    while (next && state_of(next) == detail::run_state::created) {
       if (shared.load(std::memory_order_relaxed)) {
         std::lock_guard guard(next->lock);  // (a canceller of another thread reads it: cancel())
-        next->started = true;
+        set_state(next, detail::run_state::started);
       } else {
-        next->started = true;
+        set_state(next, detail::run_state::started);
       }
       detail::fiber_control* f = next;
       if (f->migratable) {
@@ -465,6 +465,7 @@ struct event_loop::impl : detail::loop_core {
   }
 
   void finish(detail::fiber_control* f) noexcept {
+    set_state(f, detail::run_state::ended);
     publish_outcome(f);
     unlink_alive(f);
     if (f->detached.load(std::memory_order_acquire) && f->status.load(std::memory_order_relaxed) == task_status::failed)
@@ -565,7 +566,7 @@ struct event_loop::impl : detail::loop_core {
     while (f) {
       detail::fiber_control* next = f->remote_next;
       f->remote_next = nullptr;
-      if (!f->started)
+      if (state_of(f) == detail::run_state::created)
         adopt(f);
       else
         make_ready(f);
@@ -781,7 +782,7 @@ struct event_loop::impl : detail::loop_core {
     std::size_t n = 0;
     std::size_t scanned = 0;
     for (detail::fiber_control* f = ready_head; f && scanned < donation_scan; f = f->ready_next, ++scanned)
-      if ((!f->started && !f->pinned) || movable(f)) found[n++] = f;
+      if ((state_of(f) == detail::run_state::created && !f->pinned) || movable(f)) found[n++] = f;
     if (n == 0 || (n == 1 && !runnext && ready_head == found[0] && !found[0]->ready_next)) return;  // our only work
     const std::size_t give = (n + 1) / 2;
     detail::fiber_control* head = nullptr;
@@ -790,7 +791,7 @@ struct event_loop::impl : detail::loop_core {
       detail::fiber_control* f = found[i];
       FIBER_ASSERT(f->core == this, "a loop donates only its own tasks");
       unqueue(f);
-      if (f->started) leave(f);
+      if (state_of(f) != detail::run_state::created) leave(f);
       unlink_alive(f);
       f->ready_next = nullptr;
       (tail ? tail->ready_next : head) = f;
@@ -1108,7 +1109,7 @@ event_loop::~event_loop() {
     L.timers.remove(f);
     f->park_waiters = nullptr;
     f->park_count = 0;
-    f->parked = false;
+    if (state_of(f) == detail::run_state::parked) set_state(f, detail::run_state::started);
     {
       // While its stack unwinds, the fiber is the running one (its destructors may
       // unlock a fiber::mutex, which checks who calls). Restore what was running:
@@ -1254,7 +1255,7 @@ std::vector<loop_snapshot> snapshot_loops() {
     s.alive = L->alive;
     if (s.where == loop_snapshot::runner::other_thread) continue;
     for (const fiber_control* f = L->all_head; f; f = f->all_next)
-      if (!f->started) s.not_started.push_back(f);
+      if (state_of(f) == detail::run_state::created) s.not_started.push_back(f);
     std::reverse(s.not_started.begin(), s.not_started.end());  // (the list is newest first)
     if (L->runnext) s.ready.push_back(L->runnext);
     for (const fiber_control* f = L->ready_head; f; f = f->ready_next) s.ready.push_back(f);
@@ -1272,6 +1273,16 @@ std::size_t event_loop::guarded_stacks() const noexcept { return impl_->stacks.g
 std::size_t event_loop::unguarded_stacks() const noexcept { return impl_->stacks.plain_live; }
 
 // ---- detail: tasks ----------------------------------------------------------------
+
+namespace detail {
+void bad_state_change(const fiber_control* f, run_state from, run_state to) noexcept {
+  static const char* const names[] = {"created", "started", "parked", "ended"};
+  char msg[200];
+  std::snprintf(msg, sizeof msg, "fiber: invariant broken: fiber %llu went from %s to %s (run_state, loop_core.hpp)",
+                static_cast<unsigned long long>(f->id), names[static_cast<int>(from)], names[static_cast<int>(to)]);
+  fatal(msg);
+}
+}  // namespace detail
 
 namespace detail {
 
@@ -1466,7 +1477,7 @@ void cancel_here(fiber_control* f) noexcept {
     return;
   }
   event_loop::impl& L = detail::loop_internals::of(*f->loop);
-  if (!(f->parked && !f->park_shielded && L.end_park(f, reason_cancelled, 0)))
+  if (!(state_of(f) == run_state::parked && !f->park_shielded && L.end_park(f, reason_cancelled, 0)))
     f->cancel_pending = true;  // (shared mode: also when a wake won the claim; the next park delivers it)
 }
 }  // namespace
@@ -1476,7 +1487,7 @@ void cancel(fiber_control* f) noexcept {
   loop_core* core;
   {
     op_guard guard(f->lock);
-    if (!f->started) {  // (it may start on another worker: it finds this when it does)
+    if (state_of(f) == run_state::created) {  // (it may start on another worker: it finds this when it does)
       f->cancel_pending.store(true, std::memory_order_relaxed);
       return;
     }
@@ -1567,7 +1578,7 @@ int resume_shared(fiber_control* self) {
   if (event_loop::impl* L = event_loop::impl::resumed_on()) L->timers.remove(self);
   self->park_waiters = nullptr;
   self->park_count = 0;
-  self->parked = false;
+  set_state(self, run_state::started);
   self->claim.store(0, std::memory_order_release);
   self->park_reason = static_cast<int>(c >> 24);
   self->park_result = static_cast<int>(c & 0xffffffu);
@@ -1616,7 +1627,7 @@ int park_shared(event_loop::impl* L, fiber_control* self, waiter* waiters, std::
   self->park_object = object;
   self->park_waiters = waiters;
   self->park_count = count;
-  self->parked = true;
+  set_state(self, run_state::parked);
   self->park_reason = reason_pending;
   self->park_by_scope = by_scope;
   if (deadline != no_deadline && self->claim.load(std::memory_order_relaxed) == 0) L->timers.add(self, deadline);
@@ -1669,7 +1680,7 @@ int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, co
   self->park_object = object;
   self->park_waiters = waiters;
   self->park_count = count;
-  self->parked = true;
+  set_state(self, run_state::parked);
   self->park_reason = reason_pending;
   self->park_by_scope = by_scope;
   if (deadline != no_deadline) L->timers.add(self, deadline);
@@ -1702,7 +1713,7 @@ loop_core* core_of(fiber_control* f) noexcept {
 // donates its tasks: once seen queued here, it stays here until we act.)
 bool queued_here_unstarted(fiber_control* f) noexcept {
   if (!running()) return false;
-  auto here = [&] { return f->core == running_core && !f->started && f->queued; };
+  auto here = [&] { return f->core == running_core && state_of(f) == run_state::created && f->queued; };
   if (!thread_shared) return here();
   op_guard guard(f->lock);
   return here();

@@ -259,6 +259,7 @@ class channel {
   /// channel_closed; buffered values stay for receivers. Closing twice throws.
   void close() {
     detail::op_guard guard(lock_);
+    check_invariants();
     if (closed_) throw channel_closed("fiber::channel::close: the channel is already closed");
     closed_ = true;
     wake_all_closed();
@@ -322,8 +323,18 @@ class channel {
 
   // Sends without waiting, if it can: into a parked receiver's slot (no trip through
   // the buffer), else into the buffer. `v` is moved from (or copied) only on success.
+  // Invariants (1), (2), (3) and (5) (top of the file), checked as each operation
+  // starts, under the lock (FIBER_ASSERT: debug and sanitizer builds).
+  void check_invariants() const noexcept {
+    FIBER_ASSERT(count_ <= cap_, "channel (1): no more values buffered than its capacity");
+    FIBER_ASSERT(sendq_.empty() || count_ == cap_, "channel (2): a sender waits only while the buffer is full");
+    FIBER_ASSERT(recvq_.empty() || count_ == 0, "channel (3): a receiver waits only while the buffer is empty");
+    FIBER_ASSERT(!closed_ || (sendq_.empty() && recvq_.empty()), "channel (5): nobody waits on a closed channel");
+  }
+
   template <class U>
   bool offer(U&& v, const char* operation, bool shared) {
+    check_invariants();
     if (closed_) detail::throw_channel_closed(operation);
     if (detail::waiter* w = detail::claim_front(recvq_, shared)) {
       static_cast<std::optional<T>*>(w->slot)->emplace(std::forward<U>(v));
@@ -396,6 +407,7 @@ class channel {
   // first parked sender, keeping invariant 2), else straight from a parked sender.
   // The caller holds the guard.
   int poll_recv(std::optional<T>& out, bool shared) {
+    check_invariants();
     if (count_) {
       out.emplace(std::move(buf_[head_]));
       pop_front_destroy();

@@ -54,6 +54,23 @@ namespace detail {
 class loop_stacks;
 struct loop_core;
 
+// A fiber's life, one state at a time:
+//
+//   created --it starts (startable())--> started --park()--> parked
+//   parked --woken, timed out or cancelled--> started
+//   started --its body returned or threw (finish())--> ended
+//   created --it ends before it started (a failed start, a loop torn down)--> ended
+//
+// A park ends on the fiber's loop's thread at the wake (single mode), or when the
+// fiber runs again (shared mode: resume_shared(), after a claim). Changed only
+// on the fiber's loop's thread (created -> started under the fiber's lock in
+// shared mode: cancel() reads it from any thread); set_state() checks each change
+// with FIBER_ASSERT. Where a fiber is meanwhile is not part of its state: a
+// created or started fiber may sit in its loop's ready queue (`queued`, the
+// queue's link flag), a created one in a runtime's inject queue or a worker's
+// remote queue; a started one runs (its loop's `current`) or waits its turn.
+enum class run_state : std::uint8_t { created, started, parked, ended };
+
 // What the loop knows of one fiber; a task<T>'s shared state derives from it.
 struct fiber_control {
   fiber_control() = default;
@@ -78,14 +95,13 @@ struct fiber_control {
   context ctx;                          // the suspended fiber (empty: running or not started)
   fiber_control* ready_next = nullptr;  // ready-queue links
   fiber_control* ready_prev = nullptr;
-  bool queued = false;                  // in the ready queue
-  bool started = false;
+  bool queued = false;                  // in the ready queue (its link flag; not a state)
+  std::atomic<run_state> state{run_state::created};  // (relaxed: set_state(), state_of())
   bool migratable = false;              // spawn_options::migratable, where it takes effect
   bool pinned = false;                  // spawn_options::worker: never handed to another worker
   // Park bookkeeping (event_loop.cpp). park_operation and park_object say what a
   // parked fiber waits for (park_object: see wait_on() in scheduler.hpp); they are
-  // meaningful only while `parked`.
-  bool parked = false;
+  // meaningful only while it is parked.
   bool park_shielded = false;
   bool park_by_scope = false;           // the timer is the deadline_scope's
   std::atomic<bool> cancel_pending{false};  // cancel() asked; delivered at the next park
@@ -128,6 +144,21 @@ struct fiber_control {
   record_base* record = nullptr;
   char name[32];
 };
+
+inline run_state state_of(const fiber_control* f) noexcept { return f->state.load(std::memory_order_relaxed); }
+[[noreturn]] void bad_state_change(const fiber_control* f, run_state from, run_state to) noexcept;
+// f's state becomes `to`: FIBER_ASSERT checks that the change is one of the life's.
+inline void set_state(fiber_control* f, run_state to) noexcept {
+#if FIBER_CHECKS
+  const run_state from = state_of(f);
+  const bool allowed = (from == run_state::created && (to == run_state::started || to == run_state::ended)) ||
+                       (from == run_state::started && (to == run_state::parked || to == run_state::ended)) ||
+                       (from == run_state::parked && to == run_state::started);
+  if (!allowed) [[unlikely]]
+    bad_state_change(f, from, to);
+#endif
+  f->state.store(to, std::memory_order_relaxed);
+}
 
 template <class T>
 struct task_state : fiber_control {
@@ -330,11 +361,11 @@ FIBER_SWITCH_INLINE int park(waiter* waiters, std::size_t count, clock::time_poi
   self->park_object = object;
   self->park_waiters = waiters;
   self->park_count = 1;
-  self->parked = true;
+  set_state(self, run_state::parked);
   self->park_reason = reason_pending;
   self->park_by_scope = false;
   fiber_control* const next = L->next_after_park();
-  if (!next || !next->started || self->canary) [[unlikely]] {
+  if (!next || state_of(next) == run_state::created || self->canary) [[unlikely]] {
     transfer_slow(next);  // the scheduler, a fiber to start, or a canary to check
   } else {
     L->current = next;
@@ -445,7 +476,7 @@ inline void wake(waiter& w, bool shared) noexcept {
     // Its only waiter is w, now unlinked, and no timer runs: just make it ready.
     f->park_waiters = nullptr;
     f->park_count = 0;
-    f->parked = false;
+    set_state(f, run_state::started);
     f->park_reason = reason_woken;
     f->park_result = w.index;
     f->core->make_ready(f);
