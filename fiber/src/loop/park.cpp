@@ -85,6 +85,20 @@ int resume_shared(fiber_control* self) {
 }
 
 namespace {
+// What a parked fiber waits for (fiber::dump(), the deadlock report), and that it is parked.
+void begin_park(fiber_control* self, waiter* waiters, std::size_t count, const char* operation, std::uintptr_t object,
+                bool by_scope) noexcept {
+  self->park_operation = operation;
+  self->park_object = object;
+  self->park_waiters = waiters;
+  self->park_count = count;
+  set_state(self, run_state::parked);
+  self->park_reason = reason_pending;
+  self->park_by_scope = by_scope;
+}
+}  // namespace
+
+namespace {
 // The shared-mode park (scheduler.hpp, "Threads"): the waiters were linked, with
 // their fiber and index, under their primitives' locks, so a waker of another
 // thread may have claimed us already. Whatever would end the park here (a
@@ -122,13 +136,7 @@ int park_shared(event_loop::impl* L, fiber_control* self, waiter* waiters, std::
     if (by_scope) throw timed_out{};
     return park_timeout;
   }
-  self->park_operation = operation;
-  self->park_object = object;
-  self->park_waiters = waiters;
-  self->park_count = count;
-  set_state(self, run_state::parked);
-  self->park_reason = reason_pending;
-  self->park_by_scope = by_scope;
+  begin_park(self, waiters, count, operation, object, by_scope);
   if (deadline != no_deadline && self->claim.load(std::memory_order_relaxed) == 0) L->timers.add(self, deadline);
   L->switch_away();
   return resume_shared(self);
@@ -175,13 +183,7 @@ int park_slow(waiter* waiters, std::size_t count, clock::time_point deadline, co
     waiters[i].fiber = self;
     waiters[i].index = static_cast<int>(i);
   }
-  self->park_operation = operation;
-  self->park_object = object;
-  self->park_waiters = waiters;
-  self->park_count = count;
-  set_state(self, run_state::parked);
-  self->park_reason = reason_pending;
-  self->park_by_scope = by_scope;
+  begin_park(self, waiters, count, operation, object, by_scope);
   if (deadline != no_deadline) L->timers.add(self, deadline);
   L->switch_away();
   return park_outcome(self);
