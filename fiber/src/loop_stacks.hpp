@@ -61,7 +61,7 @@ inline bool canary_intact(const std::uintptr_t* w) noexcept {
 // MADV_DONTNEED; Windows: MEM_RESET, then out of the working set) and they stay
 // mapped, for reuse once no hot one is left; a cold guarded stack stays in its
 // list, below the hot ones, a cold unguarded one is a bit in its slab's bitmap.
-// Pages go back in batches (`pending_`: up to batch_ranges ranges, address-adjacent
+// Pages go back in batches (`pending_`: batch_ranges ranges, address-adjacent
 // ones merged into one call): each call costs a TLB flush, tens of
 // microseconds in a VM, and a call per stack made the end of a burst of 10^5
 // tasks take seconds. Free guarded stacks past max_cached_guarded, and past
@@ -76,8 +76,8 @@ class loop_stacks {
   loop_stacks(std::size_t default_size, std::size_t guarded_budget)
       : default_size_(round(default_size)), guarded_budget_(guarded_budget) {}
   ~loop_stacks() {
-    for (const range& r : pending_)
-      if (r.unmap) apply(r);
+    for (std::size_t i = 0; i < pending_count_; ++i)
+      if (pending_[i].unmap) apply(pending_[i]);
     unmap_all_guarded();
     for (auto& sl : slabs_) unmap(sl.base, sl.bytes);
   }
@@ -141,7 +141,7 @@ class loop_stacks {
       return s;
     }
     guarded = false;
-    if (!pending_.empty()) [[unlikely]]
+    if (pending_count_ != 0) [[unlikely]]
       flush();  // the new stack's canary page may be the last one's top, in the batch
     stack_memory s = carve(p, size);
     ++plain_live;
@@ -295,10 +295,10 @@ class loop_stacks {
   static constexpr std::size_t max_cached_guarded = 1024;
   static constexpr std::size_t resident_free_bytes = 2u << 20;
   static constexpr std::size_t min_resident_free = 16;
-  // As a burst of 10^4 stacks ends, most of them go in one batch: stacks mapped
-  // one after another lie end to end, and one call then gives back a run of
-  // them (64 at a time made thousands of calls).
-  static constexpr std::size_t batch_ranges = 4096;
+  // (The batch is sorted on whichever fiber's stack frees or takes a stack: 64
+  // ranges keep that shallow. 4096 made the sort's recursion overflow a 48 KiB
+  // stack under ASan.)
+  static constexpr std::size_t batch_ranges = 64;
   static constexpr std::size_t trim_min = 256;
 
   std::size_t cached_guarded() const noexcept {
@@ -320,15 +320,10 @@ class loop_stacks {
 #endif
   }
   void add_pending(range r, bool unmap) noexcept {
-    if (pending_.size() >= batch_ranges) flush();
+    if (pending_count_ == batch_ranges) flush();
     r.unmap = unmap;
+    pending_[pending_count_++] = r;
     ++given_back_;
-    try {
-      pending_.push_back(r);
-    } catch (...) {  // no memory for a longer batch
-      flush();
-      apply(r);
-    }
   }
   // More stacks of pool `p` are free and hot than hot_max and than the stacks
   // alive (the second bound keeps a loop whose load goes up and down from
@@ -481,16 +476,13 @@ class loop_stacks {
   // Gives back what the batch holds: the ranges in address order, adjacent ones
   // of the same kind in one call (Windows: one call each).
   [[gnu::noinline]] void flush() noexcept {
-    const std::size_t n = pending_.size();
+    const std::size_t n = pending_count_;
+    pending_count_ = 0;
     if (n == 0) return;
-    struct clear {
-      std::vector<range>& v;
-      ~clear() { v.clear(); }
-    } cleared{pending_};
 #if defined(_WIN32)
     for (std::size_t i = 0; i < n; ++i) apply(pending_[i]);
 #else
-    std::sort(pending_.begin(), pending_.end(), [](const range& a, const range& b) { return a.lo < b.lo; });
+    std::sort(pending_, pending_ + n, [](const range& a, const range& b) { return a.lo < b.lo; });
     range run = pending_[0];
     for (std::size_t i = 1; i < n; ++i) {
       const range& r = pending_[i];
@@ -616,7 +608,8 @@ class loop_stacks {
   std::size_t last_size_ = 0;
   pool* last_pool_ = nullptr;
   std::vector<slab> slabs_;  // by address
-  std::vector<range> pending_;  // up to batch_ranges
+  range pending_[batch_ranges];
+  std::size_t pending_count_ = 0;
   std::size_t given_back_ = 0;  // stacks cooled or unmapped since the last trim_heap()
   std::size_t cold_hint_ = 0;   // the slab take_cold() found one in last
   std::size_t waiting_ = 0;  // pools' excesses and caches over their cap that wait (note_excess())
