@@ -446,6 +446,7 @@ struct event_loop::impl : detail::loop_core {
   static constexpr unsigned queue_turn = 61;
   unsigned passes = 0;
   detail::fiber_control* first_after_pass() noexcept {
+    handed_off = false;  // (runnext was demoted before the pass: the pick is the queue's)
     if (passes % queue_turn == 0 && lane_tail && lane_tail->ready_next) {
       detail::fiber_control* f = lane_tail->ready_next;
       unqueue(f);
