@@ -338,8 +338,11 @@ TEST_CASE("runtime: a migratable task's stream keeps working on the worker it mo
         auto echo = fiber::spawn(
             fiber::spawn_options{.eager = true, .migratable = true}, [&] {
               may = fiber::this_fiber::may_migrate();
+              // The stream is made here: the task counts as moved once it reads
+              // or writes it on another thread (it may have moved before its
+              // first read, and stayed there).
               fiber::io::stream s = fiber::io::stream::adopt(sv[0]);
-              std::set<std::thread::id> seen;
+              std::set<std::thread::id> seen{this_thread()};
               for (int i = 0; i < cap; ++i) {
                 std::uint32_t v = 0;
                 s.read_exact(&v, sizeof v);
