@@ -26,6 +26,12 @@ group compared with one peer, measured in the same run:
                                         asyncio doing the same (bench/peers/loop_peer.*)
     skynet/    to Go: 1M leaves, each implementation in its own process, wall time
                and peak RSS (ru_maxrss from os.wait4)
+    fanout_1e4/, fanout_1e5/, fanout_1e6/
+               to Go (GOMAXPROCS=1): n tasks parked at once on one channel, then
+               released and joined (stackful_vs_stackless --fanout=IMPL --n=N, the
+               peers' `fanout N`), each in its own process: wall time and peak RSS;
+               also Boost.Fiber, C++20 stackless coroutines and Python asyncio. The
+               chart beside the main one (-fanout.png): time and bytes per task
     echo/      to the C epoll server (bench/peers/echo_epoll.c): messages/s of our
                examples/echo_server, Go's, asyncio's and C's, all loaded by
                bench/peers/echo_load.c (100 connections, 64 bytes), server and client
@@ -410,6 +416,12 @@ LOOP_GROUPS = {
     'skynet': ('s', False, 'skynet/fiber', 'skynet/go', [
         'skynet/fiber', 'skynet/fiber_eager', 'skynet/boost_fibers', 'skynet/go', 'skynet/python_asyncio',
         'skynet/fiber_2workers', 'skynet/go_gomaxprocs2', 'skynet/boost_fibers_work_stealing_2threads']),
+    # Fan-out (Light fibers): n tasks parked at once on one channel, released and
+    # joined (stackful_vs_stackless --fanout=IMPL --n=N and the peers' `fanout N`),
+    # each in its own process: wall time, peak RSS.
+    **{f'fanout_{k}': ('s', False, f'fanout_{k}/fiber', f'fanout_{k}/go', [
+        f'fanout_{k}/fiber', f'fanout_{k}/go', f'fanout_{k}/boost_fibers', f'fanout_{k}/stackless',
+        f'fanout_{k}/python_asyncio']) for k in ('1e4', '1e5', '1e6')},
     # Every core (fiber_mt_bench): two threads, on this machine's cores.
     'pingpong_mt': ('ns', False, 'pingpong_mt/fiber_2workers', 'pingpong_mt/boost_fibers_2threads', [
         'pingpong_mt/fiber_2workers', 'pingpong_mt/boost_fibers_2threads']),
@@ -425,6 +437,11 @@ LOOP_GROUPS = {
         'echo_work/fiber_2workers', 'echo_work/fiber_1worker', 'echo_work/c_epoll_2threads',
         'echo_work/go_gomaxprocs2', 'echo_work/c_epoll_1thread']),
 }
+SVS_BINARY = 'stackful_vs_stackless'
+FANOUT_N = {'1e4': 10 ** 4, '1e5': 10 ** 5, '1e6': 10 ** 6}
+# Boost.Fiber's fan-out holds n stacks of 128 KiB (malloc) with ~9 KB of each
+# touched: skipped when less than this per task is available.
+BOOST_FANOUT_KB_PER_TASK = 12
 # The echo_work servers' work: passes of FNV-1a over each message (peers/echo_work.h),
 # the same number for every server. Calibrated once on the project's 2-core machine
 # (AMD EPYC, `echo_epoll --calibrate 250`, and echo_server.go's -calibrate: 19.7 us
@@ -673,7 +690,7 @@ def collect_loop(args, wanted=None):
 
     go_bins, go_why = ({}, None)
     go_rows = set(GO_MICRO_ROWS.values()) | {'skynet/go', 'skynet/go_gomaxprocs2', 'echo/go',
-                                             'echo_work/go_gomaxprocs2'}
+                                             'echo_work/go_gomaxprocs2'} | {f'fanout_{k}/go' for k in FANOUT_N}
     if wanted & go_rows:
         go_bins, go_why = build_go_peers(build_dir)
 
@@ -740,6 +757,40 @@ def collect_loop(args, wanted=None):
             for key in ('peak_alive', 'peak_stacks'):
                 if key in data and name.startswith('skynet/fiber'):  # counted by fiber's loop only
                     rows[name][key] = data[key]
+
+    fanout_groups = [g for g in groups if g.startswith('fanout_') and g[len('fanout_'):] in FANOUT_N]
+    if fanout_groups:
+        svs = optional_binary(build_dir, os.path.join('bench', SVS_BINARY), SVS_BINARY)
+        avail = mem_available_kb()
+        for group in fanout_groups:
+            n = FANOUT_N[group[len('fanout_'):]]
+            no_svs = None if svs else f'{SVS_BINARY} not built'
+            boost_why = no_svs or (f'skipped: needs ~{n * BOOST_FANOUT_KB_PER_TASK // 1024} MB of memory, '
+                                   f'{avail // 1024} MB available'
+                                   if avail is not None and avail < n * BOOST_FANOUT_KB_PER_TASK else None)
+            runs = [(f'{group}/fiber', [svs, '--fanout=fiber', f'--n={n}'], None, no_svs),
+                    (f'{group}/go', [go_bins.get('loop_peer', ''), 'fanout', str(n)], go_env(),
+                     f'skipped: {go_why}' if go_why else None),
+                    (f'{group}/boost_fibers', [svs, '--fanout=boost_fiber', f'--n={n}'], None, boost_why),
+                    (f'{group}/stackless', [svs, '--fanout=stackless', f'--n={n}'], None, no_svs),
+                    (f'{group}/python_asyncio', [sys.executable, PY_LOOP_PEER, 'fanout', str(n)], None, None)]
+            for name, cmd, env, why in runs:
+                if name not in wanted:
+                    continue
+                if why:
+                    skipped[name] = why
+                    continue
+                data, rss, err = run_measured(cmd, env)
+                if err:
+                    skipped[name] = f'failed: {err}'
+                    continue
+                want_sum = n * (n - 1) // 2
+                if data.get('sum', want_sum) != want_sum or data.get('peak_waiting') != n:
+                    skipped[name] = (f'failed: sum {data.get("sum")}, {data.get("peak_waiting")} parked at once '
+                                     f'(expected {want_sum}, {n})')
+                    continue
+                rows[name] = {'value': data['seconds'], 'unit': 's', 'rss_kb': rss, 'by': name.split('/')[1],
+                              'samples': [data['seconds']], 'rss_samples': [rss], 'n': n}
 
     if 'echo' in groups or 'echo_work' in groups:
         client = optional_binary(build_dir, os.path.join('bench', 'echo_load'), 'echo_load')
@@ -970,6 +1021,40 @@ def draw_chart(results, path):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     print(f'chart: {path}', file=sys.stderr)
+    draw_fanout_chart(results, os.path.splitext(path)[0] + '-fanout' + os.path.splitext(path)[1])
+
+
+def draw_fanout_chart(results, path):
+    """Fan-out: time and peak RSS per task against n, one line per implementation."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = (results.get('loop') or {}).get('rows', {})
+    impls = {}
+    for k, n in FANOUT_N.items():
+        for name in LOOP_GROUPS[f'fanout_{k}'][4]:
+            row = rows.get(name)
+            if row and row.get('rss_kb'):
+                impls.setdefault(name.split('/')[1], []).append((n, row['value'] / n * 1e9, row['rss_kb'] * 1024 / n))
+    if not impls:
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for impl, points in impls.items():
+        ns = [p[0] for p in points]
+        left.plot(ns, [p[1] for p in points], marker='o', label=impl)
+        right.plot(ns, [p[2] for p in points], marker='o', label=impl)
+    for ax, what in ((left, 'ns per task (wall time / n)'), (right, 'bytes of peak RSS per task')):
+        ax.set_xscale('log')
+        ax.set_yscale('log')
+        ax.set_xlabel('n tasks parked at once')
+        ax.set_ylabel(what)
+        ax.grid(True, which='both', linewidth=0.3)
+    left.legend(fontsize=8)
+    fig.suptitle('fan-out: n tasks park on one channel, then are released and joined (same run)', fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f'chart: {path}', file=sys.stderr)
 
 
 def chart(results, path, json_path):
@@ -1036,6 +1121,11 @@ ACCEPTANCE = [
      (LOOP, 'skynet/fiber_eager'), (LOOP, 'skynet/go'), '<=', 0.5, 'x'),
     ("skynet 1M peak RSS, eager spawn (skynet/fiber_eager) <= 1.0x Go's",
      (LOOP, 'skynet/fiber_eager', 'rss'), (LOOP, 'skynet/go', 'rss'), '<=', 1.0, 'x'),
+    # Light fibers: 10^6 tasks parked at once (fan-out), default stacks.
+    ('fan-out 10^6, default stacks, wall time (fanout_1e6/fiber) <= 0.5x Go (GOMAXPROCS=1)',
+     (LOOP, 'fanout_1e6/fiber'), (LOOP, 'fanout_1e6/go'), '<=', 0.5, 'x'),
+    ("fan-out 10^6, default stacks, peak RSS (fanout_1e6/fiber) <= 1.0x Go's",
+     (LOOP, 'fanout_1e6/fiber', 'rss'), (LOOP, 'fanout_1e6/go', 'rss'), '<=', 1.0, 'x'),
     # Every core: two workers on this 2-core machine.
     ('skynet 1M on 2 workers, wall time (skynet/fiber_2workers) <= 0.5x Go (GOMAXPROCS=2)',
      (LOOP, 'skynet/fiber_2workers'), (LOOP, 'skynet/go_gomaxprocs2'), '<=', 0.5, 'x'),
@@ -1218,7 +1308,7 @@ def main():
                         help='google benchmark repetitions, randomly interleaved (default 3; --check: 9)')
     parser.add_argument('--filter', help='regex passed as --benchmark_filter, widened to the peers of what it '
                                          f'selects (it also selects the python peer, named {PYTHON_ROW}); '
-                                         'a loop group (pingpong, buffered, spawn_join, skynet, echo, echo_work) runs, with '
+                                         'a loop group (pingpong, buffered, spawn_join, skynet, fanout_1e4/1e5/1e6, echo, echo_work) runs, with '
                                          'all its peers, when it matches one of its rows')
     parser.add_argument('--echo-seconds', type=float,
                         help='seconds of load on each echo server, after a 0.5 s warm-up (default 3; --check: 1)')

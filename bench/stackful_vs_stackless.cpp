@@ -16,13 +16,14 @@
 // Before any benchmark runs, main() runs every workload at the benchmark's sizes
 // both ways and exits with an error if the results differ.
 //
-//   stackful_vs_stackless --fanout=fiber|stackless --n=N
+//   stackful_vs_stackless --fanout=fiber|stackless|boost_fiber --n=N
 //
 // runs the fan-out workload instead, once, in a fresh process, and prints one line
-// of JSON: wall time, how long each task napped, the resident memory before the
+// of JSON: wall time, the most tasks parked at once (n), the resident memory before the
 // tasks were spawned and at the peak (/proc/self/status), and the bytes per task
 // that make.
 #include <benchmark/benchmark.h>
+#include <boost/fiber/all.hpp>
 
 #include <sys/mman.h>
 
@@ -173,6 +174,30 @@ void expect_same(const char* what, const A& a, const B& b) {
 }
 
 // Runs every workload at the sizes benchmarked, both ways.
+// Boost.Fiber's fan-out: the same workload as svs::fanout_fiber, its fibers on
+// this thread (the main context is a fiber too), its default stacks.
+svs::fanout_result fanout_boost_fiber(long n) {
+  svs::fanout_result r;
+  boost::fibers::unbuffered_channel<long> all_parked;
+  boost::fibers::unbuffered_channel<long> release;
+  std::vector<boost::fibers::fiber> fibers;
+  fibers.reserve(static_cast<std::size_t>(n));
+  for (long i = 0; i < n; ++i)
+    fibers.emplace_back([&r, &all_parked, &release, i, n] {
+      if (++r.waiting > r.peak_waiting) r.peak_waiting = r.waiting;
+      if (r.waiting == n) all_parked.push(0);
+      long v = -1;
+      release.pop(v);
+      --r.waiting;
+      r.sum += i + v;
+    });
+  long token = 0;
+  if (n > 0) all_parked.pop(token);
+  for (long i = 0; i < n; ++i) release.push(0);
+  for (auto& f : fibers) f.join();
+  return r;
+}
+
 void verify() {
   {
     svs::checksum plain, stackful, stackless;
@@ -207,8 +232,8 @@ void verify() {
   expect_same("create on a loop", create_fiber_spawn_join(create_n), create_stackless_spawn_join(create_n));
   expect_same("seed", svs::seed_fiber(stacks()), svs::seed_stackless());
   expect_same("seed (protected stack)", svs::seed_fiber(fiber::protected_stack{}), svs::seed_stackless());
-  const auto nap = std::chrono::microseconds(20000);
-  expect_same("fanout", svs::fanout_fiber(1000, nap), svs::fanout_stackless(1000, nap));
+  expect_same("fanout", svs::fanout_fiber(1000), svs::fanout_stackless(1000));
+  expect_same("fanout (Boost.Fiber)", fanout_boost_fiber(1000), svs::fanout_stackless(1000));
 }
 
 void register_all() {
@@ -272,38 +297,43 @@ void reset_peak_rss() {
 }
 
 int run_fanout(const std::string& impl, long n) {
-  const auto nap = svs::fanout_nap(n);
   // Warm up the code paths (and the allocator) on a few tasks, so that "before"
   // holds what every run needs whatever n is.
-  (void)svs::fanout_fiber(10, std::chrono::microseconds(10));
-  (void)svs::fanout_stackless(10, std::chrono::microseconds(10));
+  (void)svs::fanout_fiber(10);
+  (void)svs::fanout_stackless(10);
+  (void)fanout_boost_fiber(10);
   reset_peak_rss();
   const long before_kb = status_kb("VmRSS");
   long per_task_fixed = 0;  // the stack reserved, or the frame allocated, per task
   const auto t0 = std::chrono::steady_clock::now();
   svs::fanout_result r;
   if (impl == "fiber") {
-    r = svs::fanout_fiber(n, nap);
+    r = svs::fanout_fiber(n);
     per_task_fixed = static_cast<long>(fiber::default_stack_size);
   } else if (impl == "stackless") {
-    r = svs::fanout_stackless(n, nap);
+    r = svs::fanout_stackless(n);
     per_task_fixed = static_cast<long>(stackless::frame_bytes);
+  } else if (impl == "boost_fiber") {
+    r = fanout_boost_fiber(n);
+    per_task_fixed = static_cast<long>(boost::context::stack_traits::default_size());
   } else {
-    std::fprintf(stderr, "stackful_vs_stackless: --fanout=%s: expected fiber or stackless\n", impl.c_str());
+    std::fprintf(stderr, "stackful_vs_stackless: --fanout=%s: expected fiber, stackless or boost_fiber\n",
+                 impl.c_str());
     return 2;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const long peak_kb = status_kb("VmHWM");
-  if (r.sum != n * (n - 1) / 2) {
-    std::fprintf(stderr, "stackful_vs_stackless: fanout %s: wrong sum\n", impl.c_str());
+  if (r.sum != n * (n - 1) / 2 || r.peak_waiting != n || r.waiting != 0) {
+    std::fprintf(stderr, "stackful_vs_stackless: fanout %s: wrong result (sum %ld, peak waiting %ld of %ld)\n",
+                 impl.c_str(), r.sum, r.peak_waiting, n);
     return 1;
   }
   std::printf(
-      "{\"impl\": \"%s\", \"n\": %ld, \"seconds\": %.6f, \"nap_seconds\": %.6f, \"peak_waiting\": %ld, "
+      "{\"impl\": \"%s\", \"n\": %ld, \"seconds\": %.6f, \"peak_waiting\": %ld, "
       "\"rss_before_kb\": %ld, \"peak_rss_kb\": %ld, \"bytes_per_task\": %.1f, \"%s\": %ld}\n",
-      impl.c_str(), n, seconds, std::chrono::duration<double>(nap).count(), r.peak_waiting, before_kb, peak_kb,
+      impl.c_str(), n, seconds, r.peak_waiting, before_kb, peak_kb,
       n ? (peak_kb - before_kb) * 1024.0 / static_cast<double>(n) : 0.0,
-      impl == "fiber" ? "stack_bytes_reserved" : "frame_bytes", per_task_fixed);
+      impl == "stackless" ? "frame_bytes" : "stack_bytes_reserved", per_task_fixed);
   return 0;
 }
 

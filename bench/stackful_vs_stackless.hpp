@@ -17,7 +17,8 @@
 //               Stackful: ordinary functions; stackless: every level a task awaited
 //               by the one above
 //   4 pingpong  a round trip between two tasks over two unbuffered channels
-//   5 fanout    n tasks that each wait on a timer, then finish
+//   5 fanout    n tasks that each park on one channel (all at once), then are
+//               released with a value each and joined
 //   6 create    create a trivial task, run it to its end, destroy it: bare (a
 //               fiber::context against a coroutine) and on a loop (spawn + join)
 //   7 seed      the seed's producer/consumer (5 sends, close) without printing
@@ -307,49 +308,62 @@ struct fanout_result {
   bool operator==(const fanout_result&) const = default;
 };
 
-/// How long each task waits: long enough that all n are waiting at once (starting
-/// a task takes well under a microsecond natively), so the peak memory is n tasks'.
-inline std::chrono::microseconds fanout_nap(long n) { return std::chrono::microseconds(1000 + n); }
-
-inline fanout_result fanout_fiber(long n, std::chrono::microseconds nap) {
+// Every task parks on the same unbuffered channel `release`; the last to start
+// tells the spawner (on `all_parked`) before it parks too, so that all n wait at
+// once (peak_waiting == n) and the peak memory is n parked tasks'. The spawner
+// then sends each its value (0) and joins them. Go's, Boost.Fiber's and
+// asyncio's versions (bench/peers/loop_peer.go, loop_bench.cpp, loop_peer.py) do
+// the same.
+inline fanout_result fanout_fiber(long n) {
   fanout_result r;
   fiber::run([&] {
+    fiber::channel<long> all_parked;
+    fiber::channel<long> release;
     std::vector<fiber::task<void>> tasks;
     tasks.reserve(static_cast<std::size_t>(n));
     for (long i = 0; i < n; ++i)
-      tasks.push_back(fiber::spawn([&r, i, nap] {
+      tasks.push_back(fiber::spawn([&r, &all_parked, &release, i, n] {
         if (++r.waiting > r.peak_waiting) r.peak_waiting = r.waiting;
-        fiber::this_fiber::sleep_for(nap);
+        if (r.waiting == n) all_parked.send(0);
+        const long v = *release.recv();
         --r.waiting;
-        r.sum += i;
+        r.sum += i + v;
       }));
+    if (n > 0) (void)all_parked.recv();
+    for (long i = 0; i < n; ++i) release.send(0);
     for (auto& t : tasks) t.join();
   });
   return r;
 }
 
 namespace stackless_fanout {
-inline stackless::job child(stackless::loop& lp, fanout_result& r, long i, std::chrono::microseconds nap) {
+inline stackless::job child(fanout_result& r, long i, long n, stackless::channel<long>& all_parked,
+                            stackless::channel<long>& release) {
   if (++r.waiting > r.peak_waiting) r.peak_waiting = r.waiting;
-  co_await lp.sleep_for(nap);
+  if (r.waiting == n) co_await all_parked.send(0);
+  const long v = co_await release.recv();
   --r.waiting;
-  r.sum += i;
+  r.sum += i + v;
 }
-inline stackless::job parent(stackless::loop& lp, fanout_result& r, long n, std::chrono::microseconds nap) {
+inline stackless::job parent(stackless::loop& lp, fanout_result& r, long n) {
+  stackless::channel<long> all_parked(lp);
+  stackless::channel<long> release(lp);
   std::vector<stackless::job> jobs;
   jobs.reserve(static_cast<std::size_t>(n));
   for (long i = 0; i < n; ++i) {
-    jobs.push_back(child(lp, r, i, nap));
+    jobs.push_back(child(r, i, n, all_parked, release));
     jobs.back().spawn(lp);
   }
+  if (n > 0) (void)co_await all_parked.recv();
+  for (long i = 0; i < n; ++i) co_await release.send(0);
   for (auto& j : jobs) co_await j.join();
 }
 }  // namespace stackless_fanout
 
-inline fanout_result fanout_stackless(long n, std::chrono::microseconds nap) {
+inline fanout_result fanout_stackless(long n) {
   fanout_result r;
   stackless::loop lp;
-  stackless::job p = stackless_fanout::parent(lp, r, n, nap);
+  stackless::job p = stackless_fanout::parent(lp, r, n);
   p.spawn(lp);
   lp.run();
   return r;

@@ -5,6 +5,8 @@
 //	loop_peer micro [min_seconds]  prints JSON: ns per ping-pong round trip, per
 //	                               buffered message, per spawn + join
 //	loop_peer skynet               prints JSON: skynet's result and wall seconds
+//	loop_peer fanout N             prints JSON: fan-out of N goroutines, wall
+//	                               seconds and peak RSS (VmHWM, reset first)
 //
 // The workloads, identical across peers:
 //
@@ -17,6 +19,9 @@
 //	skynet:   each node spawns 10 children until 1M leaves, a leaf returns its
 //	          index, a parent sums its children (through a channel of capacity 10):
 //	          the result is 499999500000.
+//	fanout:   N goroutines each park on one unbuffered channel (the last to start
+//	          tells main first, so that all N are parked at once), then main sends
+//	          each a 0 and waits for all to end (bench/stackful_vs_stackless.hpp).
 package main
 
 import (
@@ -26,6 +31,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -110,6 +116,70 @@ func skynet(c chan int, num, size, div int) {
 	c <- sum
 }
 
+func fanout(n int) (int64, int) {
+	var sum int64
+	waiting, peak := 0, 0
+	var mu sync.Mutex // (uncontended with GOMAXPROCS=1; keeps the counts right with more)
+	allParked := make(chan int)
+	release := make(chan int)
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			mu.Lock()
+			waiting++
+			if waiting > peak {
+				peak = waiting
+			}
+			last := waiting == n
+			mu.Unlock()
+			if last {
+				allParked <- 0
+			}
+			v := <-release
+			mu.Lock()
+			waiting--
+			sum += int64(i + v)
+			mu.Unlock()
+			wg.Done()
+		}(i)
+	}
+	if n > 0 {
+		<-allParked
+	}
+	for i := 0; i < n; i++ {
+		release <- 0
+	}
+	wg.Wait()
+	return sum, peak
+}
+
+// resetPeakRSS makes VmHWM start again from VmRSS (proc(5), clear_refs "5").
+func resetPeakRSS() {
+	if f, err := os.OpenFile("/proc/self/clear_refs", os.O_WRONLY, 0); err == nil {
+		f.WriteString("5")
+		f.Close()
+	}
+}
+
+// statusKB reads a "<field>: <n> kB" line of /proc/self/status (0 if absent).
+func statusKB(field string) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			f := strings.Fields(line[len(field)+1:])
+			if len(f) > 0 {
+				v, _ := strconv.ParseInt(f[0], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
+}
+
 func main() {
 	out := map[string]interface{}{"go": runtime.Version(), "gomaxprocs": runtime.GOMAXPROCS(0)}
 	mode := "micro"
@@ -131,8 +201,23 @@ func main() {
 		go skynet(c, 0, 1000000, 10)
 		out["result"] = <-c
 		out["seconds"] = time.Since(start).Seconds()
+	case "fanout":
+		n := 0
+		if len(os.Args) > 2 {
+			n, _ = strconv.Atoi(os.Args[2])
+		}
+		resetPeakRSS()
+		before := statusKB("VmRSS")
+		start := time.Now()
+		sum, peak := fanout(n)
+		out["seconds"] = time.Since(start).Seconds()
+		out["n"] = n
+		out["sum"] = sum
+		out["peak_waiting"] = peak
+		out["rss_before_kb"] = before
+		out["peak_rss_kb"] = statusKB("VmHWM")
 	default:
-		fmt.Fprintln(os.Stderr, "usage: loop_peer [micro [min_seconds] | skynet]")
+		fmt.Fprintln(os.Stderr, "usage: loop_peer [micro [min_seconds] | skynet | fanout N]")
 		os.Exit(2)
 	}
 	b, _ := json.Marshal(out)

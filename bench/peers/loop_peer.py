@@ -4,6 +4,8 @@
     loop_peer.py micro [min_seconds]   JSON: ns per ping-pong round trip, per buffered
                                        message, per spawn + join
     loop_peer.py skynet                JSON: skynet's result and wall seconds
+    loop_peer.py fanout N              JSON: fan-out of N tasks (all parked at once
+                                       on one queue, then released), wall seconds
     loop_peer.py echo_server [port]    an echo server, a coroutine per connection
                                        (asyncio streams); prints the port
 
@@ -122,6 +124,35 @@ async def echo_server(port):
         await server.serve_forever()
 
 
+async def fanout(n):
+    """N tasks each wait on one queue (the last to start tells main first, so that
+    all N wait at once), then main puts a 0 for each and waits for all to end: the
+    workload of bench/stackful_vs_stackless.hpp's fanout_fiber (asyncio has no
+    unbuffered channel: an unbounded Queue, whose get() parks while it is empty)."""
+    loop = asyncio.get_running_loop()
+    all_parked = loop.create_future()
+    release = asyncio.Queue()
+    state = {'waiting': 0, 'peak': 0, 'sum': 0}
+
+    async def one(i):
+        state['waiting'] += 1
+        state['peak'] = max(state['peak'], state['waiting'])
+        if state['waiting'] == n:
+            all_parked.set_result(None)
+        v = await release.get()
+        state['waiting'] -= 1
+        state['sum'] += i + v
+
+    tasks = [asyncio.create_task(one(i)) for i in range(n)]
+    if n > 0:
+        await all_parked
+    for _ in range(n):
+        release.put_nowait(0)
+    for t in tasks:
+        await t
+    return state['sum'], state['peak']
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else 'micro'
     out = {'python': platform.python_version()}
@@ -131,6 +162,12 @@ def main():
         start = time.perf_counter()
         out['result'] = asyncio.run(skynet(0, 1000000, 10))
         out['seconds'] = time.perf_counter() - start
+    elif mode == 'fanout':
+        n = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+        start = time.perf_counter()
+        out['sum'], out['peak_waiting'] = asyncio.run(fanout(n))
+        out['seconds'] = time.perf_counter() - start
+        out['n'] = n
     elif mode == 'echo_server':
         try:
             asyncio.run(echo_server(int(sys.argv[2]) if len(sys.argv) > 2 else 0))
@@ -138,7 +175,7 @@ def main():
             pass
         return
     else:
-        sys.exit('usage: loop_peer.py [micro [min_seconds] | skynet | echo_server [port]]')
+        sys.exit('usage: loop_peer.py [micro [min_seconds] | skynet | fanout N | echo_server [port]]')
     print(json.dumps(out))
 
 
