@@ -66,6 +66,32 @@ TEST_CASE("loop stacks: guarded up to the budget, then unguarded with an intact 
   CHECK(pool.plain_live == 0);
 }
 
+TEST_CASE("loop stacks: sizes are rounded up to size classes (powers of two), which share a pool", "[stacks]") {
+  loop_stacks pool(size, 100);
+  const std::size_t page = fiber::page_size();
+  // Just above a class: the next one (twice the size), usable to its top.
+  taken a = take(pool, size + 1);
+  CHECK(a.s.size == 2 * size);
+  *top_word(a.s) = 5;
+  pool.deallocate(a.s, a.guarded);
+  // Another size of the same class reuses that stack.
+  taken b = take(pool, 2 * size - page);
+  CHECK(b.s.size == 2 * size);
+  CHECK(b.s.base == a.s.base);
+  CHECK(*top_word(b.s) == 5);
+  // The smallest stack is a page or min_stack_size, rounded up likewise.
+  taken c = take(pool, 1);
+  CHECK(c.s.size >= fiber::min_stack_size);
+  CHECK(c.s.size >= page);
+  CHECK((c.s.size & (c.s.size - 1)) == 0);
+  pool.deallocate(b.s, b.guarded);
+  pool.deallocate(c.s, c.guarded);
+  // A size no class holds is refused with the error of a failed allocation.
+  bool guarded = false;
+  CHECK_THROWS_AS(pool.allocate(SIZE_MAX - page, guarded), fiber::stack_allocation_error);
+  CHECK(pool.guarded_live + pool.plain_live == 0);
+}
+
 TEST_CASE("loop stacks: a freed stack is reused first, of its own size and kind, with what its pages held", "[stacks]") {
   loop_stacks pool(size, 100);
   taken a = take(pool);

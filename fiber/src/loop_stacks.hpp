@@ -529,10 +529,18 @@ class loop_stacks {
 
   // ---- getting memory ----
 
+  // Size classes: a size asked for is rounded up to a power of two of at least a
+  // page, so that tasks asking for sizes close to one another share a pool and
+  // reuse each other's stacks (rather than one pool per page count). The rounding
+  // costs address space only: a stack's untouched pages take no memory.
   static std::size_t round(std::size_t size) {
-    const std::size_t page = page_size();
     if (size < min_stack_size) size = min_stack_size;
-    return (size + page - 1) / page * page;
+    std::size_t c = page_size();
+    while (c < size) {
+      if (c > SIZE_MAX / 2) throw stack_allocation_error(size, ENOMEM);
+      c *= 2;
+    }
+    return c;
   }
   static void set_canary(stack_memory s) noexcept { detail::set_canary(s.base); }
 

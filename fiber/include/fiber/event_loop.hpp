@@ -32,7 +32,8 @@
 //
 // Stacks. Loop fibers get their stacks from a per-loop pool and allocate one only
 // when they first run, so a task that is spawned and waits in the ready queue costs
-// one small heap block. A finished fiber's context waits on its stack (up to 128
+// one small heap block. The pool keeps stacks by size class (powers of two): tasks
+// asking for sizes close to one another reuse each other's stacks. A finished fiber's context waits on its stack (up to 128
 // of them) for the next task that starts, which then needs no new frame. After a
 // burst, free stacks beyond a small bound (2 MiB worth, or as many as are alive)
 // give their pages back (madvise) while the loop lives on; reusing one costs
@@ -98,7 +99,10 @@ struct loop_internals;  // the library's access to an event_loop's insides (even
 
 /// Options of a spawn.
 struct spawn_options {
-  /// Usable stack of the new fiber (0: the loop's, event_loop::options).
+  /// Usable stack of the new fiber (0: the loop's, event_loop::options), at
+  /// least this: the pool rounds it up to its size class, a power of two of at
+  /// least a page (address space only: untouched pages take no memory). A size
+  /// no stack can have ends the task failed with fiber::stack_allocation_error.
   std::size_t stack_size = 0;
   /// Start the task at once, on the spawner's time, rather than when the loop
   /// reaches it (Python 3.12's eager tasks, Boost.Fiber's launch::dispatch): the
