@@ -535,6 +535,29 @@ def run_measured(cmd, env=None, timeout=900):
     return data, usage.ru_maxrss, None
 
 
+def run_processes(runs, wanted, skipped, wrong, rows):
+    """Runs each (row name, command, environment, why it is skipped or None) that is
+    wanted, each in its own process (run_measured); a row is its wall seconds and peak
+    RSS, unless it failed or wrong(its JSON) says what is wrong with its result.
+    Returns {row name: its JSON} for the rows made."""
+    made = {}
+    for name, cmd, env, why in runs:
+        if name not in wanted:
+            continue
+        if why:
+            skipped[name] = why
+            continue
+        data, rss, err = run_measured(cmd, env)
+        err = err or wrong(data)
+        if err:
+            skipped[name] = f'failed: {err}'
+            continue
+        rows[name] = {'value': data['seconds'], 'unit': 's', 'rss_kb': rss, 'by': name.split('/')[1],
+                      'samples': [data['seconds']], 'rss_samples': [rss]}
+        made[name] = data
+    return made
+
+
 def mem_available_kb():
     try:
         with open('/proc/meminfo') as f:
@@ -739,21 +762,9 @@ def collect_loop(args, wanted=None):
                  f'skipped: needs ~6 GB of memory, {avail // 1024} MB available'
                  if avail is not None and avail < BOOST_SKYNET_MIN_AVAILABLE_KB else None),
                 ('skynet/python_asyncio', [sys.executable, PY_LOOP_PEER, 'skynet'], None, None)]
-        for name, cmd, env, why in runs:
-            if name not in wanted:
-                continue
-            if why:
-                skipped[name] = why
-                continue
-            data, rss, err = run_measured(cmd, env)
-            if err:
-                skipped[name] = f'failed: {err}'
-                continue
-            if data.get('result') != SKYNET_RESULT:
-                skipped[name] = f'failed: result {data.get("result")}, not {SKYNET_RESULT}'
-                continue
-            rows[name] = {'value': data['seconds'], 'unit': 's', 'rss_kb': rss, 'by': name.split('/')[1],
-                          'samples': [data['seconds']], 'rss_samples': [rss]}
+        wrong = (lambda data: None if data.get('result') == SKYNET_RESULT else
+                 f'result {data.get("result")}, not {SKYNET_RESULT}')
+        for name, data in run_processes(runs, wanted, skipped, wrong, rows).items():
             for key in ('peak_alive', 'peak_stacks'):
                 if key in data and name.startswith('skynet/fiber'):  # counted by fiber's loop only
                     rows[name][key] = data[key]
@@ -774,23 +785,12 @@ def collect_loop(args, wanted=None):
                     (f'{group}/boost_fibers', [svs, '--fanout=boost_fiber', f'--n={n}'], None, boost_why),
                     (f'{group}/stackless', [svs, '--fanout=stackless', f'--n={n}'], None, no_svs),
                     (f'{group}/python_asyncio', [sys.executable, PY_LOOP_PEER, 'fanout', str(n)], None, None)]
-            for name, cmd, env, why in runs:
-                if name not in wanted:
-                    continue
-                if why:
-                    skipped[name] = why
-                    continue
-                data, rss, err = run_measured(cmd, env)
-                if err:
-                    skipped[name] = f'failed: {err}'
-                    continue
-                want_sum = n * (n - 1) // 2
-                if data.get('sum', want_sum) != want_sum or data.get('peak_waiting') != n:
-                    skipped[name] = (f'failed: sum {data.get("sum")}, {data.get("peak_waiting")} parked at once '
-                                     f'(expected {want_sum}, {n})')
-                    continue
-                rows[name] = {'value': data['seconds'], 'unit': 's', 'rss_kb': rss, 'by': name.split('/')[1],
-                              'samples': [data['seconds']], 'rss_samples': [rss], 'n': n}
+            want_sum = n * (n - 1) // 2
+            wrong = (lambda data, n=n, want_sum=want_sum:
+                     None if data.get('sum', want_sum) == want_sum and data.get('peak_waiting') == n else
+                     f'sum {data.get("sum")}, {data.get("peak_waiting")} parked at once (expected {want_sum}, {n})')
+            for name in run_processes(runs, wanted, skipped, wrong, rows):
+                rows[name]['n'] = n
 
     if 'echo' in groups or 'echo_work' in groups:
         client = optional_binary(build_dir, os.path.join('bench', 'echo_load'), 'echo_load')
