@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -534,13 +535,8 @@ class loop_stacks {
   // reuse each other's stacks (rather than one pool per page count). The rounding
   // costs address space only: a stack's untouched pages take no memory.
   static std::size_t round(std::size_t size) {
-    if (size < min_stack_size) size = min_stack_size;
-    std::size_t c = page_size();
-    while (c < size) {
-      if (c > SIZE_MAX / 2) throw stack_allocation_error(size, ENOMEM);
-      c *= 2;
-    }
-    return c;
+    if (size > SIZE_MAX / 2 + 1) throw stack_allocation_error(size, ENOMEM);  // (no power of two holds it)
+    return std::bit_ceil(std::max({size, min_stack_size, page_size()}));
   }
   static void set_canary(stack_memory s) noexcept { detail::set_canary(s.base); }
 

@@ -33,8 +33,9 @@
 // Stacks. Loop fibers get their stacks from a per-loop pool and allocate one only
 // when they first run, so a task that is spawned and waits in the ready queue costs
 // one small heap block. The pool keeps stacks by size class (powers of two): tasks
-// asking for sizes close to one another reuse each other's stacks. A finished fiber's context waits on its stack (up to 128
-// of them) for the next task that starts, which then needs no new frame. After a
+// asking for sizes close to one another reuse each other's stacks. A finished
+// fiber's context waits on its stack (up to 128 of them) for the next task that
+// starts, which then needs no new frame. After a
 // burst, free stacks beyond a small bound (2 MiB worth, or as many as are alive)
 // give their pages back (madvise) while the loop lives on; reusing one costs
 // page faults (loop_stacks.hpp). The
