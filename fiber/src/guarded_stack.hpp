@@ -15,4 +15,9 @@ stack_memory map_guarded_stack(std::size_t size);
 // Unmaps what map_guarded_stack() mapped, guard page included.
 void unmap_guarded_stack(stack_memory stack) noexcept;
 
+// Before stack memory is unmapped, under AddressSanitizer: the red zones that
+// frames which never returned left in its shadow go, so that a later mapping at
+// these addresses (a registry chunk, a heap arena) does not inherit them.
+void forget_stack_shadow(const void* p, std::size_t bytes) noexcept;
+
 }  // namespace fiber::detail

@@ -569,6 +569,7 @@ class loop_stacks {
   }
   static void unmap_guarded(stack_memory s) noexcept { unmap_guarded_stack(s); }
   static void unmap(void* p, std::size_t bytes) noexcept {
+    forget_stack_shadow(p, bytes);
 #if defined(_WIN32)
     (void)bytes;
     VirtualFree(p, 0, MEM_RELEASE);

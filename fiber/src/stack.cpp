@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "fiber/error.hpp"
+#include "fiber/context.hpp"  // (FIBER_ASAN)
 #include "guarded_stack.hpp"
 #include "per_thread.hpp"
 
@@ -206,6 +207,7 @@ stack_memory map_guarded_stack(std::size_t size) {
 
 void unmap_guarded_stack(stack_memory stack) noexcept {
   const std::size_t guard = page_size();
+  forget_stack_shadow(stack.base, stack.size);
   ::munmap(static_cast<char*>(stack.base) - guard, stack.size + guard);
 }
 }  // namespace detail
@@ -344,3 +346,12 @@ extern "C" void* fiber_stack_deallocation_base(void* stack_limit) noexcept {
   return stack_limit;
 }
 #endif
+
+#if FIBER_ASAN
+extern "C" void __asan_unpoison_memory_region(void const volatile* addr, std::size_t size);
+#endif
+void fiber::detail::forget_stack_shadow([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t bytes) noexcept {
+#if FIBER_ASAN
+  __asan_unpoison_memory_region(p, bytes);
+#endif
+}
