@@ -11,6 +11,16 @@ constinit thread_local bool thread_shared = true;
 
 event_loop::impl* event_loop::impl::resumed_on() noexcept { return running_loop_impl(); }
 
+stack_kind detail::stack_kind_from_environment() noexcept {
+  static const stack_kind kind = [] {
+    const char* v = std::getenv("FIBER_STACK");
+    if (!v || !*v || std::strcmp(v, "own") == 0) return stack_kind::own;
+    if (std::strcmp(v, "copied") == 0) return stack_kind::copied;
+    detail::fatal("fiber: the environment variable FIBER_STACK is neither \"own\" nor \"copied\"");
+  }();
+  return kind;
+}
+
 // The switch, a task's start and end: defined here, once, so that they inline
 // into each other (the other parts call them).
 void event_loop::impl::transfer_to(detail::fiber_control* next) {
@@ -18,11 +28,11 @@ void event_loop::impl::transfer_to(detail::fiber_control* next) {
   next = startable(next);
   if (next == self) return;  // a fiber to itself, or the scheduler with nothing to run
   FIBER_ASSERT(!next || next->core == this, "a loop resumes only its own fibers");
-  FIBER_ASSERT(!next || next->ctx, "a fiber resumed is suspended: not running elsewhere, not ended");
+  FIBER_ASSERT(!next || next->ctx || next->copied, "a fiber resumed is suspended: not running elsewhere, not ended");
   if (self) check_canary(self);
   current = next;
   save_slot = self ? &self->ctx : &scheduler;
-  context& target = next ? next->ctx : scheduler;
+  context& target = target_of(next);
   // resume() keeps our exceptions in flight ours (eh_state.hpp): a fiber may
   // park in a catch block while others throw and catch.
   context from = std::move(target).resume();
@@ -48,6 +58,17 @@ detail::fiber_control* event_loop::impl::startable(detail::fiber_control* next) 
       set_state(next, detail::run_state::started);
     }
     detail::fiber_control* f = next;
+    if (f->copied) {
+      // Its context is made on the shared stack when it first runs (swapper_main).
+      try {
+        prepare_copies();
+        break;
+      } catch (const std::exception& e) {
+        fail_start(f, e);
+        next = next_after_park();
+        continue;
+      }
+    }
     if (f->migratable) {
       // Its stack goes back to the cache of whichever thread it ends on.
       try {
@@ -104,14 +125,19 @@ context event_loop::impl::fiber_main(detail::fiber_control* f, context&& caller)
     f->record = nullptr;
     self.canary = f->canary;
     const bool migratable = f->migratable;
-    const bool reusable = f->stack_size == stacks.default_size() && !migratable;
+    const bool reusable = f->stack_size == stacks.default_size() && !migratable && !f->copied;
+    if (f->copied) {  // (its bytes are all in place: it runs)
+      ::operator delete(f->saved_bytes);
+      f->saved_bytes = nullptr;
+      f->saved_capacity = 0;
+    }
     // (A task that may migrate ends on whichever loop runs it now.)
     impl* const L = migratable ? resumed_on() : this;
     L->finish(f);  // may free f
     if (L->rt && L->rt->hungry.load(std::memory_order_relaxed) > 0) L->donate();
     detail::fiber_control* next = L->startable(L->next_after_park());
     L->current = next;
-    context& target = next ? next->ctx : L->scheduler;
+    context& target = L->target_of(next);
     if (!reusable || tearing_down || idle.size() >= max_idle_workers) {
       // End; this fiber's stack is freed by whoever arrives.
       L->save_slot = nullptr;
@@ -127,6 +153,21 @@ context event_loop::impl::fiber_main(detail::fiber_control* f, context&& caller)
     save_slot = &self.ctx;
     arrived(std::move(target).resume());
     f = self.task;
+  }
+}
+
+context event_loop::impl::swapper_main(context&& caller) {
+  for (;;) {
+    arrived(std::move(caller));  // (a copied-stack fiber that ended was released: the stack is free)
+    detail::fiber_control* const f = copies.target;
+    copies.target = nullptr;
+    FIBER_ASSERT(f && f->copied && current == f, "the swapper runs the copied-stack fiber the loop switches to");
+    copies.take(f);
+    if (!f->ctx)
+      f->ctx = context(std::allocator_arg, detail::copied_stack_allocator{&copies, f},
+                       [this, f](context&& c) { return fiber_main(f, std::move(c)); });
+    save_slot = &copies.swapper;
+    caller = std::move(f->ctx).resume();
   }
 }
 
@@ -348,6 +389,7 @@ event_loop::~event_loop() {
       // While its stack unwinds, the fiber is the running one (its destructors may
       // unlock a fiber::mutex, which checks who calls). Restore what was running:
       // a loop may be destroyed inside a fiber of another loop.
+      if (f->copied && f->ctx) L.copies.take(f);  // (its bytes back on the shared stack, to unwind there)
       context c = std::move(f->ctx);
       event_loop::impl* const saved_loop = running_loop_impl();
       detail::fiber_control* const saved_current = L.current;
@@ -384,6 +426,7 @@ event_loop::~event_loop() {
     context c = std::move(w->ctx);
     c = context{};
   }
+  L.copies.swapper = context{};  // unwinds out of swapper_main
 }
 
 event_loop* event_loop::current() noexcept { return running_loop_impl() ? running_loop_impl()->owner : nullptr; }

@@ -318,6 +318,10 @@ void registry_remove(record_base* r) noexcept {
   r->slot = UINT32_MAX;
 }
 
+void registry_relocate(record_base* r) noexcept {
+  if (r->slot != UINT32_MAX) slot_address(r->slot)->store(r, std::memory_order_release);
+}
+
 }  // namespace fiber::detail
 
 // Outside any namespace, with C linkage: the name debuggers look up.

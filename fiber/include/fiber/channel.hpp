@@ -138,6 +138,17 @@ class channel;
 
 namespace detail {
 
+// Puts a value taken for a send that did not happen back where it came from.
+template <class T>
+void move_back(T& to, T& from) noexcept {
+  if constexpr (std::is_move_assignable_v<T>) {
+    to = std::move(from);
+  } else {
+    std::destroy_at(&to);
+    std::construct_at(&to, std::move(from));
+  }
+}
+
 inline thread_local std::uint64_t select_rng = 0x9e3779b97f4a7c15ULL;
 
 // A uniform number in [0, n) (xorshift64*; plenty for shuffling select cases).
@@ -229,6 +240,10 @@ class channel {
     detail::op_guard guard(lock_);
     if (poll_recv(out, guard.shared()) == not_ready) {
       detail::check_may_wait("fiber::channel::recv");
+      if (detail::running_copied()) [[unlikely]] {
+        park_recv_boxed(guard, out, detail::no_deadline, "fiber::channel::recv");
+        return out;
+      }
       detail::waiter w;
       w.slot = &out;
       detail::enqueue(recvq_, w, guard.shared());
@@ -373,12 +388,51 @@ class channel {
 
   FIBER_SWITCH_INLINE bool park_send(detail::op_guard& guard, T& v, clock::time_point deadline,
                                      const char* operation) {
+    if (detail::running_copied()) [[unlikely]]
+      return park_send_boxed(guard, v, deadline, operation);
     detail::waiter w;
     w.slot = &v;
     detail::enqueue(sendq_, w, guard.shared());
     guard.unlock();
     if (detail::park(&w, 1, deadline, operation, detail::wait_on(this)) == detail::park_timeout) return false;
     if (!w.slot) detail::throw_channel_closed(operation);
+    return true;
+  }
+
+  // A fiber on a copied stack (stack_kind::copied) parks with its waiter and
+  // the value handed over off its stack: its frames are away while it is parked.
+  struct parked_value {
+    detail::waiter w;
+    std::optional<T> value;
+  };
+  int park_recv_boxed(detail::op_guard& guard, std::optional<T>& out, clock::time_point deadline,
+                      const char* operation) {
+    const auto box = std::make_unique<parked_value>();
+    box->w.slot = &box->value;
+    detail::enqueue(recvq_, box->w, guard.shared());
+    guard.unlock();
+    const int r = detail::park(&box->w, 1, deadline, operation, detail::wait_on(this));
+    out = std::move(box->value);
+    return r;
+  }
+  bool park_send_boxed(detail::op_guard& guard, T& v, clock::time_point deadline, const char* operation) {
+    const auto box = std::make_unique<parked_value>();
+    box->value.emplace(std::move(v));
+    box->w.slot = &*box->value;
+    detail::enqueue(sendq_, box->w, guard.shared());
+    guard.unlock();
+    int r;
+    try {
+      r = detail::park(&box->w, 1, deadline, operation, detail::wait_on(this));
+    } catch (...) {
+      detail::move_back(v, *box->value);  // not sent: `v` is as it was
+      throw;
+    }
+    if (r == detail::park_timeout || !box->w.slot) {
+      detail::move_back(v, *box->value);
+      if (r == detail::park_timeout) return false;
+      detail::throw_channel_closed(operation);
+    }
     return true;
   }
 
@@ -392,6 +446,13 @@ class channel {
       return r;
     }
     detail::check_may_wait(operation);
+    if (detail::running_copied()) [[unlikely]] {
+      if (park_recv_boxed(guard, r.value, deadline, operation) == detail::park_timeout)
+        r.status = channel_status::timeout;
+      else
+        r.status = r.value ? channel_status::ok : channel_status::closed;
+      return r;
+    }
     detail::waiter w;
     w.slot = &r.value;
     detail::enqueue(recvq_, w, guard.shared());
@@ -469,17 +530,25 @@ struct recv_case {
   channel<T>* ch;
   F fn;
   std::optional<T> slot{};
+  std::unique_ptr<std::optional<T>> box{};  // where the value goes, for a fiber on a copied stack
 
   spin_lock* lock() const noexcept { return &ch->lock_; }
   bool poll(bool shared) { return ch->poll_recv(slot, shared) != channel<T>::not_ready; }
-  void enqueue(waiter& w, int index) noexcept {
-    w.slot = &slot;
+  // `boxed`: the caller runs on a copied stack (stack_kind::copied); what the
+  // waker writes must then stay off it.
+  void make_box() { box = std::make_unique<std::optional<T>>(); }
+  void enqueue(waiter& w, int index, bool boxed) noexcept {
+    w.slot = boxed ? box.get() : &slot;
     w.sending = false;
     w.object = wait_on(ch);
     detail::enqueue(ch->recvq_, w, index);
   }
+  void unbox() noexcept {}
   void finish() { fn(std::move(slot)); }
-  void complete(waiter&) { finish(); }  // a null slot (closed) left `slot` empty
+  void complete(waiter&) {  // a null slot (closed) left `slot` empty
+    if (box) slot = std::move(*box);
+    finish();
+  }
 };
 
 template <class T, class F, bool Owned>
@@ -495,17 +564,30 @@ struct send_case {
     else
       return *value;
   }
+  std::unique_ptr<std::optional<T>> box{};  // the value while parked, for a fiber on a copied stack
+
   spin_lock* lock() const noexcept { return &ch->lock_; }
   bool poll(bool shared) { return ch->offer(std::move(ref()), "fiber::select: a send case", shared); }
-  void enqueue(waiter& w, int index) noexcept {
-    w.slot = &ref();
+  void make_box() { box = std::make_unique<std::optional<T>>(); }
+  void enqueue(waiter& w, int index, bool boxed) noexcept {
+    if (boxed) box->emplace(std::move(ref()));
+    w.slot = boxed ? &**box : &ref();
     w.sending = true;
     w.object = wait_on(ch);
     detail::enqueue(ch->sendq_, w, index);
   }
+  // The value was not sent: back where it came from.
+  void unbox() noexcept {
+    if (box && *box) move_back(ref(), **box);
+    box.reset();
+  }
   void finish() { fn(); }
   void complete(waiter& w) {
-    if (!w.slot) throw_channel_closed("fiber::select: a send case");
+    if (!w.slot) {
+      unbox();
+      throw_channel_closed("fiber::select: a send case");
+    }
+    box.reset();
     finish();
   }
 };
@@ -595,6 +677,18 @@ int select_impl(clock::time_point deadline, C&... cs) {
   for (std::size_t k = m; k > 1; --k) std::swap(perm[k - 1], perm[select_random(static_cast<std::uint32_t>(k))]);
   std::uint8_t order[m ? m : 1];  // their argument positions
   for (std::size_t k = 0; k < m; ++k) order[k] = pos[perm[k]];
+  // A fiber on a copied stack may park with its waiters and values off it:
+  // their places are made now, before any lock is taken (a failed allocation
+  // then leaves nothing linked).
+  const bool boxed = defaults == 0 && running_copied();
+  std::unique_ptr<waiter[]> boxed_ws;
+  if (boxed) {
+    boxed_ws.reset(new waiter[m ? m : 1]);
+    for (std::size_t i = 0; i < n; ++i)
+      visit_case(cases, i, [](auto& c) {
+        if constexpr (!is_default_case_v<decltype(c)>) c.make_box();
+      }, seq{});
+  }
   select_locks<m> locks;
   if (locks.shared() && m) {
     for (std::size_t k = 0; k < m; ++k)
@@ -624,13 +718,34 @@ int select_impl(clock::time_point deadline, C&... cs) {
   // queued in the shuffled order too (as Go's select does), so that of two cases
   // waiting on one channel, either may be the one served first.
   check_may_wait("fiber::select");
-  waiter ws[m ? m : 1];
+  // On a copied stack (stack_kind::copied), the waiters and the values live off
+  // it while the fiber is parked (boxes made before the locks were taken); the
+  // send cases not taken get their values back.
+  waiter local_ws[m ? m : 1];
+  waiter* const ws = boxed ? boxed_ws.get() : local_ws;
+  struct give_back {
+    std::tuple<C&...>& cases;
+    int taken;
+    bool on;
+    void give() noexcept {
+      if (!on) return;
+      on = false;
+      for (std::size_t i = 0; i < n; ++i)
+        if (static_cast<int>(i) != taken)
+          visit_case(cases, i, [](auto& c) {
+            if constexpr (!is_default_case_v<decltype(c)>) c.unbox();
+          }, seq{});
+    }
+    ~give_back() { give(); }
+  } unboxed{cases, -1, boxed};
   for (std::size_t k = 0; k < m; ++k)
     visit_case(cases, order[k], [&](auto& c) {
-      if constexpr (!is_default_case_v<decltype(c)>) c.enqueue(ws[perm[k]], perm[k]);
+      if constexpr (!is_default_case_v<decltype(c)>) c.enqueue(ws[perm[k]], perm[k], boxed);
     }, seq{});
   locks.unlock();
   const int r = park(ws, m, deadline, "fiber::select");
+  unboxed.taken = r == park_timeout ? -1 : pos[r];
+  unboxed.give();
   if (r == park_timeout) return -1;
   visit_case(cases, pos[r], [&](auto& c) {
     if constexpr (!is_default_case_v<decltype(c)>) c.complete(ws[r]);

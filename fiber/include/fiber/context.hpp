@@ -93,6 +93,11 @@ class generator;
 
 namespace detail {
 
+// Where a suspended flow's saved registers begin (its stack pointer as the
+// switch left it); nullptr for an empty context. A copied stack's bytes in use
+// (loop/copied_stacks.hpp) lie from there to the top of its stack.
+void* suspended_sp(const context& c) noexcept;
+
 // What the suspending side leaves in its frame's data slot (FIBER_FRAME_DATA):
 //   nullptr          an ordinary switch;
 //   unwind_request   "unwind your stack and end": sent when a context is destroyed;
@@ -155,6 +160,9 @@ static_assert(offsetof(record_base, saved_sp) == FIBER_RECORD_SAVED_SP, "switch.
 // has no room for is simply not listed.
 void registry_add(record_base* r) noexcept;
 void registry_remove(record_base* r) noexcept;
+// A listed record's bytes were moved to `r` (a copied stack's, copied away or
+// back: loop/copied_stacks.hpp).
+void registry_relocate(record_base* r) noexcept;
 
 // Writes `message` and a newline on stderr, then aborts.
 [[noreturn]] void fatal(const char* message) noexcept;
@@ -512,6 +520,7 @@ class context {
   friend context detail::arrive(detail::switched);
   friend context detail::arrive_slow(void*, void*);
   friend void detail::finish(detail::record_base*, context&&) noexcept;
+  friend void* detail::suspended_sp(const context&) noexcept;
   template <class F, class A>
   friend struct detail::record;
   template <class Yield, class Send>
@@ -524,6 +533,8 @@ class context {
 };
 
 namespace detail {
+
+inline void* suspended_sp(const context& c) noexcept { return c.sp_; }
 
 // Runs right after every switch, on the side that was resumed: `s.data` is what
 // the side that suspended passed.

@@ -99,12 +99,45 @@ struct loop_internals;  // the library's access to an event_loop's insides (even
 }
 
 /// Options of a spawn.
+/// Where a fiber's frames live while it runs and while it is parked
+/// (spawn_options::stack).
+enum class stack_kind : unsigned char {
+  /// A stack of its own (the default): a parked fiber keeps the pages it
+  /// touched, at least one (4 KiB).
+  own,
+  /// Copied (libco's and libaco's idea): the fiber runs on a stack its loop
+  /// shares among its copied-stack fibers. It leaves its frames there when it
+  /// parks; when another copied-stack fiber of the loop is resumed, the bytes in
+  /// use (from its stack pointer to the top: a few hundred bytes for a fiber
+  /// parked in a channel's recv) are copied to a buffer of their size, and back
+  /// to the same addresses before it runs again. A parked fiber then costs its
+  /// task block and those bytes instead of a page; a resume through another
+  /// copied-stack fiber costs the two copies. Channels, select, sleeps,
+  /// mutexes, joins and IO work as for any fiber, with fibers of either kind.
+  ///
+  /// The rule: nothing may use a pointer into the frames of a parked
+  /// copied-stack fiber (its locals; what it passed by reference to a task it
+  /// joins) while another copied-stack fiber of its loop runs: those addresses
+  /// hold the other fiber's frames then. The library keeps what it must reach
+  /// of a parked fiber (its waiters, the values a channel hands over) off the
+  /// stack; a fiber that shares a local with other fibers gives it a stack of
+  /// its own, or puts the local on the heap. A task that may migrate
+  /// (spawn_options::migratable) cannot have a copied stack (fiber::error).
+  copied
+};
+
 struct spawn_options {
   /// Usable stack of the new fiber (0: the loop's, event_loop::options), at
   /// least this: the pool rounds it up to its size class, a power of two of at
   /// least a page (address space only: untouched pages take no memory). A size
   /// no stack can have ends the task failed with fiber::stack_allocation_error.
+  /// A copied-stack fiber (below) runs on its loop's shared stack, of the
+  /// loop's size: a larger stack_size throws fiber::error.
   std::size_t stack_size = 0;
+  /// The kind of stack the fiber runs on (stack_kind): its own, or its loop's
+  /// shared stack, copied away while it is parked. Unset: the loop's
+  /// (event_loop::options::stack).
+  std::optional<stack_kind> stack{};
   /// Start the task at once, on the spawner's time, rather than when the loop
   /// reaches it (Python 3.12's eager tasks, Boost.Fiber's launch::dispatch): the
   /// spawner waits at the head of the ready queue and goes on as soon as the task
@@ -163,6 +196,12 @@ class event_loop {
     /// starts its next turn with a full budget. 0: off (a fiber then runs until it
     /// parks or yields, and can starve the loop).
     int cooperative_budget = 128;
+    /// The kind of stack of the tasks whose spawn does not say
+    /// (spawn_options::stack). Unset: the environment variable FIBER_STACK
+    /// (`own` or `copied`), read once per process, else stack_kind::own. (The
+    /// variable runs a program's fibers on copied stacks without changing it:
+    /// the test suite runs so a second time.)
+    std::optional<stack_kind> stack{};
   };
 
   event_loop();

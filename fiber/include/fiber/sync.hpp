@@ -186,7 +186,8 @@ class mutex {
       owner_.store(self, std::memory_order_relaxed);
       return true;
     }
-    detail::waiter w;
+    detail::park_local<detail::waiter> parked;  // (off the stack of a copied-stack fiber)
+    detail::waiter& w = *parked;
     detail::enqueue(waiters_, w);
     guard.unlock();
     // Woken only by unlock(), which made us the owner first.
@@ -254,7 +255,8 @@ class condition_variable {
     if (!lock.owns_lock() || !lock.mutex()->owned_by_caller())
       throw error(std::string(operation) + ": the lock does not hold the mutex for the calling fiber");
     mutex& m = *lock.mutex();
-    detail::waiter w;
+    detail::park_local<detail::waiter> parked;  // (off the stack of a copied-stack fiber)
+    detail::waiter& w = *parked;
     {
       detail::op_guard guard(lock_);
       detail::enqueue(waiters_, w);
@@ -346,7 +348,8 @@ class semaphore {
       count_.store(c - 1, std::memory_order_relaxed);
       return true;
     }
-    detail::waiter w;
+    detail::park_local<detail::waiter> parked;  // (off the stack of a copied-stack fiber)
+    detail::waiter& w = *parked;
     detail::enqueue(waiters_, w);
     guard.unlock();
     // Woken only by release(), which kept the unit for us.
@@ -402,7 +405,8 @@ class wait_group {
     detail::require_running(operation);
     detail::op_guard guard(lock_);
     if (counter_.load(std::memory_order_relaxed) == 0) return true;
-    detail::waiter w;
+    detail::park_local<detail::waiter> parked;  // (off the stack of a copied-stack fiber)
+    detail::waiter& w = *parked;
     detail::enqueue(waiters_, w);
     guard.unlock();
     return detail::park(&w, 1, deadline, operation, detail::wait_on(this)) != detail::park_timeout;

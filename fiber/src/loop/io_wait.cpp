@@ -97,7 +97,8 @@ bool io_wait(io_handle& h, bool write, clock::time_point deadline, const char* o
     flag = false;
     return true;
   }
-  waiter w;
+  park_local<waiter> parked;  // (off the stack of a copied-stack fiber)
+  waiter& w = *parked;
   enqueue(write ? h.writers : h.readers, w);
   guard.unlock();
   io_wait_count count(running_loop_impl(), static_cast<event_loop::impl*>(h.core), true);
@@ -215,7 +216,8 @@ bool io_wait_fd(int fd, bool write, clock::time_point deadline, const char* oper
     throw std::bad_alloc();
   }
   wait_queue& q = write ? e->h.writers : e->h.readers;
-  waiter w;
+  park_local<waiter> parked;  // (off the stack of a copied-stack fiber)
+  waiter& w = *parked;
   {
     op_guard guard(e->h.lock);
     e->h.fd = fd;

@@ -33,6 +33,7 @@
 #include "fiber/event_loop.hpp"
 
 #include "fiber/detail/eh_state.hpp"
+#include "loop/copied_stacks.hpp"
 #include "loop/reactor.hpp"
 #include "loop/runtime.hpp"
 #include "loop/snapshot.hpp"
@@ -48,6 +49,7 @@
 #include <condition_variable>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -85,7 +87,11 @@ struct fd_entry;  // an fd's kept registration (the IO section, at the end)
 #endif
 
 struct event_loop::impl : detail::loop_core {
-  explicit impl(event_loop* self, options opts) : owner(self), stacks(opts.stack_size, opts.guarded_stacks) {
+  explicit impl(event_loop* self, options opts)
+      : owner(self),
+        default_stack(opts.stack.value_or(detail::stack_kind_from_environment())),
+        stacks(opts.stack_size, opts.guarded_stacks),
+        copies(stacks.default_size()) {
     if (opts.cooperative_budget < 0)
       throw error("fiber::event_loop: options::cooperative_budget is negative (" +
                   std::to_string(opts.cooperative_budget) + "; 0 turns the budget off)");
@@ -100,7 +106,9 @@ struct event_loop::impl : detail::loop_core {
   }
 
   event_loop* owner;
+  stack_kind default_stack;  // options::stack, else FIBER_STACK, else own
   detail::loop_stacks stacks;
+  detail::copied_stacks copies;  // the shared stack of the copied-stack fibers
 
   // Scheduling (the rest is in detail::loop_core, detail/loop_core.hpp).
   context scheduler;                          // the scheduler, while a fiber runs
@@ -274,6 +282,31 @@ struct event_loop::impl : detail::loop_core {
   // Switches from the running flow (a fiber, or the scheduler when current is
   // nullptr) to `next` (nullptr: the scheduler).
   void transfer_to(detail::fiber_control* next);
+  // The context to switch to for `next` to run (nullptr: the scheduler): its
+  // own; or, for a copied-stack fiber whose bytes are not on the shared stack,
+  // the swapper's, which puts them there first (loop/copied_stacks.hpp).
+  context& target_of(detail::fiber_control* next) noexcept {
+    if (!next) return scheduler;
+    if (next->copied && !copies.ready_to_run(next)) [[unlikely]] {
+      copies.target = next;
+      return copies.swapper;
+    }
+    return next->ctx;
+  }
+  // The swapper: on a stack of its own, it stores the context of whoever
+  // switched to it, copies the target's bytes onto the shared stack (or makes
+  // its context there) and runs it.
+  context swapper_main(context&& caller);
+  // Maps the shared stack and makes the swapper, on the first copied-stack
+  // fiber's start; throws what the allocations throw.
+  bool swapper_made = false;
+  void prepare_copies() {
+    if (swapper_made) return;
+    copies.map();
+    copies.swapper = context(std::allocator_arg, cached_stack{},
+                             [this](context&& caller) { return swapper_main(std::move(caller)); });
+    swapper_made = true;
+  }
   // The loop running on the calling thread, read afresh (out of line) after a
   // switch that may have resumed the caller on another thread.
   [[gnu::noinline]] static impl* resumed_on() noexcept;
@@ -609,6 +642,9 @@ struct event_loop::impl : detail::loop_core {
   // Adopts a task from the inject queue: from now on it is this loop's.
   void adopt(detail::fiber_control* f) noexcept {
     FIBER_ASSERT(!f->queued, "a task adopted from the inject queue is in no loop's ready queue");
+    // (A copied-stack task spawned on another loop: its home was on that loop's
+    // shared stack; here, the top of ours.)
+    if (!copies.contains(f->stack_home)) f->stack_home = 0;
     {
       std::lock_guard lock(f->lock);
       f->loop = owner;

@@ -147,6 +147,24 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
     throw error("fiber::spawn: stack_size " + std::to_string(stack_size) + " is below fiber::min_stack_size (" +
                 std::to_string(min_stack_size) + ")");
   }
+  // A task whose kind is the loop's default (spawn_options::stack unset) gets a
+  // stack of its own where a copied one cannot serve it.
+  const bool wants_copied =
+      opts.stack ? *opts.stack == stack_kind::copied
+                 : L.default_stack == stack_kind::copied && !opts.migratable && stack_size <= L.copies.size();
+  if (wants_copied) {
+    const char* wrong = opts.migratable ? "it cannot be migratable (its frames live on its loop's shared stack)"
+                        : stack_size > L.copies.size()
+                            ? "its stack_size is above the loop's (the size of the shared stack it runs on)"
+                            : nullptr;
+    if (wrong) {
+      delete f;
+      throw error(std::string("fiber::spawn: a copied-stack task (stack_kind::copied): ") + wrong);
+    }
+    f->copied = true;
+    f->stack_size = L.copies.size();
+    f->stack_home = L.copies.home_for(running_loop_impl() == &L ? L.current : nullptr, __builtin_frame_address(0));
+  }
   f->refs.store(2, std::memory_order_relaxed);  // the task handle and the loop
   f->migratable = FIBER_CAN_MIGRATE && opts.migratable && opts.worker == spawn_options::any_worker && L.rt &&
                   L.rt->workers.size() > 1;
@@ -339,7 +357,8 @@ bool join(fiber_control* f, clock::time_point deadline, const char* operation) {
   check_joinable(f, operation);
   // A task that has not started runs next: its joiner has nothing to do before it.
   if (queued_here_unstarted(f)) running_loop_impl()->make_next(f);
-  waiter w;
+  park_local<waiter> parked;  // (off the stack of a copied-stack fiber)
+  waiter& w = *parked;
   if (!link_joiner(f, w)) return true;
   return park(&w, 1, deadline, operation, wait_on_task(f)) != park_timeout;
 }
@@ -355,7 +374,8 @@ void join_shielded(fiber_control* const* fibers, std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
     if (fibers[i] == self) continue;
     while (fibers[i]->status.load(std::memory_order_acquire) == task_status::pending) {
-      waiter w;
+      park_local<waiter> parked;  // (off the stack of a copied-stack fiber)
+      waiter& w = *parked;
       if (!link_joiner(fibers[i], w)) break;
       try {
         park(&w, 1, no_deadline, "fiber::gather: waiting for the cancelled tasks to end", wait_on_task(fibers[i]));

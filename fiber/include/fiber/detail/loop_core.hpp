@@ -76,7 +76,9 @@ struct fiber_control {
   fiber_control() = default;
   fiber_control(const fiber_control&) = delete;
   fiber_control& operator=(const fiber_control&) = delete;
-  virtual ~fiber_control() = default;
+  virtual ~fiber_control() {
+    if (saved_bytes) ::operator delete(saved_bytes);
+  }
 
   // Task blocks are recycled through a small per-thread cache (event_loop.cpp):
   // a spawn + join then costs no malloc/free in the steady state.
@@ -99,6 +101,7 @@ struct fiber_control {
   std::atomic<run_state> state{run_state::created};  // (relaxed: set_state(), state_of())
   bool migratable = false;              // spawn_options::migratable, where it takes effect
   bool pinned = false;                  // spawn_options::worker: never handed to another worker
+  bool copied = false;                  // stack_kind::copied: runs on its loop's shared stack
   // Park bookkeeping (event_loop.cpp). park_operation and park_object say what a
   // parked fiber waits for (park_object: see wait_on() in scheduler.hpp); they are
   // meaningful only while it is parked.
@@ -143,6 +146,16 @@ struct fiber_control {
   std::uint64_t id = 0;
   record_base* record = nullptr;
   char name[32];
+
+  // A copied-stack fiber's place on its loop's shared stack, and its bytes
+  // copied away (loop/copied_stacks.hpp): its home (0: the top), and, while
+  // saved_size is not 0, the saved_size bytes below stack_split are in
+  // saved_bytes (a buffer of saved_capacity), those above it in place.
+  std::uintptr_t stack_home = 0;
+  std::uintptr_t stack_split = 0;
+  unsigned char* saved_bytes = nullptr;
+  std::size_t saved_size = 0;
+  std::size_t saved_capacity = 0;
 };
 
 inline run_state state_of(const fiber_control* f) noexcept { return f->state.load(std::memory_order_relaxed); }
@@ -331,6 +344,38 @@ inline fiber_control* running() noexcept {
   return L ? L->current : nullptr;
 }
 
+// Whether the running fiber runs on a copied stack (stack_kind::copied): its
+// frames leave their addresses while it is parked, so what a waker reaches (its
+// waiters, where a channel's value goes) must then live off its stack.
+inline bool running_copied() noexcept {
+  const fiber_control* f = running();
+  return f && f->copied;
+}
+
+// An object a waker reaches while its fiber is parked (a waiter): in the
+// operation's frame, or on the heap for a fiber on a copied stack, where it
+// stays put while the fiber's bytes are away.
+template <class T>
+class park_local {
+ public:
+  park_local() : p_(running_copied() ? new T() : ::new (static_cast<void*>(local_)) T()) {}
+  ~park_local() {
+    if (p_ == reinterpret_cast<T*>(local_))
+      p_->~T();
+    else
+      delete p_;
+  }
+  park_local(const park_local&) = delete;
+  park_local& operator=(const park_local&) = delete;
+  T& operator*() const noexcept { return *p_; }
+  T* operator->() const noexcept { return p_; }
+  T* get() const noexcept { return p_; }
+
+ private:
+  alignas(T) unsigned char local_[sizeof(T)];
+  T* p_;
+};
+
 // The cooperative budget. Every operation that may park (a channel's send and
 // recv, a select without a default case, a mutex's lock, a stream's read and
 // write, an accept), and a spawn, calls coop_tick() first; a fiber's turn (from when it is
@@ -365,8 +410,8 @@ FIBER_SWITCH_INLINE int park(waiter* waiters, std::size_t count, clock::time_poi
   self->park_reason = reason_pending;
   self->park_by_scope = false;
   fiber_control* const next = L->next_after_park();
-  if (!next || state_of(next) == run_state::created || self->canary) [[unlikely]] {
-    transfer_slow(next);  // the scheduler, a fiber to start, or a canary to check
+  if (!next || state_of(next) == run_state::created || self->canary || next->copied) [[unlikely]] {
+    transfer_slow(next);  // the scheduler, a fiber to start, a canary to check, a copied stack
   } else {
     L->current = next;
     L->save_slot = &self->ctx;

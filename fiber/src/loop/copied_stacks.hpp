@@ -1,0 +1,229 @@
+// Copied stacks (stack_kind::copied, event_loop.hpp): the stack a loop shares
+// among its copied-stack fibers, and the copies of their frames.
+//
+// Each copied-stack fiber has a *home* on the shared stack, the address below
+// which its frames live: the top of the shared stack; or, for a fiber spawned
+// by a copied-stack fiber of the loop, just below its spawner's frames at the
+// spawn (when at least half of the shared stack lies below them), so that the
+// spawner's locals, which its child may use by reference (a captured [&]),
+// keep their addresses while the child runs.
+//
+// A fiber that runs may grow down to the bottom of the shared stack: before it
+// runs, every other fiber's bytes below its home are copied away (`take()`):
+// each fiber keeps the bytes of its frames that lie below the *split* in a
+// buffer of their size, those above it on the shared stack. A fiber that parks
+// leaves its bytes where they are (a switch to a fiber of its own stack, or to
+// the scheduler, copies nothing); they are copied away only when another
+// copied-stack fiber needs their place, and back, to the addresses they came
+// from, before the fiber runs again, so that every pointer inside them (frame
+// links, the switch frame, the record at the top) holds again. Copying never
+// runs on the shared stack: the loop switches to a small context of its own
+// (the *swapper*, event_loop.cpp) to run a copied-stack fiber whose bytes are
+// not all in place, or that needs another's place.
+//
+// What the library reaches of a parked fiber while it is parked (its waiters,
+// the values a channel hands over) lives off the stack of a copied-stack fiber
+// (detail::park_local, channel.hpp's boxes). Its record (the registry's entry,
+// for fiber::dump() and debuggers) moves with its bytes: the registry is told
+// where it is.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "fiber/config.h"
+#include "fiber/event_loop.hpp"
+#include "../guarded_stack.hpp"
+
+#if FIBER_ASAN
+extern "C" void __asan_unpoison_memory_region(void const volatile* addr, std::size_t size);
+#endif
+
+namespace fiber::detail {
+
+// The environment variable FIBER_STACK ("own" or "copied"; event_loop::options::stack),
+// read once; anything else there ends the process with a message.
+stack_kind stack_kind_from_environment() noexcept;
+
+class copied_stacks {
+ public:
+  explicit copied_stacks(std::size_t size) noexcept : size_(size) {}
+  ~copied_stacks() {
+    if (mem_.base) unmap_guarded_stack(mem_);
+  }
+  copied_stacks(const copied_stacks&) = delete;
+  copied_stacks& operator=(const copied_stacks&) = delete;
+
+  std::size_t size() const noexcept { return size_; }
+  // Maps the shared stack (a guarded mapping); throws stack_allocation_error.
+  void map() {
+    if (!mem_.base) mem_ = map_guarded_stack(size_);
+  }
+
+  // The home of a fiber spawned now by `spawner` (the running fiber, or
+  // nullptr): below the spawner's frames if it is a copied-stack fiber of this
+  // loop with room below it (`sp`: an address in the spawn's frame), else 0
+  // (the top, once the stack is mapped).
+  std::uintptr_t home_for(const fiber_control* spawner, const void* sp) const noexcept {
+    if (!spawner || !spawner->copied || !mem_.base) return 0;
+    const auto base = reinterpret_cast<std::uintptr_t>(mem_.base);
+    const std::uintptr_t at = (reinterpret_cast<std::uintptr_t>(sp) - spawn_gap) & ~std::uintptr_t{63};
+    return at > base + size_ / 2 && at < top() ? at : 0;
+  }
+
+  // Whether `home` is an address on this loop's shared stack.
+  bool contains(std::uintptr_t home) const noexcept {
+    const auto base = reinterpret_cast<std::uintptr_t>(mem_.base);
+    return mem_.base && home > base && home <= top();
+  }
+
+  // Whether `f` may run as its bytes are: all of them in place, and no other
+  // fiber's below its home.
+  bool ready_to_run(const fiber_control* f) const noexcept {
+    if (f->saved_size != 0 || !f->ctx) return false;
+    for (const fiber_control* g : residents_)
+      if (g != f && first_in_place(g) < home(f)) return false;
+    return true;
+  }
+
+  // Makes `f` ready to run: the bytes of the others below its home are copied
+  // away, then its own copied back. A fiber not started yet has none: its
+  // context is then made at its home (copied_stack_allocator). Never called on
+  // the shared stack.
+  void take(fiber_control* f) noexcept {
+    const std::uintptr_t h = home(f);
+    for (std::size_t i = 0; i < residents_.size();) {
+      fiber_control* g = residents_[i];
+      if (g != f && first_in_place(g) < h && save_below(g, h)) {
+        residents_[i] = residents_.back();  // (all of g is away)
+        residents_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    // (The red zones that frames which never returned left on the shared
+    // stack: the bytes coming back, or a fresh context's, carry none.)
+    unpoison(reinterpret_cast<std::uintptr_t>(mem_.base), h - reinterpret_cast<std::uintptr_t>(mem_.base));
+    if (f->saved_size) restore(f);
+  }
+
+  // A fiber's context is made at its home (it is resident from then on), or
+  // its record is released (it ended, or was unwound: it has no bytes left).
+  void hold(fiber_control* f) noexcept {
+    f->saved_size = 0;
+    residents_.push_back(f);
+  }
+  void vacate(const fiber_control* f) noexcept {
+    for (std::size_t i = 0; i < residents_.size(); ++i)
+      if (residents_[i] == f) {
+        residents_[i] = residents_.back();
+        residents_.pop_back();
+        return;
+      }
+  }
+  // The stack a context made at f's home has.
+  stack_memory stack_of(const fiber_control* f) const noexcept {
+    return {mem_.base, home(f) - reinterpret_cast<std::uintptr_t>(mem_.base)};
+  }
+  // The swapper (event_loop.cpp): its suspended context, and the fiber it is
+  // to run next.
+  context swapper;
+  fiber_control* target = nullptr;
+
+ private:
+  // Below a suspended stack pointer, what the switch may have left there: the
+  // assembly keeps its frame above the pointer it hands out; Boost's and
+  // ucontext's switches push their registers below the frame they point to.
+  static constexpr std::size_t below_sp = FIBER_BACKEND_ASM ? 0 : 1024;
+  // Between a spawner's frame and its child's home: what the spawner's calls
+  // below the spawn's frame may have left (the spawn returns through them).
+  static constexpr std::size_t spawn_gap = 512;
+
+  std::uintptr_t top() const noexcept { return reinterpret_cast<std::uintptr_t>(mem_.top()); }
+  std::uintptr_t home(const fiber_control* f) const noexcept { return f->stack_home ? f->stack_home : top(); }
+  // The lowest byte of a suspended fiber's frames.
+  std::uintptr_t low(const fiber_control* f) const noexcept {
+    const auto base = reinterpret_cast<std::uintptr_t>(mem_.base);
+    const std::uintptr_t l = reinterpret_cast<std::uintptr_t>(suspended_sp(f->ctx)) - below_sp;
+    return l < base ? base : l;
+  }
+
+  // The lowest byte of a resident fiber's on the shared stack (0 while it runs:
+  // it may be anywhere).
+  std::uintptr_t first_in_place(const fiber_control* g) const noexcept {
+    return g->saved_size ? g->stack_split : g->ctx ? low(g) : 0;
+  }
+
+  // Copies g's bytes below `limit` away (g is suspended). True if none of its
+  // bytes is left on the shared stack.
+  bool save_below(fiber_control* g, std::uintptr_t limit) noexcept {
+    const std::uintptr_t lo = low(g);
+    const std::uintptr_t from = g->saved_size ? g->stack_split : lo;  // its first byte in place
+    const std::uintptr_t to = limit < home(g) ? limit : home(g);
+    if (from >= to) return false;
+    const std::size_t n = to - lo;
+    if (g->saved_capacity < n) {
+      const std::size_t cap = (n + 63) & ~std::size_t{63};
+      auto* bytes = static_cast<unsigned char*>(::operator new(cap, std::nothrow));
+      if (!bytes) fatal("fiber: out of memory: the frames of a parked copied-stack fiber could not be saved");
+      if (g->saved_size) std::memcpy(bytes, g->saved_bytes, g->saved_size);
+      ::operator delete(g->saved_bytes);
+      g->saved_bytes = bytes;
+      g->saved_capacity = cap;
+    }
+    unpoison(from, to - from);
+    std::memcpy(g->saved_bytes + (from - lo), reinterpret_cast<const void*>(from), to - from);
+    g->saved_size = n;
+    g->stack_split = to;
+    const auto rec = reinterpret_cast<std::uintptr_t>(g->record);
+    if (rec >= from && rec < to) move_record(g, reinterpret_cast<std::uintptr_t>(g->saved_bytes) - lo);
+    return to == home(g);
+  }
+
+  void restore(fiber_control* f) noexcept {
+    const std::uintptr_t split = f->stack_split;
+    const std::uintptr_t lo = split - f->saved_size;
+    std::memcpy(reinterpret_cast<void*>(lo), f->saved_bytes, f->saved_size);
+    const auto rec = reinterpret_cast<std::uintptr_t>(f->record);
+    const auto buf = reinterpret_cast<std::uintptr_t>(f->saved_bytes);
+    if (rec >= buf && rec < buf + f->saved_size) move_record(f, lo - buf);
+    if (split == home(f)) residents_.push_back(f);
+    f->saved_size = 0;
+    f->stack_split = 0;
+  }
+
+  // f's record moved by `delta` bytes (modulo the word: either way).
+  static void move_record(fiber_control* f, std::uintptr_t delta) noexcept {
+    f->record = reinterpret_cast<record_base*>(reinterpret_cast<std::uintptr_t>(f->record) + delta);
+    registry_relocate(f->record);
+  }
+
+  static void unpoison([[maybe_unused]] std::uintptr_t at, [[maybe_unused]] std::size_t n) noexcept {
+#if FIBER_ASAN
+    // The frames' red zones: the bytes are copied whole, and the frames that
+    // come back set their own as they return.
+    __asan_unpoison_memory_region(reinterpret_cast<const void*>(at), n);
+#endif
+  }
+
+  stack_memory mem_{};
+  std::size_t size_;
+  std::vector<fiber_control*> residents_;  // the fibers with bytes on the shared stack
+};
+
+// The stack of a copied-stack fiber's context: the shared one, which the fiber
+// holds from then on; released when the fiber ends (or is unwound).
+struct copied_stack_allocator {
+  copied_stacks* stacks;
+  fiber_control* fiber;
+  stack_memory allocate() const noexcept {
+    stacks->hold(fiber);
+    return stacks->stack_of(fiber);
+  }
+  void deallocate(stack_memory) const noexcept { stacks->vacate(fiber); }
+};
+
+}  // namespace fiber::detail
