@@ -626,6 +626,7 @@ TEST_CASE("loop: 10^5 fibers alive at once on 16 KiB stacks", "[loop]") {
   fiber::event_loop::options opts;
   opts.stack_size = small_stack;
   opts.guarded_stacks = 1024;  // fewer mappings: quicker to make and unmap
+  opts.stack = fiber::stack_kind::own;  // (stacks of their own: what the test counts)
   fiber::event_loop loop(opts);
   auto main = loop.spawn([&] {
     fiber::wait_group gate(1);
@@ -678,6 +679,7 @@ TEST_CASE("loop: a stack overflow in an unguarded fiber is detected (canary)", "
     fiber::event_loop::options opts;
     opts.stack_size = small_stack;
     opts.guarded_stacks = 0;  // every stack carries a canary instead of a guard page
+    opts.stack = fiber::stack_kind::own;
     fiber::event_loop loop(opts);
     const std::size_t page = fiber::page_size();
     const std::size_t size = (small_stack + page - 1) / page * page;
@@ -741,7 +743,7 @@ TEST_CASE("loop: each fiber keeps its own exceptions in flight across switches",
 }
 
 TEST_CASE("loop: a task that starts after another ended runs on its stack, with a clean state", "[loop]") {
-  fiber::event_loop loop;
+  fiber::event_loop loop(fiber::event_loop::options{.stack = fiber::stack_kind::own});
   std::uintptr_t first = 0, second = 0, other_size = 0;
   std::size_t stacks_between = 99, alive_between = 99;
   int second_uncaught = -1;
@@ -904,7 +906,7 @@ TEST_CASE("loop: fiber::dump() shows each task's fiber, what it waits for, and t
   fiber::channel<int> ch;
   fiber::mutex m;
   std::string text;
-  fiber::event_loop loop;
+  fiber::event_loop loop(fiber::event_loop::options{.stack = fiber::stack_kind::own});  // (sizes in KiB)
   auto main = loop.spawn(fiber::spawn_options{.name = "dumper"}, [&] {
     auto receiver = fiber::spawn(fiber::spawn_options{.name = "receiver"}, [&] { return ch.recv(); });
     auto sleeper = fiber::spawn(fiber::spawn_options{.name = "sleeper"}, [] { fiber::this_fiber::sleep_for(1h); });

@@ -122,7 +122,7 @@ void check_rss_after_burst(bool keep_handles) {
     return;
   }
   constexpr std::size_t n = 100000;
-  fiber::event_loop loop;
+  fiber::event_loop loop(fiber::event_loop::options{.stack = fiber::stack_kind::own});  // (stacks given back)
   std::size_t before = 0, peak = 0, after = 0;
   auto main = loop.spawn([&] {
     // Warm up: a few tasks, so the loop's first stacks, idle workers, task block
@@ -201,6 +201,7 @@ TEST_CASE("loop memory: stacks whose pages went back are reused intact, next to 
   fiber::event_loop::options opts;
   opts.stack_size = small_stack;
   opts.guarded_stacks = 64;
+  opts.stack = fiber::stack_kind::own;  // (stacks of their own, their canaries checked)
   fiber::event_loop loop(opts);
   std::size_t bad = 0, ran = 0, expected = 0;
   auto main = loop.spawn([&] {
@@ -267,7 +268,7 @@ void refused_stacks_child(bool heap_room) {
   message.reserve(1024);
   main_error.reserve(1024);
   {
-    fiber::event_loop loop;
+    fiber::event_loop loop(fiber::event_loop::options{.stack = fiber::stack_kind::own});  // (stacks to refuse)
     auto main = loop.spawn([&] {
       constexpr int n = 1024;
       std::vector<fiber::task<void>> ts;
@@ -397,6 +398,7 @@ TEST_CASE("loop memory: stacks refused at vm.max_map_count name that limit", "[m
       fiber::event_loop::options opts;
       opts.stack_size = 16 * 1024;
       opts.guarded_stacks = 1u << 30;
+      opts.stack = fiber::stack_kind::own;  // (mappings to run out of)
       fiber::event_loop loop(opts);
       auto main = loop.spawn([&] {
         const std::size_t n = max_maps / 2 + 4096;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "death.hpp"
+#include "fiber/debug.hpp"
 #include "fiber/event_loop.hpp"
 #include "fiber/stack.hpp"
 
@@ -47,6 +48,9 @@ void quiet_death_signals() {
 #ifndef _WIN32
   std::signal(SIGABRT, SIG_DFL);  // die quietly: not through Catch's handler
   std::signal(SIGSEGV, SIG_DFL);
+  // Ours over the default (whether or not the parent had installed it before
+  // the fork, and Catch replaced it since).
+  fiber::set_overflow_handler(true);
 #endif
 }
 
@@ -75,6 +79,7 @@ TEST_CASE("loop overflow: endless recursion on an unguarded stack is reported", 
     fiber::event_loop::options opts;
     opts.stack_size = stack_size;
     opts.guarded_stacks = 0;  // every stack is carved from a slab, without a guard page
+    opts.stack = fiber::stack_kind::own;
     fiber::event_loop loop(opts);
     for (int i = 0; i < 8; ++i) loop.spawn([] { fiber::this_fiber::sleep_for(std::chrono::hours(1)); }).detach();
     loop.spawn(fiber::spawn_options{.name = "bottomless"}, [] { (void)bottomless(0); }).detach();
@@ -94,6 +99,7 @@ TEST_CASE("loop overflow: an overflow that returned is reported when its fiber y
     fiber::event_loop::options opts;
     opts.stack_size = stack_size;
     opts.guarded_stacks = 0;
+    opts.stack = fiber::stack_kind::own;  // (unguarded stacks of their own)
     fiber::event_loop loop(opts);
     loop.spawn([] { fiber::this_fiber::yield(); }).detach();  // the one below: its stack is overrun
     loop.spawn([] {
@@ -114,6 +120,7 @@ TEST_CASE("loop overflow: an overflow that returned is reported when its fiber e
     fiber::event_loop::options opts;
     opts.stack_size = stack_size;
     opts.guarded_stacks = 0;
+    opts.stack = fiber::stack_kind::own;  // (unguarded stacks of their own)
     fiber::event_loop loop(opts);
     loop.spawn([] { fiber::this_fiber::sleep_for(std::chrono::milliseconds(50)); }).detach();
     loop.spawn([] { (void)deep(static_cast<int>(stack_size / 512 + 16)); }).detach();
