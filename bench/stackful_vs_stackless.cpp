@@ -16,7 +16,7 @@
 // Before any benchmark runs, main() runs every workload at the benchmark's sizes
 // both ways and exits with an error if the results differ.
 //
-//   stackful_vs_stackless --fanout=fiber|stackless|boost_fiber --n=N
+//   stackful_vs_stackless --fanout=fiber|fiber_copied|stackless|boost_fiber --n=N
 //
 // runs the fan-out workload instead, once, in a fresh process, and prints one line
 // of JSON: wall time, the most tasks parked at once (n), the resident memory before the
@@ -233,6 +233,8 @@ void verify() {
   expect_same("seed", svs::seed_fiber(stacks()), svs::seed_stackless());
   expect_same("seed (protected stack)", svs::seed_fiber(fiber::protected_stack{}), svs::seed_stackless());
   expect_same("fanout", svs::fanout_fiber(1000), svs::fanout_stackless(1000));
+  expect_same("fanout (copied stacks)", svs::fanout_fiber(1000, fiber::stack_kind::copied),
+              svs::fanout_stackless(1000));
   expect_same("fanout (Boost.Fiber)", fanout_boost_fiber(1000), svs::fanout_stackless(1000));
 }
 
@@ -300,6 +302,7 @@ int run_fanout(const std::string& impl, long n) {
   // Warm up the code paths (and the allocator) on a few tasks, so that "before"
   // holds what every run needs whatever n is.
   (void)svs::fanout_fiber(10);
+  (void)svs::fanout_fiber(10, fiber::stack_kind::copied);
   (void)svs::fanout_stackless(10);
   (void)fanout_boost_fiber(10);
   reset_peak_rss();
@@ -310,6 +313,9 @@ int run_fanout(const std::string& impl, long n) {
   if (impl == "fiber") {
     r = svs::fanout_fiber(n);
     per_task_fixed = static_cast<long>(fiber::default_stack_size);
+  } else if (impl == "fiber_copied") {
+    r = svs::fanout_fiber(n, fiber::stack_kind::copied);
+    per_task_fixed = 0;  // (the bytes in use, copied to a buffer of their size)
   } else if (impl == "stackless") {
     r = svs::fanout_stackless(n);
     per_task_fixed = static_cast<long>(stackless::frame_bytes);
@@ -317,7 +323,7 @@ int run_fanout(const std::string& impl, long n) {
     r = fanout_boost_fiber(n);
     per_task_fixed = static_cast<long>(boost::context::stack_traits::default_size());
   } else {
-    std::fprintf(stderr, "stackful_vs_stackless: --fanout=%s: expected fiber, stackless or boost_fiber\n",
+    std::fprintf(stderr, "stackful_vs_stackless: --fanout=%s: expected fiber, fiber_copied, stackless or boost_fiber\n",
                  impl.c_str());
     return 2;
   }

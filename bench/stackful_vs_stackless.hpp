@@ -313,8 +313,8 @@ struct fanout_result {
 // once (peak_waiting == n) and the peak memory is n parked tasks'. The spawner
 // then sends each its value (0) and joins them. Go's, Boost.Fiber's and
 // asyncio's versions (bench/peers/loop_peer.go, loop_bench.cpp, loop_peer.py) do
-// the same.
-inline fanout_result fanout_fiber(long n) {
+// the same. `kind`: the tasks' stacks (fiber_copied: stack_kind::copied).
+inline fanout_result fanout_fiber(long n, fiber::stack_kind kind = fiber::stack_kind::own) {
   fanout_result r;
   fiber::run([&] {
     fiber::channel<long> all_parked;
@@ -322,7 +322,7 @@ inline fanout_result fanout_fiber(long n) {
     std::vector<fiber::task<void>> tasks;
     tasks.reserve(static_cast<std::size_t>(n));
     for (long i = 0; i < n; ++i)
-      tasks.push_back(fiber::spawn([&r, &all_parked, &release, i, n] {
+      tasks.push_back(fiber::spawn({.stack = kind}, [&r, &all_parked, &release, i, n] {
         if (++r.waiting > r.peak_waiting) r.peak_waiting = r.waiting;
         if (r.waiting == n) all_parked.send(0);
         const long v = *release.recv();
