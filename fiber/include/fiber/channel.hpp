@@ -628,7 +628,10 @@ class select_locks {
       plain_enter();
       entered_ = true;
     }
-    std::sort(locks_, locks_ + n_);
+    // (An insertion sort: a select has a few cases.)
+    for (std::size_t i = 1; i < n_; ++i)
+      for (std::size_t j = i; j > 0 && std::less<spin_lock*>()(locks_[j], locks_[j - 1]); --j)
+        std::swap(locks_[j], locks_[j - 1]);
     n_ = static_cast<std::size_t>(std::unique(locks_, locks_ + n_) - locks_);
     for (std::size_t i = 0; i < n_; ++i) locks_[i]->lock();
     held_ = true;
