@@ -126,11 +126,7 @@ context event_loop::impl::fiber_main(detail::fiber_control* f, context&& caller)
     self.canary = f->canary;
     const bool migratable = f->migratable;
     const bool reusable = f->stack_size == stacks.default_size() && !migratable && !f->copied;
-    if (f->copied) {  // (its bytes are all in place: it runs)
-      ::operator delete(f->saved_bytes);
-      f->saved_bytes = nullptr;
-      f->saved_capacity = 0;
-    }
+    if (f->copied) copies.give_back(f);  // (its bytes are all in place: it runs)
     // (A task that may migrate ends on whichever loop runs it now.)
     impl* const L = migratable ? resumed_on() : this;
     L->finish(f);  // may free f
@@ -398,6 +394,7 @@ event_loop::~event_loop() {
       detail::thread_shared = L.shared.load(std::memory_order_relaxed);
       L.current = f;
       c = context{};  // unwinds the fiber's stack
+      if (f->copied) L.copies.give_back(f);
       L.current = saved_current;
       detail::running_core = saved_loop;
       detail::thread_shared = saved_shared;

@@ -44,6 +44,37 @@ extern "C" void __asan_unpoison_memory_region(void const volatile* addr, std::si
 
 namespace fiber::detail {
 
+// The buffers of the copied-away frames of one loop's fibers (used on its thread
+// only): size classes of 16 bytes up to 8 KiB, carved from 2 MiB chunks that
+// the kernel may back with huge pages (MADV_HUGEPAGE: a million parked fibers
+// take a few hundred page faults, not a few hundred thousand); larger ones
+// from the heap. What is given back is kept for the next, until the loop goes.
+class frame_arena {
+ public:
+  frame_arena() = default;
+  ~frame_arena();
+  frame_arena(const frame_arena&) = delete;
+  frame_arena& operator=(const frame_arena&) = delete;
+
+  // The capacity a buffer of `n` bytes gets.
+  static std::size_t capacity(std::size_t n) noexcept {
+    return n <= largest ? (n + granule - 1) & ~(granule - 1) : n;
+  }
+  // A buffer of capacity(n) bytes, or nullptr.
+  unsigned char* allocate(std::size_t n) noexcept;
+  void deallocate(unsigned char* p, std::size_t capacity) noexcept;
+
+ private:
+  static constexpr std::size_t granule = 16, largest = 8192, chunk_bytes = std::size_t{2} << 20;
+  struct free_block {
+    free_block* next;
+  };
+  free_block* free_[largest / granule] = {};
+  unsigned char* next_ = nullptr;  // the current chunk's unused bytes
+  unsigned char* end_ = nullptr;
+  std::vector<void*> chunks_;
+};
+
 // The environment variable FIBER_STACK ("own" or "copied"; event_loop::options::stack),
 // read once; anything else there ends the process with a message.
 stack_kind stack_kind_from_environment() noexcept;
@@ -110,6 +141,13 @@ class copied_stacks {
     if (f->saved_size) restore(f);
   }
 
+  // f runs (it ended, or is unwound): its buffer goes back.
+  void give_back(fiber_control* f) noexcept {
+    if (f->saved_bytes) frames_.deallocate(f->saved_bytes, f->saved_capacity);
+    f->saved_bytes = nullptr;
+    f->saved_capacity = 0;
+  }
+
   // A fiber's context is made at its home (it is resident from then on), or
   // its record is released (it ended, or was unwound: it has no bytes left).
   void hold(fiber_control* f) noexcept {
@@ -166,13 +204,12 @@ class copied_stacks {
     if (from >= to) return false;
     const std::size_t n = to - lo;
     if (g->saved_capacity < n) {
-      const std::size_t cap = (n + 63) & ~std::size_t{63};
-      auto* bytes = static_cast<unsigned char*>(::operator new(cap, std::nothrow));
+      unsigned char* const bytes = frames_.allocate(n);
       if (!bytes) fatal("fiber: out of memory: the frames of a parked copied-stack fiber could not be saved");
       if (g->saved_size) std::memcpy(bytes, g->saved_bytes, g->saved_size);
-      ::operator delete(g->saved_bytes);
+      if (g->saved_bytes) frames_.deallocate(g->saved_bytes, g->saved_capacity);
       g->saved_bytes = bytes;
-      g->saved_capacity = cap;
+      g->saved_capacity = frame_arena::capacity(n);
     }
     unpoison(from, to - from);
     std::memcpy(g->saved_bytes + (from - lo), reinterpret_cast<const void*>(from), to - from);
@@ -211,6 +248,7 @@ class copied_stacks {
 
   stack_memory mem_{};
   std::size_t size_;
+  frame_arena frames_;
   std::vector<fiber_control*> residents_;  // the fibers with bytes on the shared stack
 };
 

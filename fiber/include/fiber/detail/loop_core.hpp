@@ -76,9 +76,7 @@ struct fiber_control {
   fiber_control() = default;
   fiber_control(const fiber_control&) = delete;
   fiber_control& operator=(const fiber_control&) = delete;
-  virtual ~fiber_control() {
-    if (saved_bytes) ::operator delete(saved_bytes);
-  }
+  virtual ~fiber_control() = default;
 
   // Task blocks are recycled through a small per-thread cache (event_loop.cpp):
   // a spawn + join then costs no malloc/free in the steady state.
