@@ -419,9 +419,12 @@ LOOP_GROUPS = {
     # Fan-out (Light fibers): n tasks parked at once on one channel, released and
     # joined (stackful_vs_stackless --fanout=IMPL --n=N and the peers' `fanout N`),
     # each in its own process: wall time, peak RSS.
+    # fiber_copied: the same tasks on copied stacks (stack_kind::copied); 10^7 of
+    # them alone (Go would need ~27 GB).
     **{f'fanout_{k}': ('s', False, f'fanout_{k}/fiber', f'fanout_{k}/go', [
-        f'fanout_{k}/fiber', f'fanout_{k}/go', f'fanout_{k}/boost_fibers', f'fanout_{k}/stackless',
-        f'fanout_{k}/python_asyncio']) for k in ('1e4', '1e5', '1e6')},
+        f'fanout_{k}/fiber', f'fanout_{k}/go', f'fanout_{k}/fiber_copied', f'fanout_{k}/boost_fibers',
+        f'fanout_{k}/stackless', f'fanout_{k}/python_asyncio']) for k in ('1e4', '1e5', '1e6')},
+    'fanout_1e7': ('s', False, 'fanout_1e7/fiber_copied', 'fanout_1e6/go', ['fanout_1e7/fiber_copied']),
     # Every core (fiber_mt_bench): two threads, on this machine's cores.
     'pingpong_mt': ('ns', False, 'pingpong_mt/fiber_2workers', 'pingpong_mt/boost_fibers_2threads', [
         'pingpong_mt/fiber_2workers', 'pingpong_mt/boost_fibers_2threads']),
@@ -438,7 +441,7 @@ LOOP_GROUPS = {
         'echo_work/go_gomaxprocs2', 'echo_work/c_epoll_1thread']),
 }
 SVS_BINARY = 'stackful_vs_stackless'
-FANOUT_N = {'1e4': 10 ** 4, '1e5': 10 ** 5, '1e6': 10 ** 6}
+FANOUT_N = {'1e4': 10 ** 4, '1e5': 10 ** 5, '1e6': 10 ** 6, '1e7': 10 ** 7}
 # Boost.Fiber's fan-out holds n stacks of 128 KiB (malloc) with ~9 KB of each
 # touched: skipped when less than this per task is available.
 BOOST_FANOUT_KB_PER_TASK = 12
@@ -780,6 +783,7 @@ def collect_loop(args, wanted=None):
                                    f'{avail // 1024} MB available'
                                    if avail is not None and avail < n * BOOST_FANOUT_KB_PER_TASK else None)
             runs = [(f'{group}/fiber', [svs, '--fanout=fiber', f'--n={n}'], None, no_svs),
+                    (f'{group}/fiber_copied', [svs, '--fanout=fiber_copied', f'--n={n}'], None, no_svs),
                     (f'{group}/go', [go_bins.get('loop_peer', ''), 'fanout', str(n)], go_env(),
                      f'skipped: {go_why}' if go_why else None),
                     (f'{group}/boost_fibers', [svs, '--fanout=boost_fiber', f'--n={n}'], None, boost_why),
@@ -1126,6 +1130,14 @@ ACCEPTANCE = [
      (LOOP, 'fanout_1e6/fiber'), (LOOP, 'fanout_1e6/go'), '<=', 0.5, 'x'),
     ("fan-out 10^6, default stacks, peak RSS (fanout_1e6/fiber) <= 1.0x Go's",
      (LOOP, 'fanout_1e6/fiber', 'rss'), (LOOP, 'fanout_1e6/go', 'rss'), '<=', 1.0, 'x'),
+    # ... and on copied stacks (stack_kind::copied); 10^7 of them on this 24 GB machine.
+    ('fan-out 10^6, copied stacks, wall time (fanout_1e6/fiber_copied) <= 0.5x Go (GOMAXPROCS=1)',
+     (LOOP, 'fanout_1e6/fiber_copied'), (LOOP, 'fanout_1e6/go'), '<=', 0.5, 'x'),
+    ("fan-out 10^6, copied stacks, peak RSS (fanout_1e6/fiber_copied) <= 0.25x Go's",
+     (LOOP, 'fanout_1e6/fiber_copied', 'rss'), (LOOP, 'fanout_1e6/go', 'rss'), '<=', 0.25, 'x'),
+    ('fan-out 10^7 copied-stack fibers parked at once (fanout_1e7/fiber_copied): done, peak RSS (kB) within '
+     "this machine's 24 GB",
+     (LOOP, 'fanout_1e7/fiber_copied', 'rss'), None, '<=', 24 * 1024 * 1024, 'kB'),
     # Every core: two workers on this 2-core machine.
     ('skynet 1M on 2 workers, wall time (skynet/fiber_2workers) <= 0.5x Go (GOMAXPROCS=2)',
      (LOOP, 'skynet/fiber_2workers'), (LOOP, 'skynet/go_gomaxprocs2'), '<=', 0.5, 'x'),
