@@ -11,7 +11,14 @@
 //                   buffered_channel(128) holds 127: its capacity is a power of two
 //                   and one slot stays free);
 //   spawn_join/...  one op = start a fiber that does nothing and wait for it
-//                   (fiber::spawn(f).join() against boost::fibers::fiber(f).join()).
+//                   (fiber::spawn(f).join() against boost::fibers::fiber(f).join());
+//   copied_resume/fiber_{copied,own}_<B>
+//                   one op = one round trip between two fibers that yield to each
+//                   other, each keeping B bytes of its own locals in use across
+//                   the yield: two resumes. On copied stacks (stack_kind::copied)
+//                   each resume copies the other's frames away and its own back
+//                   (B plus the loop's own frames, about 1 KiB); beside it, the
+//                   same on stacks of their own.
 //
 // Every fiber here has its library's default stack: fiber's loop takes 64 KiB
 // stacks from its pool; Boost.Fiber's default is fixedsize_stack (malloc); the
@@ -91,6 +98,34 @@ void pingpong_boost(benchmark::State& state) {
   ping.close();
   echo.join();
   state.SetItemsProcessed(state.iterations());
+}
+
+// ---- copied_resume ----
+
+void copied_resume(benchmark::State& state, fiber::stack_kind kind, std::size_t live) {
+  fiber::run([&] {
+    bool done = false;
+    auto other = fiber::spawn({.stack = kind}, [&] {
+      auto* mine = static_cast<unsigned char*>(__builtin_alloca(live));
+      std::memset(mine, 1, live);
+      while (!done) {
+        fiber::this_fiber::yield();
+        benchmark::DoNotOptimize(mine);
+      }
+    });
+    auto driver = fiber::spawn({.stack = kind}, [&] {
+      auto* mine = static_cast<unsigned char*>(__builtin_alloca(live));
+      std::memset(mine, 2, live);
+      for (auto _ : state) {
+        fiber::this_fiber::yield();
+        benchmark::DoNotOptimize(mine);
+      }
+      done = true;
+    });
+    driver.join();
+    other.join();
+  });
+  state.SetItemsProcessed(state.iterations() * 2);  // (resumes)
 }
 
 // ---- buffered ----
@@ -232,6 +267,12 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("spawn_join/boost_fibers_fiber_join_pooled_stack", spawn_join_boost_pooled);
   benchmark::RegisterBenchmark("spawn_join/fiber_spawn_join_eager", spawn_join_fiber_eager);
   benchmark::RegisterBenchmark("spawn_join/boost_fibers_fiber_join_dispatch", spawn_join_boost_dispatch);
+  for (std::size_t live : {32, 256, 1024, 4096, 8192}) {
+    benchmark::RegisterBenchmark(("copied_resume/fiber_copied_" + std::to_string(live)).c_str(),
+                                 [live](benchmark::State& s) { copied_resume(s, fiber::stack_kind::copied, live); });
+    benchmark::RegisterBenchmark(("copied_resume/fiber_own_" + std::to_string(live)).c_str(),
+                                 [live](benchmark::State& s) { copied_resume(s, fiber::stack_kind::own, live); });
+  }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -401,6 +401,7 @@ PY_LOOP_PEER = os.path.join(HERE, 'peers', 'loop_peer.py')
 BOOST_SKYNET_MIN_AVAILABLE_KB = 8 * 1024 * 1024
 
 # group: (unit, higher is better, our row, the group's peer (ratio column), rows in order)
+COPIED_LIVE_BYTES = (32, 256, 1024, 4096, 8192)  # copied_resume/: bytes of locals per fiber
 LOOP_GROUPS = {
     'pingpong': ('ns', False, 'pingpong/fiber_channel', 'pingpong/boost_fibers_unbuffered_channel', [
         'pingpong/fiber_channel', 'pingpong/boost_fibers_unbuffered_channel',
@@ -425,6 +426,10 @@ LOOP_GROUPS = {
         f'fanout_{k}/fiber', f'fanout_{k}/go', f'fanout_{k}/fiber_copied', f'fanout_{k}/boost_fibers',
         f'fanout_{k}/stackless', f'fanout_{k}/python_asyncio']) for k in ('1e4', '1e5', '1e6')},
     'fanout_1e7': ('s', False, 'fanout_1e7/fiber_copied', 'fanout_1e6/go', ['fanout_1e7/fiber_copied']),
+    # Copied stacks: a round trip of two resumes between two fibers that yield to
+    # each other, each keeping B bytes of locals (fiber_loop_bench).
+    'copied_resume': ('ns', False, 'copied_resume/fiber_copied_256', 'copied_resume/fiber_own_256', [
+        f'copied_resume/fiber_{kind}_{b}' for kind in ('copied', 'own') for b in COPIED_LIVE_BYTES]),
     # Every core (fiber_mt_bench): two threads, on this machine's cores.
     'pingpong_mt': ('ns', False, 'pingpong_mt/fiber_2workers', 'pingpong_mt/boost_fibers_2threads', [
         'pingpong_mt/fiber_2workers', 'pingpong_mt/boost_fibers_2threads']),
@@ -669,7 +674,7 @@ def collect_loop(args, wanted=None):
         for n in names:
             skipped.setdefault(n, why)
 
-    micro = [g for g in groups if g in ('pingpong', 'buffered', 'spawn_join')]
+    micro = [g for g in groups if g in ('pingpong', 'buffered', 'spawn_join', 'copied_resume')]
     bench = optional_binary(build_dir, os.path.join('bench', LOOP_BINARY), LOOP_BINARY)
     if micro:
         names = [n for g in micro for n in LOOP_GROUPS[g][4]
@@ -1026,6 +1031,36 @@ def draw_chart(results, path):
     plt.close(fig)
     print(f'chart: {path}', file=sys.stderr)
     draw_fanout_chart(results, os.path.splitext(path)[0] + '-fanout' + os.path.splitext(path)[1])
+    draw_copied_chart(results, os.path.splitext(path)[0] + '-copied' + os.path.splitext(path)[1])
+
+
+def draw_copied_chart(results, path):
+    """Copied stacks: ns per resume against the bytes of locals each fiber keeps."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = (results.get('loop') or {}).get('rows', {})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for kind in ('copied', 'own'):
+        points = [(b, rows[f'copied_resume/fiber_{kind}_{b}']['value'] / 2) for b in COPIED_LIVE_BYTES
+                  if f'copied_resume/fiber_{kind}_{b}' in rows]
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker='o', label=f'{kind} stacks')
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return
+    ax.set_xscale('log', base=2)
+    ax.set_xlabel("bytes of locals each fiber keeps across the yield (plus the loop's frames)")
+    ax.set_ylabel('ns per resume')
+    ax.grid(True, which='both', linewidth=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle('resume cost against live stack (same run)', fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f'chart: {path}', file=sys.stderr)
 
 
 def draw_fanout_chart(results, path):
@@ -1135,6 +1170,9 @@ ACCEPTANCE = [
      (LOOP, 'fanout_1e6/fiber_copied'), (LOOP, 'fanout_1e6/go'), '<=', 0.5, 'x'),
     ("fan-out 10^6, copied stacks, peak RSS (fanout_1e6/fiber_copied) <= 0.25x Go's",
      (LOOP, 'fanout_1e6/fiber_copied', 'rss'), (LOOP, 'fanout_1e6/go', 'rss'), '<=', 0.25, 'x'),
+    ('copied-stack resume with 256 B of locals: a round trip of two resumes (copied_resume/fiber_copied_256; '
+     "the loop's own frames add about 1 KiB copied) <= 80 ns (40 ns a resume)",
+     (LOOP, 'copied_resume/fiber_copied_256'), None, '<=', 80.0, 'ns'),
     ('fan-out 10^7 copied-stack fibers parked at once (fanout_1e7/fiber_copied): done, peak RSS (kB) within '
      "this machine's 24 GB",
      (LOOP, 'fanout_1e7/fiber_copied', 'rss'), None, '<=', 24 * 1024 * 1024, 'kB'),
