@@ -22,6 +22,7 @@
 #include "fiber/event_loop.hpp"
 #include "fiber/sync.hpp"
 
+#include "death.hpp"
 #include "environment.hpp"
 
 using namespace std::chrono_literals;
@@ -276,3 +277,26 @@ TEST_CASE("copied stacks: misuse is refused with a message", "[loop][copied]") {
       },
       {.threads = 2});
 }
+
+#if FIBER_CHECKS && !defined(_WIN32)
+TEST_CASE("copied stacks: a waiter left on a parked copied-stack fiber's frames is reported (FIBER_CHECKS)",
+          "[loop][copied]") {
+  // What the library's primitives never do (their waiters and values are off
+  // the stack of a copied-stack fiber), done here on purpose: a waiter on the
+  // fiber's own frames, whose bytes then leave for another copied-stack fiber.
+  auto d = fiber_test::run_in_child([] {
+    fiber::run([] {
+      auto stray = fiber::spawn(copied, [] {
+        fiber::detail::waiter w;  // on the shared stack
+        (void)fiber::detail::park(&w, 1, std::chrono::steady_clock::now() + 1h, "test: a stray waiter");
+      });
+      fiber::this_fiber::yield();  // it parks
+      fiber::spawn(copied, [] {}).join();  // its bytes go
+      stray.cancel();
+    });
+  });
+  INFO(d.stderr_text);
+  CHECK(d.signal != 0);
+  CHECK_THAT(d.stderr_text, Catch::Contains("lies on the shared stack"));
+}
+#endif

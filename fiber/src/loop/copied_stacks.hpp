@@ -202,6 +202,7 @@ class copied_stacks {
     const std::uintptr_t from = g->saved_size ? g->stack_split : lo;  // its first byte in place
     const std::uintptr_t to = limit < home(g) ? limit : home(g);
     if (from >= to) return false;
+    check_nothing_reached(g, from, to);
     const std::size_t n = to - lo;
     if (g->saved_capacity < n) {
       unsigned char* const bytes = frames_.allocate(n);
@@ -218,6 +219,27 @@ class copied_stacks {
     const auto rec = reinterpret_cast<std::uintptr_t>(g->record);
     if (rec >= from && rec < to) move_record(g, reinterpret_cast<std::uintptr_t>(g->saved_bytes) - lo);
     return to == home(g);
+  }
+
+  // FIBER_CHECKS: what a waker reaches of a parked fiber (its waiters, where
+  // they hand a value) must not be among the bytes about to leave their
+  // addresses; a primitive that left one on the stack is reported here, before
+  // a waker writes into another fiber's frames.
+  static void check_nothing_reached([[maybe_unused]] const fiber_control* g, [[maybe_unused]] std::uintptr_t from,
+                                    [[maybe_unused]] std::uintptr_t to) noexcept {
+#if FIBER_CHECKS
+    auto inside = [&](const void* p) {
+      const auto a = reinterpret_cast<std::uintptr_t>(p);
+      return a >= from && a < to;
+    };
+    for (std::size_t i = 0; i < g->park_count; ++i) {
+      const waiter& w = g->park_waiters[i];
+      if (inside(&w) || inside(w.slot))
+        fatal("fiber: a parked copied-stack fiber's waiter, or where it is to receive a value, lies on the shared "
+              "stack, among the bytes copied away while it is parked: a waker would write into another fiber's "
+              "frames (a pointer into a parked copied-stack fiber's frames; spawn_options::stack)");
+    }
+#endif
   }
 
   void restore(fiber_control* f) noexcept {
