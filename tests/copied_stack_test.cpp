@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -285,6 +286,7 @@ TEST_CASE("copied stacks: a waiter left on a parked copied-stack fiber's frames 
   // the stack of a copied-stack fiber), done here on purpose: a waiter on the
   // fiber's own frames, whose bytes then leave for another copied-stack fiber.
   auto d = fiber_test::run_in_child([] {
+    std::signal(SIGABRT, SIG_DFL);  // die quietly: not through Catch's handler
     fiber::run([] {
       auto stray = fiber::spawn(copied, [] {
         fiber::detail::waiter w;  // on the shared stack
