@@ -730,7 +730,7 @@ def collect_loop(args, wanted=None):
         for label, cmd, env, row_of, why in (
                 ('go', [go_bins.get('loop_peer', ''), 'micro', str(args.min_time)], go_env(), GO_MICRO_ROWS, go_why),
                 ('python', [sys.executable, PY_LOOP_PEER, 'micro', str(args.min_time)], None, PY_MICRO_ROWS, None)):
-            wanted_here = [row_of[g] for g in micro if row_of[g] in wanted]
+            wanted_here = [row_of[g] for g in micro if g in row_of and row_of[g] in wanted]
             if not wanted_here:
                 continue
             if why:
