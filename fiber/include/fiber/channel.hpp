@@ -405,8 +405,8 @@ class channel {
     detail::waiter w;
     std::optional<T> value;
   };
-  int park_recv_boxed(detail::op_guard& guard, std::optional<T>& out, clock::time_point deadline,
-                      const char* operation) {
+  [[gnu::noinline]] int park_recv_boxed(detail::op_guard& guard, std::optional<T>& out, clock::time_point deadline,
+                                       const char* operation) {
     const auto box = std::make_unique<parked_value>();
     box->w.slot = &box->value;
     detail::enqueue(recvq_, box->w, guard.shared());
@@ -415,7 +415,8 @@ class channel {
     out = std::move(box->value);
     return r;
   }
-  bool park_send_boxed(detail::op_guard& guard, T& v, clock::time_point deadline, const char* operation) {
+  [[gnu::noinline]] bool park_send_boxed(detail::op_guard& guard, T& v, clock::time_point deadline,
+                                        const char* operation) {
     const auto box = std::make_unique<parked_value>();
     box->value.emplace(std::move(v));
     box->w.slot = &*box->value;
