@@ -200,8 +200,12 @@ class copied_stacks {
   bool save_below(fiber_control* g, std::uintptr_t limit) noexcept {
     const std::uintptr_t lo = low(g);
     const std::uintptr_t from = g->saved_size ? g->stack_split : lo;  // its first byte in place
-    const std::uintptr_t to = limit < home(g) ? limit : home(g);
+    std::uintptr_t to = limit < home(g) ? limit : home(g);
     if (from >= to) return false;
+    // Its record (at the top of its bytes) moves whole or not at all: the
+    // registry's entry must point at all of it.
+    const auto rec = reinterpret_cast<std::uintptr_t>(g->record);
+    if (rec && to > rec) to = home(g);
     check_nothing_reached(g, from, to);
     const std::size_t n = to - lo;
     if (g->saved_capacity < n) {
@@ -216,7 +220,6 @@ class copied_stacks {
     std::memcpy(g->saved_bytes + (from - lo), reinterpret_cast<const void*>(from), to - from);
     g->saved_size = n;
     g->stack_split = to;
-    const auto rec = reinterpret_cast<std::uintptr_t>(g->record);
     if (rec >= from && rec < to) move_record(g, reinterpret_cast<std::uintptr_t>(g->saved_bytes) - lo);
     return to == home(g);
   }
