@@ -194,6 +194,7 @@ void event_loop::impl::run_task(detail::fiber_control* f) {
 
 void event_loop::impl::finish(detail::fiber_control* f) noexcept {
   set_state(f, detail::run_state::ended);
+  if (detail::fiber_control* parent = std::exchange(f->stack_parent, nullptr)) detail::release(parent);
   publish_outcome(f);
   unlink_alive(f);
   if (f->detached.load(std::memory_order_acquire) && f->status.load(std::memory_order_relaxed) == task_status::failed)
@@ -395,6 +396,7 @@ event_loop::~event_loop() {
       L.current = f;
       c = context{};  // unwinds the fiber's stack
       if (f->copied) L.copies.give_back(f);
+      if (detail::fiber_control* parent = std::exchange(f->stack_parent, nullptr)) detail::release(parent);
       L.current = saved_current;
       detail::running_core = saved_loop;
       detail::thread_shared = saved_shared;

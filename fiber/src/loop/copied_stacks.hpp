@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
 #include <new>
 #include <vector>
 
@@ -112,23 +113,33 @@ class copied_stacks {
   }
 
   // Whether `f` may run as its bytes are: all of them in place, and no other
-  // fiber's below its home.
+  // fiber's below its home. (One below its spawner's frames always goes through
+  // take(), which puts its spawners' frames in place too.)
   bool ready_to_run(const fiber_control* f) const noexcept {
-    if (f->saved_size != 0 || !f->ctx) return false;
+    if (f->saved_size != 0 || !f->ctx || f->stack_parent) return false;
     for (const fiber_control* g : residents_)
       if (g != f && first_in_place(g) < home(f)) return false;
     return true;
   }
 
-  // Makes `f` ready to run: the bytes of the others below its home are copied
-  // away, then its own copied back. A fiber not started yet has none: its
-  // context is then made at its home (copied_stack_allocator). Never called on
-  // the shared stack.
+  // Makes `f` ready to run, with the frames of its spawners (the chain of
+  // fibers below whose frames it and they live) in place above its home: the
+  // bytes of every other fiber there, and of each spawner below its child's
+  // home, are copied away; then the spawners' and f's own are copied back. A
+  // fiber not started yet has no bytes: its context is then made at its home
+  // (copied_stack_allocator). Never called on the shared stack.
   void take(fiber_control* f) noexcept {
-    const std::uintptr_t h = home(f);
+    chain_.clear();
+    chain_.push_back(f);
+    for (fiber_control* p = f->stack_parent; p && p->copied && state_of(p) != run_state::ended; p = p->stack_parent)
+      chain_.push_back(p);  // (capacity: reserve_chain() before the switch)
+    const std::uintptr_t zone = home(chain_.back());
+    // Away: the others' bytes below the chain's top; each spawner's below its child's home.
     for (std::size_t i = 0; i < residents_.size();) {
       fiber_control* g = residents_[i];
-      if (g != f && first_in_place(g) < h && save_below(g, h)) {
+      const auto at = std::find(chain_.begin(), chain_.end(), g);
+      const std::uintptr_t limit = at == chain_.end() ? zone : at == chain_.begin() ? 0 : home(*(at - 1));
+      if (first_in_place(g) < limit && save_below(g, limit)) {
         residents_[i] = residents_.back();  // (all of g is away)
         residents_.pop_back();
       } else {
@@ -137,9 +148,13 @@ class copied_stacks {
     }
     // (The red zones that frames which never returned left on the shared
     // stack: the bytes coming back, or a fresh context's, carry none.)
-    unpoison(reinterpret_cast<std::uintptr_t>(mem_.base), h - reinterpret_cast<std::uintptr_t>(mem_.base));
+    unpoison(reinterpret_cast<std::uintptr_t>(mem_.base), zone - reinterpret_cast<std::uintptr_t>(mem_.base));
+    // Back: each spawner's above its child's home, then f's.
+    for (std::size_t i = 1; i < chain_.size(); ++i) restore_above(chain_[i], home(chain_[i - 1]));
     if (f->saved_size) restore(f);
   }
+  // Room for a chain of `depth` fibers, outside the switch.
+  void reserve_chain(std::size_t depth) { chain_.reserve(depth); }
 
   // f runs (it ended, or is unwound): its buffer goes back.
   void give_back(fiber_control* f) noexcept {
@@ -245,6 +260,21 @@ class copied_stacks {
 #endif
   }
 
+  // Copies f's saved bytes above `addr` back (f is suspended).
+  void restore_above(fiber_control* f, std::uintptr_t addr) noexcept {
+    if (!f->saved_size || f->stack_split <= addr) return;
+    const std::uintptr_t split = f->stack_split;
+    const std::uintptr_t lo = split - f->saved_size;
+    const std::uintptr_t from = addr > lo ? addr : lo;
+    const auto buf = reinterpret_cast<std::uintptr_t>(f->saved_bytes);
+    std::memcpy(reinterpret_cast<void*>(from), f->saved_bytes + (from - lo), split - from);
+    const auto rec = reinterpret_cast<std::uintptr_t>(f->record);
+    if (rec >= buf + (from - lo) && rec < buf + f->saved_size) move_record(f, lo - buf);
+    if (split == home(f)) residents_.push_back(f);
+    f->stack_split = from;
+    f->saved_size = from - lo;
+  }
+
   void restore(fiber_control* f) noexcept {
     const std::uintptr_t split = f->stack_split;
     const std::uintptr_t lo = split - f->saved_size;
@@ -275,6 +305,7 @@ class copied_stacks {
   std::size_t size_;
   frame_arena frames_;
   std::vector<fiber_control*> residents_;  // the fibers with bytes on the shared stack
+  std::vector<fiber_control*> chain_;      // take()'s: the fiber and its spawners
 };
 
 // The stack of a copied-stack fiber's context: the shared one, which the fiber

@@ -642,9 +642,7 @@ struct event_loop::impl : detail::loop_core {
   // Adopts a task from the inject queue: from now on it is this loop's.
   void adopt(detail::fiber_control* f) noexcept {
     FIBER_ASSERT(!f->queued, "a task adopted from the inject queue is in no loop's ready queue");
-    // (A copied-stack task spawned on another loop: its home was on that loop's
-    // shared stack; here, the top of ours.)
-    if (!copies.contains(f->stack_home)) f->stack_home = 0;
+    FIBER_ASSERT(f->stack_home == 0, "a copied-stack task below its spawner's frames stays on its spawner's worker");
     {
       std::lock_guard lock(f->lock);
       f->loop = owner;

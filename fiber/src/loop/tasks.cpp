@@ -163,7 +163,23 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
     }
     f->copied = true;
     f->stack_size = L.copies.size();
-    f->stack_home = L.copies.home_for(running_loop_impl() == &L ? L.current : nullptr, __builtin_frame_address(0));
+    fiber_control* const spawner = running_loop_impl() == &L ? L.current : nullptr;
+    f->stack_home = L.copies.home_for(spawner, __builtin_frame_address(0));
+    if (f->stack_home) {
+      // Below its spawner's frames: it runs where they are in place (copied_stacks.hpp),
+      // so on this worker only, and its spawner's block lives as long as it does.
+      std::size_t depth = 2;
+      for (const fiber_control* p = spawner->stack_parent; p; p = p->stack_parent) ++depth;
+      try {
+        L.copies.reserve_chain(depth);
+      } catch (...) {
+        delete f;
+        throw;
+      }
+      f->stack_parent = spawner;
+      spawner->refs.fetch_add(1, std::memory_order_relaxed);
+      f->pinned = true;
+    }
   }
   f->refs.store(2, std::memory_order_relaxed);  // the task handle and the loop
   f->migratable = FIBER_CAN_MIGRATE && opts.migratable && opts.worker == spawn_options::any_worker && L.rt &&

@@ -151,6 +151,7 @@ struct fiber_control {
   // saved_bytes (a buffer of saved_capacity), those above it in place.
   std::uintptr_t stack_home = 0;
   std::uintptr_t stack_split = 0;
+  fiber_control* stack_parent = nullptr;  // the spawner below whose frames the home is (a reference)
   unsigned char* saved_bytes = nullptr;
   std::size_t saved_size = 0;
   std::size_t saved_capacity = 0;
