@@ -163,7 +163,9 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
     }
     f->copied = true;
     f->stack_size = L.copies.size();
-    fiber_control* const spawner = running_loop_impl() == &L ? L.current : nullptr;
+    // (Placed on another worker, it runs at the top of that worker's shared stack.)
+    const bool elsewhere = opts.worker != spawn_options::any_worker && L.rt && opts.worker != L.worker_index;
+    fiber_control* const spawner = running_loop_impl() == &L && !elsewhere ? L.current : nullptr;
     f->stack_home = L.copies.home_for(spawner, __builtin_frame_address(0));
     if (f->stack_home) {
       // Below its spawner's frames: it runs where they are in place (copied_stacks.hpp),
