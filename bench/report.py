@@ -1056,7 +1056,13 @@ def draw_copied_chart(results, path):
     ax.set_ylabel('ns per resume')
     ax.grid(True, which='both', linewidth=0.3)
     ax.legend(fontsize=8)
-    fig.suptitle('resume cost against live stack (same run)', fontsize=10)
+    save_chart(fig, path, 'resume cost against live stack (same run)')
+
+
+def save_chart(fig, path, title):
+    """Titles, lays out, writes and closes a chart of its own (the fan-out's, copied stacks')."""
+    import matplotlib.pyplot as plt
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -1089,11 +1095,7 @@ def draw_fanout_chart(results, path):
         ax.set_ylabel(what)
         ax.grid(True, which='both', linewidth=0.3)
     left.legend(fontsize=8)
-    fig.suptitle('fan-out: n tasks park on one channel, then are released and joined (same run)', fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f'chart: {path}', file=sys.stderr)
+    save_chart(fig, path, 'fan-out: n tasks park on one channel, then are released and joined (same run)')
 
 
 def chart(results, path, json_path):

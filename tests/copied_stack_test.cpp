@@ -188,11 +188,7 @@ TEST_CASE("copied stacks: a randomized mix of kinds over channels, select, mutex
         for (auto& t : ts) t.get();
       },
       {.threads = static_cast<unsigned>(threads)});
-  int missing = 0, duplicated = 0;
-  for (auto& r : received) {
-    if (r == 0) ++missing;
-    if (r > 1) ++duplicated;
-  }
+  const auto [missing, duplicated] = fiber_test::missing_and_duplicated(received);
   CHECK(bad == 0);
   CHECK(missing == 0);
   CHECK(duplicated == 0);

@@ -575,11 +575,7 @@ TEST_CASE("runtime: a randomized model of producers and consumers over the worke
       fiber::run_options{.threads = 4});
   CHECK(out_of_range == 0);
   CHECK(order_violations == 0);
-  int lost = 0, duplicated = 0;
-  for (auto& r : received) {
-    if (r == 0) ++lost;
-    if (r > 1) ++duplicated;
-  }
+  const auto [lost, duplicated] = fiber_test::missing_and_duplicated(received);
   CHECK(lost == 0);
   CHECK(duplicated == 0);
   CHECK(operations >= 2L * producers * per_producer);
