@@ -106,12 +106,6 @@ class copied_stacks {
     return at > base + size_ / 2 && at < top() ? at : 0;
   }
 
-  // Whether `home` is an address on this loop's shared stack.
-  bool contains(std::uintptr_t home) const noexcept {
-    const auto base = reinterpret_cast<std::uintptr_t>(mem_.base);
-    return mem_.base && home > base && home <= top();
-  }
-
   // Whether `f` may run as its bytes are: all of them in place, and no other
   // fiber's below its home. (One below its spawner's frames always goes through
   // take(), which puts its spawners' frames in place too.)
