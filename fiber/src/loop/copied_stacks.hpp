@@ -192,10 +192,15 @@ class copied_stacks {
   std::uintptr_t top() const noexcept { return reinterpret_cast<std::uintptr_t>(mem_.top()); }
   std::uintptr_t home(const fiber_control* f) const noexcept { return f->stack_home ? f->stack_home : top(); }
   // The lowest byte of a suspended fiber's frames.
+  // A fiber that parked inside a context of its own stack (a fiber_t of the C
+  // API, a generator) was suspended there: its bytes on the shared stack go
+  // down to where it resumed that context, which nothing records; all of them
+  // from the bottom to its home are then taken as its.
   std::uintptr_t low(const fiber_control* f) const noexcept {
     const auto base = reinterpret_cast<std::uintptr_t>(mem_.base);
-    const std::uintptr_t l = reinterpret_cast<std::uintptr_t>(suspended_sp(f->ctx)) - below_sp;
-    return l < base ? base : l;
+    const auto sp = reinterpret_cast<std::uintptr_t>(suspended_sp(f->ctx));
+    if (sp < base || sp >= home(f)) return base;
+    return sp - base < below_sp ? base : sp - below_sp;
   }
 
   // The lowest byte of a resident fiber's on the shared stack (0 while it runs:
@@ -304,14 +309,24 @@ class copied_stacks {
 
 // The stack of a copied-stack fiber's context: the shared one, which the fiber
 // holds from then on; released when the fiber ends (or is unwound).
+// The context holds a reference to its fiber's block until its record is
+// released (by whoever the ending fiber switched to): until then the fiber is
+// among the residents, whose blocks take() and ready_to_run() read.
 struct copied_stack_allocator {
   copied_stacks* stacks;
   fiber_control* fiber;
   stack_memory allocate() const noexcept {
     stacks->hold(fiber);
+    fiber->refs.fetch_add(1, std::memory_order_relaxed);
     return stacks->stack_of(fiber);
   }
-  void deallocate(stack_memory) const noexcept { stacks->vacate(fiber); }
+  void deallocate(stack_memory s) const noexcept {
+    stacks->vacate(fiber);
+    // (Its frames that never returned left their red zones there: frames that
+    // come later, a resident's deeper calls, must not meet them.)
+    forget_stack_shadow(s.base, s.size);
+    release(fiber);
+  }
 };
 
 }  // namespace fiber::detail

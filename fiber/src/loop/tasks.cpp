@@ -190,6 +190,7 @@ void submit(event_loop& loop, fiber_control* f, const spawn_options& opts) {
     // Placed on a worker (spawn_options::worker): never donated nor injected.
     const std::size_t workers = L.rt ? L.rt->workers.size() : 1;
     if (opts.worker >= workers) {
+      if (f->stack_parent) release(f->stack_parent);
       delete f;
       throw error("fiber::spawn: spawn_options::worker is " + std::to_string(opts.worker) + ", but the runtime has " +
                   std::to_string(workers) + " worker(s) (fiber::this_runtime::workers())");
