@@ -42,6 +42,12 @@
 #if FIBER_ASAN
 extern "C" void __asan_unpoison_memory_region(void const volatile* addr, std::size_t size);
 #endif
+#if __has_include(<valgrind/memcheck.h>) && !defined(_WIN32)
+#  include <valgrind/memcheck.h>
+#  define FIBER_COPIED_VALGRIND 1
+#else
+#  define FIBER_COPIED_VALGRIND 0
+#endif
 
 namespace fiber::detail {
 
@@ -145,7 +151,10 @@ class copied_stacks {
     unpoison(reinterpret_cast<std::uintptr_t>(mem_.base), zone - reinterpret_cast<std::uintptr_t>(mem_.base));
     // Back: each spawner's above its child's home, then f's.
     for (std::size_t i = 1; i < chain_.size(); ++i) restore_above(chain_[i], home(chain_[i - 1]));
-    if (f->saved_size) restore(f);
+    if (f->saved_size)
+      restore(f);
+    else if (!f->ctx)  // (its context is made there next)
+      writable(reinterpret_cast<std::uintptr_t>(mem_.base), home(f) - reinterpret_cast<std::uintptr_t>(mem_.base));
   }
   // Room for a chain of `depth` fibers, outside the switch.
   void reserve_chain(std::size_t depth) { chain_.reserve(depth); }
@@ -266,6 +275,7 @@ class copied_stacks {
     const std::uintptr_t lo = split - f->saved_size;
     const std::uintptr_t from = addr > lo ? addr : lo;
     const auto buf = reinterpret_cast<std::uintptr_t>(f->saved_bytes);
+    writable(from, split - from);
     std::memcpy(reinterpret_cast<void*>(from), f->saved_bytes + (from - lo), split - from);
     const auto rec = reinterpret_cast<std::uintptr_t>(f->record);
     if (rec >= buf + (from - lo) && rec < buf + f->saved_size) move_record(f, lo - buf);
@@ -277,6 +287,7 @@ class copied_stacks {
   void restore(fiber_control* f) noexcept {
     const std::uintptr_t split = f->stack_split;
     const std::uintptr_t lo = split - f->saved_size;
+    writable(lo, f->saved_size);
     std::memcpy(reinterpret_cast<void*>(lo), f->saved_bytes, f->saved_size);
     const auto rec = reinterpret_cast<std::uintptr_t>(f->record);
     const auto buf = reinterpret_cast<std::uintptr_t>(f->saved_bytes);
@@ -290,6 +301,14 @@ class copied_stacks {
   static void move_record(fiber_control* f, std::uintptr_t delta) noexcept {
     f->record = reinterpret_cast<record_base*>(reinterpret_cast<std::uintptr_t>(f->record) + delta);
     registry_relocate(f->record);
+  }
+
+  // Under valgrind: bytes about to be written where an earlier fiber's stack
+  // pointer left them inaccessible (memcheck's view of a stack that shrank).
+  static void writable([[maybe_unused]] std::uintptr_t at, [[maybe_unused]] std::size_t n) noexcept {
+#if FIBER_COPIED_VALGRIND
+    (void)VALGRIND_MAKE_MEM_UNDEFINED(reinterpret_cast<void*>(at), n);
+#endif
   }
 
   static void unpoison([[maybe_unused]] std::uintptr_t at, [[maybe_unused]] std::size_t n) noexcept {
