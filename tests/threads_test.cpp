@@ -410,8 +410,11 @@ TEST_CASE("runtime: a recursive fan-out over 2 workers runs each task once - joi
   const bool valgrind = fiber_test::under_valgrind();
   const long size = valgrind ? 100000 : scale == 1 ? 1000000 : 10000;
   const int rounds = valgrind ? 1 : scale == 1 ? 3 : 2;
+  // (Own stacks: a copied-stack task's children live below its frames and stay
+  // on its worker, never donated: there would be no race to test.)
   fiber::event_loop::options opts;
   opts.stack_size = 16 * 1024;
+  opts.stack = fiber::stack_kind::own;
   for (int round = 0; round < rounds; ++round) {
     std::atomic<long> leaves{0};
     const long sum = fiber::run(fiber::run_options{.threads = 2, .loop = opts}, fan_out_sum, 0L, size, std::ref(leaves));
