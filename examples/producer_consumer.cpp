@@ -9,15 +9,20 @@
 //           print('[CONSUMER] Consuming %s...' % n)  r = c.send(n)
 //           r = '200 OK'                             print('[PRODUCER] Consumer return: %s' % r)
 //                                                c.close()
+//
+// `producer_consumer copied` runs the consumer on a copied stack
+// (fiber::stack_kind::copied: the thread's shared stack, its frames copied
+// away when another generator needs the place); the output is the same.
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "fiber/generator.hpp"
 
 using consumer_t = fiber::generator<std::string, int>;
 
-static consumer_t consumer() {
-  return consumer_t{[](consumer_t::yielder& co) {
+static consumer_t consumer(fiber::stack_kind stack) {
+  return consumer_t{stack, [](consumer_t::yielder& co) {
     std::string r;
     while (true) {
       const int n = co.yield(r);
@@ -40,7 +45,12 @@ static void produce(consumer_t& c) {
   c.close();
 }
 
-int main() {
-  consumer_t c = consumer();
+int main(int argc, char** argv) {
+  const bool copied = argc > 1 && std::strcmp(argv[1], "copied") == 0;
+  if (argc > 1 && !copied) {
+    std::fprintf(stderr, "usage: %s [copied]\n", argv[0]);
+    return 2;
+  }
+  consumer_t c = consumer(copied ? fiber::stack_kind::copied : fiber::stack_kind::own);
   produce(c);
 }

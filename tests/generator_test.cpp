@@ -9,7 +9,23 @@
 
 #include "fiber/generator.hpp"
 
+#if FIBER_TEST_COPIED_GENERATORS
+// The same tests with every generator made from a body alone on a copied stack
+// (fiber_generator_copied_tests, tests/CMakeLists.txt); those given a stack
+// allocator keep it.
+#  include <type_traits>
+#  include <utility>
+template <class Yield, class Send = void>
+struct generator : fiber::generator<Yield, Send> {
+  using base = fiber::generator<Yield, Send>;
+  using base::base;
+  template <class F>
+    requires(!std::is_base_of_v<base, std::decay_t<F>> && std::is_invocable_v<std::decay_t<F>&, typename base::yielder&>)
+  explicit generator(F&& body) : base(fiber::stack_kind::copied, std::forward<F>(body)) {}
+};
+#else
 using fiber::generator;
+#endif
 
 TEST_CASE("generator: start runs to the first yield, send exchanges values both ways") {
   std::vector<int> received;

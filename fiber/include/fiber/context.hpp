@@ -417,6 +417,7 @@ template <class F, class A>
 struct made_fiber {
   void* sp;
   F* fn;  // the entry function, stored in the fiber's record
+  record_base* record;
 };
 
 // Allocates a stack from `a`, constructs the entry function F(args...) and `a` at its
@@ -457,7 +458,7 @@ made_fiber<F, A> make_fiber(A a, Args&&... args) {
   san_frame* const first = &r->first;
   std::memcpy(static_cast<char*>(sp) + FIBER_FRAME_DATA, &first, sizeof first);
 #endif
-  return {sp, &r->fn};
+  return {sp, &r->fn, r};
 }
 
 }  // namespace detail

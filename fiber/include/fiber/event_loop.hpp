@@ -99,32 +99,7 @@ struct loop_internals;  // the library's access to an event_loop's insides (even
 }
 
 /// Options of a spawn.
-/// Where a fiber's frames live while it runs and while it is parked
-/// (spawn_options::stack).
-enum class stack_kind : unsigned char {
-  /// A stack of its own (the default): a parked fiber keeps the pages it
-  /// touched, at least one (4 KiB).
-  own,
-  /// Copied (libco's and libaco's idea): the fiber runs on a stack its loop
-  /// shares among its copied-stack fibers. It leaves its frames there when it
-  /// parks; when another copied-stack fiber of the loop is resumed, the bytes in
-  /// use (from its stack pointer to the top: a few hundred bytes for a fiber
-  /// parked in a channel's recv) are copied to a buffer of their size, and back
-  /// to the same addresses before it runs again. A parked fiber then costs its
-  /// task block and those bytes instead of a page; a resume through another
-  /// copied-stack fiber costs the two copies. Channels, select, sleeps,
-  /// mutexes, joins and IO work as for any fiber, with fibers of either kind.
-  ///
-  /// The rule: nothing may use a pointer into the frames of a parked
-  /// copied-stack fiber (its locals; what it passed by reference to a task it
-  /// joins) while another copied-stack fiber of its loop runs: those addresses
-  /// hold the other fiber's frames then. The library keeps what it must reach
-  /// of a parked fiber (its waiters, the values a channel hands over) off the
-  /// stack; a fiber that shares a local with other fibers gives it a stack of
-  /// its own, or puts the local on the heap. A task that may migrate
-  /// (spawn_options::migratable) cannot have a copied stack (fiber::error).
-  copied
-};
+// (stack_kind, where a fiber's frames live: stack.hpp.)
 
 struct spawn_options {
   /// Usable stack of the new fiber (0: the loop's, event_loop::options), at

@@ -29,12 +29,33 @@
 //     (if it yields again instead, close() follows). examples/producer_consumer_quiet.cpp.
 //   - throw_exception(e) raises e at the pending yield (Python's throw()).
 //   - With Send = void, a generator is an input range: for (auto& v : g).
+//
+// Copied stacks: generator(fiber::stack_kind::copied, body) runs the body on a
+// stack its thread shares among its copied-stack generators (stack.hpp). When it
+// yields, its frames stay there; when another copied-stack generator needs the
+// place, the bytes in use (from its stack pointer to the top: a few hundred for
+// a simple body) are copied to a buffer of their size, and back, to the same
+// addresses, before it runs again. A suspended generator then costs that buffer
+// and a small block instead of a stack of its own (4 KiB at least). The rules:
+//   - nothing may use a pointer into a suspended copied-stack generator's frames
+//     (its locals) while another copied-stack generator of the thread runs. The
+//     values it yields are moved to a slot off its stack (what start(), send(),
+//     next() return, and what a range-for's iterator refers to, stay valid);
+//   - it is resumed on the thread that made it (fiber::error otherwise);
+//   - a body that parks its fiber (an event loop's sleep, a channel, IO) holds
+//     its shared stack until it yields: resuming meanwhile another copied-stack
+//     generator that started on that stack throws fiber::error naming it (a
+//     generator started meanwhile takes another stack). Generators that park
+//     are best given their own stacks.
+// A copied-stack generator may resume another one, on the same stack or not
+// (the caller's frames are then copied away while the other runs).
 #pragma once
 
 #include <cstddef>
 #include <exception>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -47,6 +68,31 @@ namespace fiber {
 namespace detail {
 struct no_send_value {};
 void report_generator_destruction_error(std::exception_ptr error) noexcept;
+
+// Copied-stack generators (stack_kind::copied): fiber/src/copied_generators.cpp.
+// A generator's place among its thread's shared stacks, and its copied frames.
+struct copied_frames;
+// `body` is the generator's body, off the stack, destroyed by `drop`; `make`
+// makes its context on the shared stack as it first runs. Throws bad_alloc.
+copied_frames* copied_frames_make(void* body, void (*drop)(void*) noexcept, context (*make)(void*, copied_frames*));
+// Frees what copied_frames_make() made (the context has ended or was dropped).
+void copied_frames_free(copied_frames* f) noexcept;
+// Switches to the generator (its context, or, the first time, none: made then)
+// with its bytes in place; returns where it stopped (context::resume()). Throws
+// fiber::error when it cannot run now (its stack in use mid-body, another thread).
+context copied_resume(copied_frames* f, context&& target);
+// Before its suspended context is destroyed (unwound): puts its bytes in place.
+// False if they cannot be (a running generator holds its stack, or another
+// thread destroys it): its record is then released without unwinding, and that
+// is reported on stderr.
+bool copied_unwind_in_place(copied_frames* f) noexcept;
+// The stack of a copied-stack generator's context, and its record once made.
+struct copied_generator_stack {
+  copied_frames* frames;
+  stack_memory allocate() const noexcept;
+  void deallocate(stack_memory s) const noexcept;
+};
+void copied_made(copied_frames* f, record_base* record) noexcept;
 }  // namespace detail
 
 template <class Yield, class Send = void>
@@ -67,7 +113,10 @@ class generator {
     /// throw_exception() raise at this point. After close_quietly() it returns a
     /// value-initialized Send instead, and closing() is true.
     FIBER_SWITCH_INLINE Send yield(Yield value) {
-      out_ = std::addressof(value);
+      if (box_) [[unlikely]]  // a copied stack: off it
+        out_ = std::addressof(box_->emplace(std::move(value)));
+      else
+        out_ = std::addressof(value);
       caller_ = std::move(caller_).resume();
       if (wake_ != wake::with_value) [[unlikely]] {
         const wake w = std::exchange(wake_, wake::with_value);
@@ -105,7 +154,9 @@ class generator {
     };
 
     context caller_;               // who resumed the body: where yield() goes
-    Yield* out_ = nullptr;         // the value being yielded, in yield()'s frame
+    Yield* out_ = nullptr;         // the value being yielded, in yield()'s frame (or box_)
+    std::optional<Yield>* box_ = nullptr;     // a copied-stack generator's: the value yielded,
+    std::optional<send_arg>* in_box_ = nullptr;  // and the value sent
     send_arg* in_ = nullptr;       // the value being sent, in send()'s frame
     std::exception_ptr inject_;    // raised at the pending yield (wake::with_exception)
     std::exception_ptr* escaped_ = nullptr;  // where an exception leaving the body goes
@@ -119,6 +170,31 @@ class generator {
   template <class F>
     requires(!std::is_same_v<std::decay_t<F>, generator> && std::is_invocable_v<std::decay_t<F>&, yielder&>)
   explicit generator(F&& body) : generator(std::allocator_arg, cached_stack{}, std::forward<F>(body)) {}
+
+  /// The same on a stack of the given kind: stack_kind::own as above, or
+  /// stack_kind::copied (the thread's shared stack; the rules are at the top of
+  /// this file). Throws fiber::error for any other value.
+  template <class F>
+    requires std::is_invocable_v<std::decay_t<F>&, yielder&>
+  generator(stack_kind kind, F&& body) {
+    using D = std::decay_t<F>;
+    if (kind == stack_kind::own) {
+      generator(std::allocator_arg, cached_stack{}, std::forward<F>(body)).swap(*this);
+      return;
+    }
+    if (kind != stack_kind::copied) throw error("fiber::generator: no such stack_kind");
+    auto* b = new copied_body<D>(std::forward<F>(body));
+    try {
+      copied_ = detail::copied_frames_make(b, &drop_copied<D>, &make_copied<D>);
+    } catch (...) {
+      delete b;
+      throw;
+    }
+    y_ = &b->fiber;
+    y_->escaped_ = &b->escaped;
+    y_->box_ = &b->box;
+    y_->in_box_ = &b->in_box;
+  }
 
   /// The same, with the stack taken from `allocator` (see stack.hpp).
   /// `body` must be callable as `body(yielder&)`.
@@ -135,8 +211,9 @@ class generator {
       : fiber_(std::move(other.fiber_)),
         y_(std::exchange(other.y_, nullptr)),
         escaped_(std::move(other.escaped_)),
+        copied_(std::exchange(other.copied_, nullptr)),
         started_(std::exchange(other.started_, true)) {  // moved-from: done
-    if (y_) y_->escaped_ = &escaped_;
+    if (y_ && !copied_) y_->escaped_ = &escaped_;
   }
   generator& operator=(generator&& other) noexcept {
     generator(std::move(other)).swap(*this);
@@ -146,23 +223,27 @@ class generator {
   generator& operator=(const generator&) = delete;
 
   ~generator() {
-    if (!fiber_ || !started_) return;  // an unstarted fiber is ended by ~context
-    try {
-      close();
-    } catch (...) {
-      // As Python does for a generator collected while suspended: report, go on.
-      detail::report_generator_destruction_error(std::current_exception());
+    // (An unstarted fiber is ended by ~context.)
+    if (fiber_ && started_) {
+      try {
+        close();
+      } catch (...) {
+        // As Python does for a generator collected while suspended: report, go on.
+        detail::report_generator_destruction_error(std::current_exception());
+      }
     }
     // If the body yielded again after generator_exit, ~context unwinds it by force.
+    if (copied_) [[unlikely]] drop_copied_frames();
   }
 
   void swap(generator& other) noexcept {
     fiber_.swap(other.fiber_);
     std::swap(y_, other.y_);
     escaped_.swap(other.escaped_);
+    std::swap(copied_, other.copied_);
     std::swap(started_, other.started_);
-    if (y_) y_->escaped_ = &escaped_;
-    if (other.y_) other.y_->escaped_ = &other.escaped_;
+    if (y_ && !copied_) y_->escaped_ = &escaped_;
+    if (other.y_ && !other.copied_) other.y_->escaped_ = &other.escaped_;
   }
 
   /// Python's send(None) on a new generator: runs the body to its first yield.
@@ -181,7 +262,10 @@ class generator {
   {
     if (!started_ || !fiber_) [[unlikely]]
       send_refused();
-    y_->in_ = std::addressof(value);
+    if (y_->in_box_) [[unlikely]]  // a copied stack: off the sender's (its frames may go away)
+      y_->in_ = std::addressof(y_->in_box_->emplace(std::move(value)));
+    else
+      y_->in_ = std::addressof(value);
     return resume_for_value();
   }
 
@@ -189,7 +273,7 @@ class generator {
   FIBER_SWITCH_INLINE Yield next()
     requires(std::is_void_v<Send>)
   {
-    if (!fiber_) [[unlikely]] {  // running (called from its body) or finished
+    if (!resumable()) [[unlikely]] {  // running (called from its body) or finished
       check_not_running("next");
       throw stop_iteration("fiber::generator::next(): the generator has finished");
     }
@@ -277,8 +361,9 @@ class generator {
     requires(std::is_void_v<Send>)
   {
     check_not_running("begin");
+    const bool go = resumable();
     started_ = true;
-    if (fiber_) resume();
+    if (go) resume();
     return iterator(this);
   }
   std::default_sentinel_t end() const noexcept { return {}; }
@@ -309,10 +394,51 @@ class generator {
     F body;
   };
 
+  // A copied-stack generator's body and yielded value, on the heap: what its
+  // resumer reaches of it stays put while its frames are copied away.
+  template <class F>
+  struct copied_body {
+    template <class G>
+    explicit copied_body(G&& g) : fiber(std::forward<G>(g)) {}
+    body_fiber<F> fiber;
+    std::optional<Yield> box;
+    std::optional<send_arg> in_box;
+    std::exception_ptr escaped;
+  };
+  // Its context's entry function (in its record, on the shared stack).
+  template <class F>
+  struct copied_entry {
+    copied_body<F>* b;
+    context operator()(context&& caller) { return b->fiber(std::move(caller)); }
+  };
+  template <class F>
+  static void drop_copied(void* b) noexcept {
+    delete static_cast<copied_body<F>*>(b);
+  }
+  template <class F>
+  static context make_copied(void* b, detail::copied_frames* f) {
+    auto made = detail::make_fiber<copied_entry<F>>(detail::copied_generator_stack{f},
+                                                   copied_entry<F>{static_cast<copied_body<F>*>(b)});
+    detail::copied_made(f, made.record);
+    return context(made.sp);
+  }
+  // Out of line, off the destructor's path: unwinds a suspended copied-stack
+  // body with its bytes in place (or drops it: copied_unwind_in_place), then
+  // frees its frames and body.
+  [[gnu::noinline]] void drop_copied_frames() noexcept {
+    if (fiber_ && !detail::copied_unwind_in_place(copied_)) fiber_.sp_ = nullptr;
+    fiber_ = context{};
+    detail::copied_frames_free(std::exchange(copied_, nullptr));
+  }
+
+  // Whether resume() has a body to run: a suspended one, or (copied stacks) one
+  // whose context is made as it first runs.
+  bool resumable() const noexcept { return fiber_ || (copied_ && !started_); }
+
   // close() and close_quietly(): wakes the pending yield with `how`, once.
   void end(typename yielder::wake how, const char* operation) {
     check_not_running(operation);
-    if (!fiber_) return;
+    if (!resumable()) return;
     if (!started_) {  // never ran: nothing to unwind
       started_ = true;
       fiber_ = context{};
@@ -330,7 +456,7 @@ class generator {
   // While the body runs, its context is out of fiber_ (inside resume()), but the
   // record is alive: that is how a call from inside the body itself is recognised.
   void check_not_running(const char* operation) const {
-    if (y_ != nullptr && !fiber_) [[unlikely]]
+    if (y_ != nullptr && !fiber_ && started_) [[unlikely]]
       throw error(std::string("fiber::generator::") + operation + "(): the generator is already executing (called from inside its own body)");
   }
 
@@ -345,11 +471,25 @@ class generator {
   // what escaped it (the body's record points escaped_ at ours: set as it is made
   // and whenever the generator moves).
   FIBER_SWITCH_INLINE bool resume() {
+    if (copied_) [[unlikely]]
+      return resume_copied();
     fiber_ = std::move(fiber_).resume();
     if (fiber_) [[likely]]
       return true;
     y_ = nullptr;  // the record holding it is gone with the fiber
     if (escaped_) std::rethrow_exception(std::exchange(escaped_, nullptr));
+    return false;
+  }
+
+  // resume() of a copied-stack generator: what its body writes is off the
+  // stack (copied_body), the generator object included, which may live among
+  // frames copied away while the body runs.
+  [[gnu::noinline]] bool resume_copied() {
+    std::exception_ptr* const escaped = y_->escaped_;
+    fiber_ = detail::copied_resume(copied_, std::move(fiber_));
+    if (fiber_) return true;
+    y_ = nullptr;
+    if (*escaped) std::rethrow_exception(std::exchange(*escaped, nullptr));
     return false;
   }
 
@@ -361,6 +501,7 @@ class generator {
   context fiber_;                 // the body's fiber while it is suspended
   yielder* y_ = nullptr;          // inside the fiber's record; null once it ended
   std::exception_ptr escaped_;    // filled by the body's fiber as it ends by exception
+  detail::copied_frames* copied_ = nullptr;  // a copied-stack generator's frames
   bool started_ = false;
 };
 

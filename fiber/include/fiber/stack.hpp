@@ -42,6 +42,38 @@ struct stack_memory {
   void* top() const noexcept { return static_cast<char*>(base) + size; }
 };
 
+/// Where a fiber's frames live while it runs and while it is parked
+/// (spawn_options::stack, event_loop::options::stack), or a generator's while it
+/// is suspended (generator.hpp).
+enum class stack_kind : unsigned char {
+  /// A stack of its own (the default): a parked fiber keeps the pages it
+  /// touched, at least one (4 KiB).
+  own,
+  /// Copied (libco's and libaco's idea): the fiber runs on a stack its loop
+  /// shares among its copied-stack fibers. It leaves its frames there when it
+  /// parks; when another copied-stack fiber of the loop is resumed, the bytes in
+  /// use (from its stack pointer to the top: a few hundred bytes for a fiber
+  /// parked in a channel's recv) are copied to a buffer of their size, and back
+  /// to the same addresses before it runs again. A parked fiber then costs its
+  /// task block and those bytes instead of a page; a resume through another
+  /// copied-stack fiber costs the two copies. Channels, select, sleeps,
+  /// mutexes, joins and IO work as for any fiber, with fibers of either kind.
+  ///
+  /// The rule: nothing may use a pointer into the frames of a parked
+  /// copied-stack fiber (its locals; what it passed by reference to a task it
+  /// joins) while another copied-stack fiber of its loop runs: those addresses
+  /// hold the other fiber's frames then. The library keeps what it must reach
+  /// of a parked fiber (its waiters, the values a channel hands over) off the
+  /// stack; a fiber that shares a local with other fibers gives it a stack of
+  /// its own, or puts the local on the heap. A task that may migrate
+  /// (spawn_options::migratable) cannot have a copied stack (fiber::error).
+  ///
+  /// Generators of this kind share a stack per thread in the same way (a second
+  /// one for a generator started while the first is in use up the call chain);
+  /// their rules are in generator.hpp.
+  copied
+};
+
 /// The system's page size.
 std::size_t page_size() noexcept;
 

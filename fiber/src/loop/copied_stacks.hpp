@@ -38,16 +38,7 @@
 #include "fiber/config.h"
 #include "fiber/event_loop.hpp"
 #include "../guarded_stack.hpp"
-
-#if FIBER_ASAN
-extern "C" void __asan_unpoison_memory_region(void const volatile* addr, std::size_t size);
-#endif
-#if __has_include(<valgrind/memcheck.h>) && !defined(_WIN32)
-#  include <valgrind/memcheck.h>
-#  define FIBER_COPIED_VALGRIND 1
-#else
-#  define FIBER_COPIED_VALGRIND 0
-#endif
+#include "../stack_copy.hpp"
 
 namespace fiber::detail {
 
@@ -190,10 +181,7 @@ class copied_stacks {
   fiber_control* target = nullptr;
 
  private:
-  // Below a suspended stack pointer, what the switch may have left there: the
-  // assembly keeps its frame above the pointer it hands out; Boost's and
-  // ucontext's switches push their registers below the frame they point to.
-  static constexpr std::size_t below_sp = FIBER_BACKEND_ASM ? 0 : 1024;
+  static constexpr std::size_t below_sp = stack_copy::below_sp;
   // Between a spawner's frame and its child's home: what the spawner's calls
   // below the spawn's frame may have left (the spawn returns through them).
   static constexpr std::size_t spawn_gap = 512;
@@ -303,21 +291,8 @@ class copied_stacks {
     registry_relocate(f->record);
   }
 
-  // Under valgrind: bytes about to be written where an earlier fiber's stack
-  // pointer left them inaccessible (memcheck's view of a stack that shrank).
-  static void writable([[maybe_unused]] std::uintptr_t at, [[maybe_unused]] std::size_t n) noexcept {
-#if FIBER_COPIED_VALGRIND
-    (void)VALGRIND_MAKE_MEM_UNDEFINED(reinterpret_cast<void*>(at), n);
-#endif
-  }
-
-  static void unpoison([[maybe_unused]] std::uintptr_t at, [[maybe_unused]] std::size_t n) noexcept {
-#if FIBER_ASAN
-    // The frames' red zones: the bytes are copied whole, and the frames that
-    // come back set their own as they return.
-    __asan_unpoison_memory_region(reinterpret_cast<const void*>(at), n);
-#endif
-  }
+  static void writable(std::uintptr_t at, std::size_t n) noexcept { stack_copy::writable(at, n); }
+  static void unpoison(std::uintptr_t at, std::size_t n) noexcept { stack_copy::unpoison(at, n); }
 
   stack_memory mem_{};
   std::size_t size_;
