@@ -19,6 +19,13 @@
 //                   each resume copies the other's frames away and its own back
 //                   (B plus the loop's own frames, about 1 KiB); beside it, the
 //                   same on stacks of their own.
+//   copied_resume/generator_{copied,own}_<B>
+//                   the same with two generators (fiber::generator) that the
+//                   benchmark's loop resumes in turn, each keeping B bytes of
+//                   locals across its yield: one op = two resumes (and the two
+//                   yields that answer them). On copied stacks each resume copies
+//                   the other generator's bytes away and its own back (B plus its
+//                   body's frames), on the resumer's stack: no loop, no swapper.
 //
 // Every fiber here has its library's default stack: fiber's loop takes 64 KiB
 // stacks from its pool; Boost.Fiber's default is fixedsize_stack (malloc); the
@@ -51,6 +58,7 @@
 
 #include "fiber/channel.hpp"
 #include "fiber/event_loop.hpp"
+#include "fiber/generator.hpp"
 #include "skynet.hpp"
 
 namespace {
@@ -125,6 +133,28 @@ void copied_resume(benchmark::State& state, fiber::stack_kind kind, std::size_t 
     driver.join();
     other.join();
   });
+  state.SetItemsProcessed(state.iterations() * 2);  // (resumes)
+}
+
+void copied_resume_generators(benchmark::State& state, fiber::stack_kind kind, std::size_t live) {
+  auto make = [&](unsigned char fill) {
+    return fiber::generator<int>{kind, [live, fill](auto& co) {
+      auto* mine = static_cast<unsigned char*>(__builtin_alloca(live));
+      std::memset(mine, fill, live);
+      for (;;) {
+        co.yield(mine[live - 1]);
+        benchmark::DoNotOptimize(mine);
+      }
+    }};
+  };
+  auto a = make(1);
+  auto b = make(2);
+  long sum = 0;
+  for (auto _ : state) {
+    sum += a.next();
+    sum += b.next();
+  }
+  benchmark::DoNotOptimize(sum);
   state.SetItemsProcessed(state.iterations() * 2);  // (resumes)
 }
 
@@ -272,6 +302,14 @@ int main(int argc, char** argv) {
                                  [live](benchmark::State& s) { copied_resume(s, fiber::stack_kind::copied, live); });
     benchmark::RegisterBenchmark(("copied_resume/fiber_own_" + std::to_string(live)).c_str(),
                                  [live](benchmark::State& s) { copied_resume(s, fiber::stack_kind::own, live); });
+  }
+  for (std::size_t live : {32, 256, 1024, 4096, 8192}) {
+    benchmark::RegisterBenchmark(
+        ("copied_resume/generator_copied_" + std::to_string(live)).c_str(),
+        [live](benchmark::State& s) { copied_resume_generators(s, fiber::stack_kind::copied, live); });
+    benchmark::RegisterBenchmark(
+        ("copied_resume/generator_own_" + std::to_string(live)).c_str(),
+        [live](benchmark::State& s) { copied_resume_generators(s, fiber::stack_kind::own, live); });
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
