@@ -67,7 +67,7 @@ struct copied_frames {
   void* body;
   void (*drop)(void*) noexcept;
   context (*make)(void*, copied_frames*);
-  thread_stacks* owner;
+  thread_stacks* owner = nullptr;  // the thread it first ran on: from then on, its only one
   shared_stack* stack = nullptr;  // from its first run
   record_base* record = nullptr;  // while its context lives: on the stack, or in `saved`
   unsigned char* saved = nullptr; // its bytes while they are away: [top - saved_size, top)
@@ -75,6 +75,7 @@ struct copied_frames {
   std::size_t saved_capacity = 0;
   void* sp = nullptr;             // where it is suspended
   bool running = false;           // resumed and not back: its bytes are in use
+  bool abandoned = false;         // destroyed on another thread with its bytes in place: kept
 };
 
 namespace {
@@ -82,6 +83,7 @@ namespace {
 class thread_stacks {
  public:
   ~thread_stacks() {
+    swappers.clear();
     for (auto& s : stacks_) unmap_guarded_stack(s->mem);
   }
   std::atomic<std::size_t> refs{1};  // the thread's, and one per generator
@@ -114,7 +116,7 @@ struct thread_holder {
   ~thread_holder() {
     if (!stacks) return;
     stacks->swappers.clear();  // (each unwinds out of swapper_main)
-    unref(stacks);
+    unref(std::exchange(stacks, nullptr));
   }
 };
 FIBER_PER_THREAD(thread_holder, this_thread_holder)
@@ -214,7 +216,18 @@ context swapper_main(context&& from) {
       }
     }
     if (ctx) {
-      result = run(f, std::move(ctx));
+      try {
+        result = run(f, std::move(ctx));
+      } catch (const forced_unwind&) {
+        // The target was unwound by force (its fiber's context destroyed while
+        // it was parked in its body) and its record released: this swapper,
+        // its resumer, goes too, and with it the resumer's context: back in
+        // place first, to be unwound there.
+        f.running = false;
+        restore(s, up);
+        up.running = true;
+        throw;
+      }
       if (result) save(s, f);  // (ended: its record is gone, the stack free)
     }
     restore(s, up);
@@ -228,16 +241,17 @@ context swapper_main(context&& from) {
 // A resume from the body of the generator whose bytes are on the target's stack.
 context resume_through_swapper(thread_stacks& t, copied_frames& f, context&& target) {
   shared_stack& s = *f.stack;
-  swap_request r{&f, std::move(target), s.occupant, {}, nullptr};
-  FIBER_ASSERT(r.up && r.up->running, "the flow on a shared stack is its occupant's");
+  // (What may throw first: the target's context is taken only then.)
   context swapper;
   if (t.swappers.empty()) {
+    t.swappers.reserve(1);  // (room to give it back)
     swapper = context(std::allocator_arg, protected_stack(), swapper_main);
   } else {
     swapper = std::move(t.swappers.back());
     t.swappers.pop_back();
   }
-  t.swappers.reserve(t.swappers.size() + 1);  // (room to give it back)
+  swap_request r{&f, std::move(target), s.occupant, {}, nullptr};
+  FIBER_ASSERT(r.up && r.up->running, "the flow on a shared stack is its occupant's");
   t.pending = &r;
   context back = std::move(swapper).resume();
   t.swappers.push_back(std::move(back));
@@ -252,36 +266,46 @@ context resume_through_swapper(thread_stacks& t, copied_frames& f, context&& tar
 }  // namespace
 
 copied_frames* copied_frames_make(void* body, void (*drop)(void*) noexcept, context (*make)(void*, copied_frames*)) {
-  thread_stacks& t = this_thread_stacks();
-  auto* f = new copied_frames{body, drop, make, &t};
-  t.refs.fetch_add(1, std::memory_order_relaxed);
-  return f;
+  return new copied_frames{body, drop, make};
 }
 
 void copied_frames_free(copied_frames* f) noexcept {
-  FIBER_ASSERT(!f->record, "a copied-stack generator's context has ended before its frames go");
   f->drop(f->body);
+  if (f->abandoned) return;  // (its bytes are on its thread's stack, which may copy them yet)
+  FIBER_ASSERT(!f->record, "a copied-stack generator's context has ended before its frames go");
+  if (f->stack && f->stack->occupant == f) f->stack->occupant = nullptr;
   std::free(f->saved);
-  unref(f->owner);
+  if (f->owner) unref(f->owner);
   delete f;
 }
 
+void copied_check(const copied_frames* f) {
+  const thread_stacks* t = this_thread_stacks_if_any();
+  if (f->owner && f->owner != t)
+    refuse("it is resumed on another thread than the one it first ran on (its frames go to and from that "
+           "thread's shared stack)");
+  if (const fiber_control* task = running(); task && task->migratable)
+    refuse("it is resumed by a task that may migrate (spawn_options::migratable): its frames stay on one thread's "
+           "shared stack");
+  if (!f->stack || runs_on(*f->stack)) return;
+  if (const copied_frames* o = f->stack->occupant; o && o != f && o->running)
+    refuse("another copied-stack generator of its stack is in the middle of its body (its fiber parked there, or "
+           "it resumed this one from a context of another stack); generators that park are best given their own "
+           "stacks");
+}
+
 context copied_resume(copied_frames* f, context&& target) {
+  copied_check(f);
   thread_stacks& t = this_thread_stacks();
-  if (f->owner != &t)
-    refuse("it is resumed on another thread than the one that made it (its frames go to and from that thread's "
-           "shared stack)");
+  if (!f->owner) {
+    f->owner = &t;
+    t.refs.fetch_add(1, std::memory_order_relaxed);
+  }
   if (!f->stack) f->stack = t.pick();
   shared_stack& s = *f->stack;
   if (runs_on(s)) return resume_through_swapper(t, *f, std::move(target));
   if (s.occupant != f) {
-    if (copied_frames* o = s.occupant) {
-      if (o->running)
-        refuse("another copied-stack generator of its stack is in the middle of its body (its fiber parked there, "
-               "or it resumed this one from a context of another stack); generators that park are best given "
-               "their own stacks");
-      save(s, *o);
-    }
+    if (copied_frames* o = s.occupant) save(s, *o);  // (not running: copied_check())
     if (target)
       restore(s, *f);
     else
@@ -293,7 +317,8 @@ context copied_resume(copied_frames* f, context&& target) {
 
 bool copied_unwind_in_place(copied_frames* f) noexcept {
   shared_stack& s = *f->stack;
-  if (f->owner == this_thread_stacks_if_any() && !runs_on(s) && (!s.occupant || s.occupant == f || !s.occupant->running)) {
+  const bool here = f->owner == this_thread_stacks_if_any();
+  if (here && !runs_on(s) && (!s.occupant || s.occupant == f || !s.occupant->running)) {
     if (s.occupant != f) {
       if (s.occupant) save(s, *s.occupant);
       restore(s, *f);
@@ -301,11 +326,17 @@ bool copied_unwind_in_place(copied_frames* f) noexcept {
     f->running = true;  // (its unwinding runs its destructors: as if resumed)
     return true;
   }
-  std::fputs("fiber: a suspended copied-stack generator was destroyed while its frames could not be put back (another "
-             "thread, or another generator of its stack in the middle of its body): they were dropped without being "
-             "unwound, and their destructors did not run\n",
+  std::fputs("fiber: a suspended copied-stack generator was destroyed where its frames could not be put back (on "
+             "another thread than its own, or while another generator of its stack was in the middle of its body): "
+             "they were dropped without being unwound, and their destructors did not run\n",
              stderr);
-  record_base* r = f->record;
+  if (!here && s.occupant == f) {
+    // Its bytes are on its thread's stack, which that thread alone touches:
+    // left there, with its record, until that thread copies them away.
+    f->abandoned = true;
+    return false;
+  }
+  record_base* r = f->record;  // (in its buffer: its own)
   r->release(r);
   return false;
 }

@@ -79,8 +79,10 @@ copied_frames* copied_frames_make(void* body, void (*drop)(void*) noexcept, cont
 void copied_frames_free(copied_frames* f) noexcept;
 // Switches to the generator (its context, or, the first time, none: made then)
 // with its bytes in place; returns where it stopped (context::resume()). Throws
-// fiber::error when it cannot run now (its stack in use mid-body, another thread).
+// fiber::error when it cannot run now (its stack in use mid-body, another thread,
+// a task that may migrate), before anything has changed: copied_check().
 context copied_resume(copied_frames* f, context&& target);
+void copied_check(const copied_frames* f);
 // Before its suspended context is destroyed (unwound): puts its bytes in place.
 // False if they cannot be (a running generator holds its stack, or another
 // thread destroys it): its record is then released without unwinding, and that
@@ -190,7 +192,7 @@ class generator {
       delete b;
       throw;
     }
-    y_ = &b->fiber;
+    y_ = &*b->fiber;
     y_->escaped_ = &b->escaped;
     y_->box_ = &b->box;
     y_->in_box_ = &b->in_box;
@@ -249,6 +251,7 @@ class generator {
   /// Python's send(None) on a new generator: runs the body to its first yield.
   Yield start() {
     check_not_running("start");
+    if (copied_) [[unlikely]] detail::copied_check(copied_);
     if (done()) throw stop_iteration("fiber::generator::start(): the generator has finished");
     if (started_) throw error("fiber::generator::start(): the generator has already started");
     started_ = true;
@@ -262,6 +265,7 @@ class generator {
   {
     if (!started_ || !fiber_) [[unlikely]]
       send_refused();
+    if (copied_) [[unlikely]] detail::copied_check(copied_);
     if (y_->in_box_) [[unlikely]]  // a copied stack: off the sender's (its frames may go away)
       y_->in_ = std::addressof(y_->in_box_->emplace(std::move(value)));
     else
@@ -277,6 +281,7 @@ class generator {
       check_not_running("next");
       throw stop_iteration("fiber::generator::next(): the generator has finished");
     }
+    if (copied_) [[unlikely]] detail::copied_check(copied_);
     started_ = true;
     return resume_for_value();
   }
@@ -293,6 +298,7 @@ class generator {
       y_ = nullptr;
     }
     if (!fiber_) std::rethrow_exception(e);
+    if (copied_) [[unlikely]] detail::copied_check(copied_);
     y_->inject_ = std::move(e);
     y_->wake_ = yielder::wake::with_exception;
     return resume_for_value();
@@ -361,6 +367,7 @@ class generator {
     requires(std::is_void_v<Send>)
   {
     check_not_running("begin");
+    if (copied_ && resumable()) [[unlikely]] detail::copied_check(copied_);
     const bool go = resumable();
     started_ = true;
     if (go) resume();
@@ -399,17 +406,26 @@ class generator {
   template <class F>
   struct copied_body {
     template <class G>
-    explicit copied_body(G&& g) : fiber(std::forward<G>(g)) {}
-    body_fiber<F> fiber;
+    explicit copied_body(G&& g) : fiber(std::in_place, std::forward<G>(g)) {}
+    std::optional<body_fiber<F>> fiber;  // until its context ends, as in a record
     std::optional<Yield> box;
     std::optional<send_arg> in_box;
     std::exception_ptr escaped;
   };
-  // Its context's entry function (in its record, on the shared stack).
+  // Its context's entry function (in its record, on the shared stack). As the
+  // record goes, so do the body and its yielder (the resumer's context
+  // included: a body unwound by force unwinds its resumer, as on a stack of
+  // its own).
   template <class F>
   struct copied_entry {
+    explicit copied_entry(copied_body<F>* body) noexcept : b(body) {}
+    copied_entry(copied_entry&& other) noexcept : b(std::exchange(other.b, nullptr)) {}
+    copied_entry& operator=(copied_entry&&) = delete;
+    ~copied_entry() {
+      if (b) b->fiber.reset();
+    }
+    context operator()(context&& caller) { return (*b->fiber)(std::move(caller)); }
     copied_body<F>* b;
-    context operator()(context&& caller) { return b->fiber(std::move(caller)); }
   };
   template <class F>
   static void drop_copied(void* b) noexcept {
@@ -418,7 +434,7 @@ class generator {
   template <class F>
   static context make_copied(void* b, detail::copied_frames* f) {
     auto made = detail::make_fiber<copied_entry<F>>(detail::copied_generator_stack{f},
-                                                   copied_entry<F>{static_cast<copied_body<F>*>(b)});
+                                                   copied_entry<F>(static_cast<copied_body<F>*>(b)));
     detail::copied_made(f, made.record);
     return context(made.sp);
   }
@@ -445,6 +461,7 @@ class generator {
       y_ = nullptr;
       return;
     }
+    if (copied_) [[unlikely]] detail::copied_check(copied_);
     y_->wake_ = how;
     y_->closing_ = true;
     if (!resume()) return;  // finished (or threw: resume() rethrew it)
@@ -486,6 +503,7 @@ class generator {
   // frames copied away while the body runs.
   [[gnu::noinline]] bool resume_copied() {
     std::exception_ptr* const escaped = y_->escaped_;
+    y_->box_->reset();  // (the value yielded last goes as the body resumes, as on its own stack)
     fiber_ = detail::copied_resume(copied_, std::move(fiber_));
     if (fiber_) return true;
     y_ = nullptr;
