@@ -41,7 +41,10 @@
 //     (its locals) while another copied-stack generator of the thread runs. The
 //     values it yields are moved to a slot off its stack (what start(), send(),
 //     next() return, and what a range-for's iterator refers to, stay valid);
-//   - it is resumed on the thread that made it (fiber::error otherwise);
+//   - it runs on the thread it first ran on (its frames go to and from that
+//     thread's shared stack), and not from a task that may migrate
+//     (spawn_options::migratable): fiber::error otherwise, before anything
+//     changes. Destroyed on another thread, it is not unwound (stderr says so);
 //   - a body that parks its fiber (an event loop's sleep, a channel, IO) holds
 //     its shared stack until it yields: resuming meanwhile another copied-stack
 //     generator that started on that stack throws fiber::error naming it (a
