@@ -67,6 +67,7 @@ struct copied_frames {
   void* body;
   void (*drop)(void*) noexcept;
   context (*make)(void*, copied_frames*);
+  void (*keep)(void*) noexcept;
   thread_stacks* owner = nullptr;  // the thread it first ran on: from then on, its only one
   shared_stack* stack = nullptr;  // from its first run
   record_base* record = nullptr;  // while its context lives: on the stack, or in `saved`
@@ -228,7 +229,10 @@ context swapper_main(context&& from) {
         up.running = true;
         throw;
       }
-      if (result) save(s, f);  // (ended: its record is gone, the stack free)
+      if (result) {
+        f.keep(f.body);  // (its value, before its frames go)
+        save(s, f);
+      }  // (else it ended: its record is gone, the stack free)
     }
     restore(s, up);
     up.running = true;
@@ -265,8 +269,9 @@ context resume_through_swapper(thread_stacks& t, copied_frames& f, context&& tar
 
 }  // namespace
 
-copied_frames* copied_frames_make(void* body, void (*drop)(void*) noexcept, context (*make)(void*, copied_frames*)) {
-  return new copied_frames{body, drop, make};
+copied_frames* copied_frames_make(void* body, void (*drop)(void*) noexcept, context (*make)(void*, copied_frames*),
+                                  void (*keep)(void*) noexcept) {
+  return new copied_frames{body, drop, make, keep};
 }
 
 void copied_frames_free(copied_frames* f) noexcept {

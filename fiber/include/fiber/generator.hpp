@@ -76,8 +76,11 @@ void report_generator_destruction_error(std::exception_ptr error) noexcept;
 // A generator's place among its thread's shared stacks, and its copied frames.
 struct copied_frames;
 // `body` is the generator's body, off the stack, destroyed by `drop`; `make`
-// makes its context on the shared stack as it first runs. Throws bad_alloc.
-copied_frames* copied_frames_make(void* body, void (*drop)(void*) noexcept, context (*make)(void*, copied_frames*));
+// makes its context on the shared stack as it first runs; `keep` moves the
+// value it yielded off its frames (called before they are copied away while its
+// resumer waits: a resume from its own stack). Throws bad_alloc.
+copied_frames* copied_frames_make(void* body, void (*drop)(void*) noexcept, context (*make)(void*, copied_frames*),
+                                  void (*keep)(void*) noexcept);
 // Frees what copied_frames_make() made (the context has ended or was dropped).
 void copied_frames_free(copied_frames* f) noexcept;
 // Switches to the generator (its context, or, the first time, none: made then)
@@ -118,10 +121,7 @@ class generator {
     /// throw_exception() raise at this point. After close_quietly() it returns a
     /// value-initialized Send instead, and closing() is true.
     FIBER_SWITCH_INLINE Send yield(Yield value) {
-      if (box_) [[unlikely]]  // a copied stack: off it
-        out_ = std::addressof(box_->emplace(std::move(value)));
-      else
-        out_ = std::addressof(value);
+      out_ = std::addressof(value);  // (on a copied stack, moved off it once suspended: resume_copied())
       caller_ = std::move(caller_).resume();
       if (wake_ != wake::with_value) [[unlikely]] {
         const wake w = std::exchange(wake_, wake::with_value);
@@ -190,7 +190,7 @@ class generator {
     if (kind != stack_kind::copied) throw error("fiber::generator: no such stack_kind");
     auto* b = new copied_body<D>(std::forward<F>(body));
     try {
-      copied_ = detail::copied_frames_make(b, &drop_copied<D>, &make_copied<D>);
+      copied_ = detail::copied_frames_make(b, &drop_copied<D>, &make_copied<D>, &keep_copied<D>);
     } catch (...) {
       delete b;
       throw;
@@ -266,27 +266,20 @@ class generator {
   FIBER_SWITCH_INLINE Yield send(send_arg value)
     requires(!std::is_void_v<Send>)
   {
-    if (!started_ || !fiber_) [[unlikely]]
-      send_refused();
-    if (copied_) [[unlikely]] detail::copied_check(copied_);
-    if (y_->in_box_) [[unlikely]]  // a copied stack: off the sender's (its frames may go away)
-      y_->in_ = std::addressof(y_->in_box_->emplace(std::move(value)));
-    else
-      y_->in_ = std::addressof(value);
-    return resume_for_value();
+    if (!started_ || !fiber_ || copied_) [[unlikely]]
+      return send_slow(std::move(value));
+    y_->in_ = std::addressof(value);
+    return resume_own_for_value();
   }
 
   /// The next yielded value, starting the generator if needed (Python's next()).
   FIBER_SWITCH_INLINE Yield next()
     requires(std::is_void_v<Send>)
   {
-    if (!resumable()) [[unlikely]] {  // running (called from its body) or finished
-      check_not_running("next");
-      throw stop_iteration("fiber::generator::next(): the generator has finished");
-    }
-    if (copied_) [[unlikely]] detail::copied_check(copied_);
+    if (!fiber_ || copied_) [[unlikely]]
+      return next_slow();
     started_ = true;
-    return resume_for_value();
+    return resume_own_for_value();
   }
 
   /// Raises `e` at the pending yield and returns the next yielded value (Python's
@@ -434,6 +427,16 @@ class generator {
   static void drop_copied(void* b) noexcept {
     delete static_cast<copied_body<F>*>(b);
   }
+  // The value a suspended copied-stack body yielded, moved off its frames (a
+  // move that throws here ends the process: its resumer waits on another stack).
+  static void keep_value(yielder& y) {
+    if (y.box_->has_value() && y.out_ == std::addressof(**y.box_)) return;  // (kept already)
+    y.out_ = std::addressof(y.box_->emplace(std::move(*y.out_)));
+  }
+  template <class F>
+  static void keep_copied(void* b) noexcept {
+    keep_value(*static_cast<copied_body<F>*>(b)->fiber);
+  }
   template <class F>
   static context make_copied(void* b, detail::copied_frames* f) {
     auto made = detail::make_fiber<copied_entry<F>>(detail::copied_generator_stack{f},
@@ -480,6 +483,24 @@ class generator {
       throw error(std::string("fiber::generator::") + operation + "(): the generator is already executing (called from inside its own body)");
   }
 
+  // send() and next() off their path: refused, or on a copied stack.
+  [[gnu::noinline]] Yield send_slow(send_arg value) {
+    if (!started_ || !fiber_) send_refused();
+    detail::copied_check(copied_);
+    // Off the sender's stack: its frames may go away while the body runs.
+    y_->in_ = std::addressof(y_->in_box_->emplace(std::move(value)));
+    return resume_for_value();
+  }
+  [[gnu::noinline]] Yield next_slow() {
+    if (!resumable()) {  // running (called from its body) or finished
+      check_not_running("next");
+      throw stop_iteration("fiber::generator::next(): the generator has finished");
+    }
+    if (copied_) detail::copied_check(copied_);
+    started_ = true;
+    return resume_for_value();
+  }
+
   // Why send() cannot resume: out of line, off its path.
   [[noreturn, gnu::noinline]] void send_refused() const {
     check_not_running("send");
@@ -493,6 +514,10 @@ class generator {
   FIBER_SWITCH_INLINE bool resume() {
     if (copied_) [[unlikely]]
       return resume_copied();
+    return resume_own();
+  }
+  // resume() on a stack of its own.
+  FIBER_SWITCH_INLINE bool resume_own() {
     fiber_ = std::move(fiber_).resume();
     if (fiber_) [[likely]]
       return true;
@@ -508,10 +533,18 @@ class generator {
     std::exception_ptr* const escaped = y_->escaped_;
     y_->box_->reset();  // (the value yielded last goes as the body resumes, as on its own stack)
     fiber_ = detail::copied_resume(copied_, std::move(fiber_));
-    if (fiber_) return true;
+    if (fiber_) {
+      keep_value(*y_);  // (its frames are in place until another copied-stack generator runs)
+      return true;
+    }
     y_ = nullptr;
     if (*escaped) std::rethrow_exception(std::exchange(*escaped, nullptr));
     return false;
+  }
+
+  FIBER_SWITCH_INLINE Yield resume_own_for_value() {
+    if (!resume_own()) throw stop_iteration("fiber::generator: the body returned instead of yielding");
+    return std::move(*y_->out_);
   }
 
   FIBER_SWITCH_INLINE Yield resume_for_value() {
